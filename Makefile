@@ -1,0 +1,50 @@
+# Run `make help` for the list of targets. Every target sets up what it needs first and is safe to repeat.
+SHELL := /bin/bash
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+UV_VERSION := 0.13.8
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# No telemetry leaves this machine from the tools the pipeline drives.
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.DEFAULT_GOAL := help
+.PHONY: help setup dataset run test flow clean-outputs
+
+help: ## List the targets with what they do
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: requirements.lock
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip sync --quiet --python $(PYTHON) requirements.lock
+	touch $@
+
+setup: $(VENV)/.installed dataset ## Create .venv from requirements.lock and install the Fashion-MNIST files
+
+dataset: ## Install Debian's dataset-fashion-mnist (the offline source of Fashion-MNIST) if missing
+	@if [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	  elif command -v sudo >/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	  else \
+	    echo "Fashion-MNIST is not in $(FASHION_MNIST_DIR); install Debian's dataset-fashion-mnist" \
+	         "or let the download stage use the HTTPS mirrors in params.yaml"; \
+	  fi; \
+	fi
+
+run: setup ## Run the whole pipeline (dvc repro) on the datasets in params.yaml and say where the outputs are
+	dvc repro
+	@$(PYTHON) -m flows.outputs
+
+flow: setup ## Run the Prefect flow for one dataset without a server: make flow DATASET=mnist-sample
+	$(PYTHON) -m flows.training --dataset $(or $(DATASET),fashion-mnist)
+
+test: setup ## Run the test suite (unit, integration through dvc repro and the Prefect flow)
+	$(PYTHON) -m pytest
+
+clean-outputs: ## Remove generated data, models and reports from the workspace (DVC's cache keeps them)
+	rm -rf data/raw data/processed models reports

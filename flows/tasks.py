@@ -1,0 +1,69 @@
+"""Prefect tasks: thin wrappers (retries, logging) over the stage functions in tasks/.
+
+Task names equal the DVC stage names and the module names in tasks/.
+"""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.config import DatasetParams, DownloadParams, EvaluateParams, TrainParams, ValidateParams
+from tasks.download import DownloadResult, download_dataset
+from tasks.errors import ChecksumError, ConfigError, InsecureURLError
+from tasks.evaluate import EvaluationResult, evaluate_model
+from tasks.normalize import NormalizeResult, normalize_dataset
+from tasks.paths import DatasetPaths
+from tasks.train import TrainResult, train_model
+from tasks.validate import ValidationReport, validate_dataset
+
+# Retrying cannot fix these: a bad setting, a refused URL or data that is not what it claims to be.
+_DETERMINISTIC_FAILURES = (ConfigError, InsecureURLError, ChecksumError)
+
+
+def _is_transient(task, task_run, state) -> bool:
+    """Retry a failed download unless the cause is deterministic."""
+    try:
+        state.result(raise_on_failure=True)
+    except _DETERMINISTIC_FAILURES:
+        return False
+    except Exception:  # noqa: BLE001 (anything else may be a passing network fault)
+        return True
+    return False
+
+
+@task(name="download", retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_is_transient,
+      cache_policy=NO_CACHE)
+def download(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadParams) -> DownloadResult:
+    result = download_dataset(paths, dataset, settings)
+    for file_name, source in result.source_by_file.items():
+        get_run_logger().info("%s: %s", file_name, source)
+    return result
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate(paths: DatasetPaths, dataset: DatasetParams, settings: ValidateParams) -> ValidationReport:
+    report = validate_dataset(paths, dataset, settings)
+    get_run_logger().info("all expectations met for %s images; Data Docs: %s", report.image_counts,
+                          paths.data_docs_dir / "index.html")
+    return report
+
+
+@task(name="normalize", cache_policy=NO_CACHE)
+def normalize(paths: DatasetPaths) -> NormalizeResult:
+    return normalize_dataset(paths)
+
+
+@task(name="train", cache_policy=NO_CACHE)
+def train(paths: DatasetPaths, params: TrainParams) -> TrainResult:
+    result = train_model(paths, params)
+    get_run_logger().info("stopped at epoch %d (%s) after %.1f s of training", result.stop_epoch,
+                          "threshold reached" if result.stopped_by_threshold else "epoch limit", result.train_seconds)
+    return result
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate(paths: DatasetPaths, dataset: DatasetParams, settings: EvaluateParams) -> EvaluationResult:
+    result = evaluate_model(paths, dataset, settings)
+    get_run_logger().info("test accuracy %.4f, test loss %.4f", result.test_accuracy, result.test_loss)
+    return result

@@ -1,0 +1,73 @@
+"""The training pipeline as a Prefect flow: download -> validate -> normalize -> train -> evaluate.
+
+Run it locally without a server: `python -m flows.training --dataset mnist-sample`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from flows.artifacts import publish_results
+from flows.tasks import download, evaluate, normalize, train, validate
+from flows.versioning import record_outputs
+from tasks.config import Params, load_params, override_params
+from tasks.errors import ConfigError
+from tasks.evaluate import EvaluationResult
+from tasks.paths import PARAMS_FILE, DatasetPaths
+
+FLOW_NAME = "training-pipeline"
+
+
+@flow(name=FLOW_NAME, log_prints=True)
+def training_pipeline(dataset: str = "fashion-mnist", params_file: str = PARAMS_FILE,
+                      overrides: dict[str, Any] | None = None, root: str | None = None) -> EvaluationResult:
+    """Run the five stages for `dataset`, publish artifacts and record the outputs in DVC.
+
+    `overrides` sets dotted params.yaml keys first (like `dvc exp run -S`); params.yaml is put back
+    as it was if the run fails. `root` is the repository root (default: the current directory).
+    """
+    repo_root = Path(root).resolve() if root else Path.cwd()
+    params_path = repo_root / params_file
+    original_params = override_params(params_path, overrides) if overrides else None
+    try:
+        return _run_stages(repo_root, dataset, load_params(params_path))
+    except BaseException:
+        if original_params is not None:
+            params_path.write_text(original_params, encoding="utf-8")
+        raise
+
+
+def _run_stages(repo_root: Path, dataset: str, params: Params) -> EvaluationResult:
+    dataset_params = params.dataset(dataset)
+    if dataset not in params.datasets:
+        raise ConfigError(f"dataset {dataset!r} is not listed under `datasets` in params.yaml "
+                          f"(listed: {list(params.datasets)}); add it so DVC versions its outputs")
+    paths = DatasetPaths(repo_root, dataset)
+    download(paths, dataset_params, params.download)
+    validate(paths, dataset_params, params.validate_)
+    normalize(paths)
+    training = train(paths, params.train_for(dataset))
+    evaluation = evaluate(paths, dataset_params, params.evaluate)
+    publish_results(paths, dataset_params.class_names, training, evaluation)
+    record_outputs(repo_root, dataset)
+    return evaluation
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.training", description=__doc__)
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--params-file", default=PARAMS_FILE)
+    parser.add_argument("--overrides", type=json.loads, default=None,
+                        help='JSON object of dotted params keys, e.g. \'{"train.epochs": 3}\'')
+    arguments = parser.parse_args(argv)
+    training_pipeline(dataset=arguments.dataset, params_file=arguments.params_file, overrides=arguments.overrides)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

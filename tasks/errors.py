@@ -1,0 +1,33 @@
+"""Error types a user can act on. Each message names the file or key, what was expected and what was found."""
+
+
+class PipelineError(Exception):
+    """Base class for every failure the pipeline reports on purpose (as opposed to a bug)."""
+
+
+class ConfigError(PipelineError, ValueError):
+    """A value in params.yaml (or a flow override) is missing, unknown or out of range."""
+
+
+class IDXFormatError(PipelineError, ValueError):
+    """An IDX file is malformed: wrong magic number, dimensions, type code or byte length."""
+
+
+class DownloadError(PipelineError):
+    """No source could provide a file that passes its checksum."""
+
+
+class ChecksumError(DownloadError, ValueError):
+    """A file's SHA-256 differs from the known value."""
+
+
+class InsecureURLError(DownloadError, ValueError):
+    """A mirror URL (or a redirect) is not HTTPS."""
+
+
+class DataValidationError(PipelineError, ValueError):
+    """The data broke one or more expectations; the message lists every failed one."""
+
+
+class TrainingError(PipelineError):
+    """Training could not start or did not produce a usable model."""

@@ -1,0 +1,112 @@
+"""Stage 5, evaluate: test loss and accuracy, confusion matrix (labels 0..9), per-class report with class names.
+
+Writes `metrics.json` (DVC metrics), `predictions.csv` (DVC confusion plot), a labelled confusion-matrix
+PNG and a grid of misclassified test images, all under `reports/<dataset>/`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from tasks.config import NUM_CLASSES, DatasetParams, EvaluateParams
+from tasks.errors import TrainingError
+from tasks.fileio import write_json_atomic, write_text_atomic
+from tasks.normalize import load_split
+from tasks.paths import DatasetPaths
+from tasks.plots import save_confusion_heatmap, save_misclassified_grid
+
+logger = logging.getLogger(__name__)
+CLASS_LABELS = list(range(NUM_CLASSES))
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    dataset: str
+    test_accuracy: float
+    test_loss: float
+    confusion_matrix: list[list[int]]
+    per_class: dict[str, dict[str, float]]
+    stop_epoch: int | None
+
+
+def load_model(path):
+    """Load a model with Keras' safe mode (no arbitrary code from Lambda layers)."""
+    import keras
+
+    if not path.exists():
+        raise TrainingError(f"{path}: no model file; run the train stage first")
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def summarize_predictions(true_labels: np.ndarray, predicted_labels: np.ndarray, class_names: tuple[str, ...]):
+    """Confusion matrix over all 10 classes and a per-class report, even when a class is absent from the test set."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    matrix = confusion_matrix(true_labels, predicted_labels, labels=CLASS_LABELS)
+    report = classification_report(true_labels, predicted_labels, labels=CLASS_LABELS, target_names=list(class_names),
+                                   output_dict=True, zero_division=0)
+    per_class = {name: {"precision": report[name]["precision"], "recall": report[name]["recall"],
+                        "f1": report[name]["f1-score"], "support": int(report[name]["support"])}
+                 for name in class_names}
+    return matrix, per_class
+
+
+def evaluate_model(paths: DatasetPaths, dataset: DatasetParams, settings: EvaluateParams) -> EvaluationResult:
+    """Evaluate `models/<dataset>/model.keras` on the test split and write the reports."""
+    model = load_model(paths.model_file)
+    images, labels = load_split(paths.processed_file("test"))
+    test_loss, test_accuracy = model.evaluate(images, labels, verbose=0)
+    predicted = model.predict(images, verbose=0).argmax(axis=1)
+    matrix, per_class = summarize_predictions(labels, predicted, dataset.class_names)
+    stop_epoch = _stop_epoch(paths)
+    result = EvaluationResult(paths.dataset, float(test_accuracy), float(test_loss), matrix.tolist(), per_class,
+                              stop_epoch)
+    write_json_atomic(paths.metrics_file, {
+        "test_accuracy": result.test_accuracy, "test_loss": result.test_loss, "stop_epoch": stop_epoch,
+        "test_images": int(len(labels)), "per_class": per_class, "confusion_matrix": result.confusion_matrix,
+    })
+    write_text_atomic(paths.predictions_file, _predictions_csv(labels, predicted, dataset.class_names))
+    save_confusion_heatmap(matrix, dataset.class_names, f"{paths.dataset}: test accuracy {test_accuracy:.4f}",
+                           paths.confusion_matrix_png)
+    wrong = np.flatnonzero(predicted != labels)[: settings.misclassified_shown]
+    save_misclassified_grid(images[wrong], labels[wrong], predicted[wrong], dataset.class_names,
+                            paths.misclassified_png)
+    logger.info("%s: test accuracy %.4f, loss %.4f on %d images; metrics -> %s", paths.dataset, test_accuracy,
+                test_loss, len(labels), paths.metrics_file)
+    return result
+
+
+def _stop_epoch(paths: DatasetPaths) -> int | None:
+    if not paths.training_summary_file.exists():
+        return None
+    return json.loads(paths.training_summary_file.read_text())["stop_epoch"]
+
+
+def _predictions_csv(true_labels: np.ndarray, predicted_labels: np.ndarray, class_names: tuple[str, ...]) -> str:
+    names = np.asarray(class_names, dtype=object)
+    buffer = io.StringIO()
+    buffer.write("actual,predicted\n")
+    for actual, predicted in zip(names[true_labels], names[predicted_labels]):
+        buffer.write(f"{_csv_field(actual)},{_csv_field(predicted)}\n")
+    return buffer.getvalue()
+
+
+def _csv_field(text: str) -> str:
+    return f'"{text}"' if "," in text or '"' in text else text
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.cli import run_stage
+
+    return run_stage("evaluate", argv, lambda paths, params: evaluate_model(
+        paths, params.dataset(paths.dataset), params.evaluate))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

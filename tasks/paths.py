@@ -1,0 +1,82 @@
+"""Every file the pipeline reads or writes, defined once. dvc.yaml mirrors these (tests/test_dvc_yaml.py checks it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PARAMS_FILE = "params.yaml"
+SPLITS = ("train", "test")
+# The standard MNIST file names; the raw folder holds them decompressed.
+IDX_FILE_NAMES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    """Where one dataset's data, model and reports live, under the repository root."""
+
+    root: Path
+    dataset: str
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "data" / "raw" / self.dataset
+
+    def raw_file(self, split: str, kind: str) -> Path:
+        return self.raw_dir / IDX_FILE_NAMES[(split, kind)]
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.root / "data" / "processed" / self.dataset
+
+    def processed_file(self, split: str) -> Path:
+        return self.processed_dir / f"{split}.npz"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "models" / self.dataset
+
+    @property
+    def model_file(self) -> Path:
+        return self.model_dir / "model.keras"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports" / self.dataset
+
+    @property
+    def validation_file(self) -> Path:
+        return self.reports_dir / "validation.json"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        return self.reports_dir / "data_docs"
+
+    @property
+    def training_history_file(self) -> Path:
+        return self.reports_dir / "training_history.csv"
+
+    @property
+    def training_summary_file(self) -> Path:
+        return self.reports_dir / "training.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.reports_dir / "metrics.json"
+
+    @property
+    def predictions_file(self) -> Path:
+        return self.reports_dir / "predictions.csv"
+
+    @property
+    def confusion_matrix_png(self) -> Path:
+        return self.reports_dir / "confusion_matrix.png"
+
+    @property
+    def misclassified_png(self) -> Path:
+        return self.reports_dir / "misclassified.png"

@@ -1,0 +1,119 @@
+"""Stage 2, validate: strict IDX parsing, then a Great Expectations suite on a per-image summary table.
+
+On success it writes `reports/<dataset>/validation.json` and GX Data Docs (`reports/<dataset>/data_docs/`).
+On failure it raises DataValidationError listing every failed expectation with the file and a few
+offending rows; the report then goes to `reports/<dataset>/failed_validation/` and the last good
+report is left as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks import idx
+from tasks.config import DatasetParams, ValidateParams
+from tasks.errors import DataValidationError
+from tasks.expectations import SplitData, build_expectations, run_suite, summarize_images
+from tasks.fileio import atomic_directory, write_json_atomic
+from tasks.paths import SPLITS, DatasetPaths
+
+logger = logging.getLogger(__name__)
+_LABEL_COLUMNS = {"label", "label_share"}
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    dataset: str
+    success: bool
+    image_counts: dict[str, int]
+    failures: list[str]
+    report_file: Path
+
+
+def load_split(paths: DatasetPaths, split: str) -> SplitData:
+    """Parse one split's IDX files strictly; the image and label counts must agree."""
+    images_file, labels_file = paths.raw_file(split, "images"), paths.raw_file(split, "labels")
+    images, labels = idx.read_images(images_file), idx.read_labels(labels_file)
+    if len(images) != len(labels):
+        raise DataValidationError(
+            f"{images_file} holds {len(images)} images but {labels_file} holds {len(labels)} labels; "
+            "the two files of a split must have one label per image"
+        )
+    return SplitData(split, images, labels, images_file, labels_file)
+
+
+def validate_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: ValidateParams) -> ValidationReport:
+    """Validate the raw train and test files; raise DataValidationError (listing every failure) if any fails."""
+    started = time.perf_counter()
+    splits = {split: load_split(paths, split) for split in SPLITS}
+    summaries = {split: summarize_images(data.images, data.labels) for split, data in splits.items()}
+    counts = dataset.expected_counts
+    expectations = {split: build_expectations(getattr(counts, split) if counts else None,
+                                              settings.class_balance_tolerance) for split in SPLITS}
+    failed_dir = paths.reports_dir / "failed_validation"
+    paths.reports_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".validate-", dir=paths.reports_dir) as scratch_name:
+        scratch_dir = Path(scratch_name)
+        results = run_suite(summaries, expectations, scratch_dir / "data_docs", settings.failed_rows_shown)
+        failures = [_failure_line(splits[split], result) for split in SPLITS
+                    for result in results[split] if not result["success"]]
+        document = {"dataset": paths.dataset, "success": not failures,
+                    "image_counts": {split: len(data.images) for split, data in splits.items()},
+                    "splits": results}
+        write_json_atomic(scratch_dir / "validation.json", document)
+        if not failures:
+            return _publish(paths, scratch_dir, document, failed_dir, started)
+        with atomic_directory(failed_dir) as kept_dir:
+            shutil.copytree(scratch_dir, kept_dir, dirs_exist_ok=True)
+    total = sum(len(split_results) for split_results in results.values())
+    raise DataValidationError(
+        f"data validation failed for {paths.dataset}: {len(failures)} of {total} expectations failed:\n  - "
+        + "\n  - ".join(failures)
+        + f"\nFull report: {failed_dir / 'validation.json'}; Data Docs: {failed_dir / 'data_docs' / 'index.html'}"
+    )
+
+
+def _publish(paths: DatasetPaths, scratch_dir: Path, document: dict, failed_dir: Path, started: float) -> ValidationReport:
+    """Move a passing report into place (Data Docs swapped in whole, JSON renamed atomically)."""
+    with atomic_directory(paths.data_docs_dir) as docs_dir:
+        shutil.copytree(scratch_dir / "data_docs", docs_dir, dirs_exist_ok=True)
+    write_json_atomic(paths.validation_file, document)
+    shutil.rmtree(failed_dir, ignore_errors=True)
+    logger.info("%s: all expectations met for %s images in %.2f s; report %s, Data Docs %s",
+                paths.dataset, document["image_counts"], time.perf_counter() - started,
+                paths.validation_file, paths.data_docs_dir / "index.html")
+    return ValidationReport(paths.dataset, True, document["image_counts"], [], paths.validation_file)
+
+
+def _failure_line(split: SplitData, result: dict) -> str:
+    if result["column"] in _LABEL_COLUMNS:
+        where = str(split.labels_file)
+    elif result["column"] is None:
+        where = f"{split.images_file} + {split.labels_file.name}"
+    else:
+        where = str(split.images_file)
+    line = f"{where} [{split.split}]: {result['description']} ({result['expectation']}"
+    line += f" on {result['column']})" if result["column"] else ")"
+    if result["unexpected_count"]:
+        line += (f": {result['unexpected_count']} of {result['element_count']} rows, "
+                 f"e.g. rows {result['example_rows']} with values {result['example_values']}")
+    elif result["observed_value"] is not None:
+        line += f": found {result['observed_value']}"
+    return line
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.cli import run_stage
+
+    return run_stage("validate", argv, lambda paths, params: validate_dataset(
+        paths, params.dataset(paths.dataset), params.validate_))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
