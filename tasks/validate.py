@@ -103,6 +103,8 @@ def _failure_line(split: SplitData, result: dict) -> str:
     if result["unexpected_count"]:
         line += (f": {result['unexpected_count']} of {result['element_count']} rows, "
                  f"e.g. rows {result['example_rows']} with values {result['example_values']}")
+    elif result["missing_values"]:
+        line += f": missing {result['missing_values']}"
     elif result["observed_value"] is not None:
         line += f": found {result['observed_value']}"
     return line

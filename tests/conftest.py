@@ -1,0 +1,95 @@
+"""Shared fixtures: tiny generated IDX datasets, params built from the real params.yaml, quiet tool settings."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from pathlib import Path
+
+# Keep Prefect, GX, DVC and TensorFlow from writing to the home folder or phoning home during tests.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from tasks import idx  # noqa: E402
+from tasks.config import Params, parse_params  # noqa: E402
+from tasks.paths import IDX_FILE_NAMES, DatasetPaths  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_images(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """`count` 28x28 uint8 images with some ink each, and balanced labels 0..9."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+    images[:, :4, :] = 0  # a blank border, as in MNIST
+    labels = (np.arange(count) % 10).astype(np.uint8)
+    return images, labels
+
+
+def write_idx_dataset(folder: Path, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                      gzipped: bool = False) -> dict[str, Path]:
+    """Write the four standard IDX files into `folder`; return them by standard name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {("train", "images"): train[0], ("train", "labels"): train[1],
+              ("test", "images"): test[0], ("test", "labels"): test[1]}
+    written = {}
+    for key, array in arrays.items():
+        payload = idx.encode_idx(array)
+        name = IDX_FILE_NAMES[key]
+        path = folder / (f"{name}.gz" if gzipped else name)
+        path.write_bytes(gzip.compress(payload) if gzipped else payload)
+        written[name] = path
+    return written
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> DatasetPaths:
+    """A repository root whose `custom` raw folder holds 60 train and 20 test generated images."""
+    paths = DatasetPaths(tmp_path, "custom")
+    write_idx_dataset(paths.raw_dir, make_images(60, seed=1), make_images(20, seed=2))
+    return paths
+
+
+def project_params_document() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture
+def project_params() -> Params:
+    """The project's real params.yaml, validated."""
+    return parse_params(project_params_document())
+
+
+@pytest.fixture
+def custom_params(tmp_path: Path) -> Params:
+    """params.yaml with `custom` as the only dataset, reading generated files from tmp_path/incoming."""
+    document = project_params_document()
+    document["datasets"] = ["custom"]
+    document["data"]["custom"]["local_dir"] = str(tmp_path / "incoming")
+    document["data"]["custom"]["expected_counts"] = {"train": 60, "test": 20}
+    return parse_params(document)
+
+
+@pytest.fixture(scope="session")
+def real_digits_root(tmp_path_factory) -> Path:
+    """A repository root with a small real subset of mnist-sample (600 train / 200 test digits), normalized."""
+    from tasks.mnist_sample import build_mnist_sample
+    from tasks.normalize import normalize_dataset
+
+    root = tmp_path_factory.mktemp("real-digits")
+    arrays = build_mnist_sample()
+    paths = DatasetPaths(root, "mnist-sample")
+    write_idx_dataset(paths.raw_dir,
+                      (arrays[("train", "images")][:600], arrays[("train", "labels")][:600]),
+                      (arrays[("test", "images")][:200], arrays[("test", "labels")][:200]))
+    normalize_dataset(paths)
+    return root

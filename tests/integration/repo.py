@@ -1,0 +1,43 @@
+"""Make a throwaway copy of this repository (a real git + DVC repo) and run its commands there."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def copy_repository(destination: Path, edit_params) -> Path:
+    """Copy the files git would clone (committed or not, minus ignored ones) and apply `edit_params(document)`."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=PROJECT_ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    for relative in filter(None, listed):
+        source = PROJECT_ROOT / relative
+        if source.is_file():
+            (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / relative)
+    params_file = destination / "params.yaml"
+    document = yaml.safe_load(params_file.read_text())
+    edit_params(document)
+    params_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    run(["git", "init", "-q"], destination)
+    run(["git", "add", "-A"], destination)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "copy"], destination)
+    return destination
+
+
+def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command with the project's virtualenv first on PATH; on failure show its output."""
+    environment = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    completed = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
+    if check and completed.returncode != 0:
+        raise AssertionError(f"{command} exited {completed.returncode}:\n{completed.stdout}\n{completed.stderr}")
+    return completed

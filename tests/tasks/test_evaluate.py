@@ -1,0 +1,66 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tasks.config import EvaluateParams, TrainParams
+from tasks.errors import TrainingError
+from tasks.evaluate import evaluate_model, load_model, summarize_predictions
+from tasks.paths import DatasetPaths
+from tasks.train import train_model
+
+DIGITS = tuple(str(digit) for digit in range(10))
+
+
+@pytest.fixture(scope="module")
+def trained(real_digits_root, tmp_path_factory) -> DatasetPaths:
+    root = tmp_path_factory.mktemp("evaluate")
+    shutil.copytree(real_digits_root / "data", root / "data")
+    paths = DatasetPaths(root, "mnist-sample")
+    train_model(paths, TrainParams(epochs=3, threshold=1.0))
+    return paths
+
+
+def test_evaluate_writes_metrics_plots_and_predictions(trained, project_params):
+    result = evaluate_model(trained, project_params.dataset("mnist-sample"), EvaluateParams(misclassified_shown=9))
+
+    metrics = json.loads(trained.metrics_file.read_text())
+    assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy) and 0.5 < result.test_accuracy <= 1
+    assert metrics["stop_epoch"] == 3 and metrics["test_images"] == 200
+    assert np.array(metrics["confusion_matrix"]).shape == (10, 10)
+    assert np.array(metrics["confusion_matrix"]).sum() == 200
+    correct = np.trace(np.array(metrics["confusion_matrix"]))
+    assert correct / 200 == pytest.approx(result.test_accuracy, abs=1e-6)
+    assert set(metrics["per_class"]) == set(DIGITS)
+    assert trained.predictions_file.read_text().splitlines()[0] == "actual,predicted"
+    assert len(trained.predictions_file.read_text().splitlines()) == 201
+    for picture in (trained.confusion_matrix_png, trained.misclassified_png):
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_class_still_gives_ten_by_ten():
+    true_labels = np.array([0, 1, 1, 2, 3])
+    predicted = np.array([0, 1, 2, 2, 9])
+
+    matrix, per_class = summarize_predictions(true_labels, predicted, DIGITS)
+
+    assert matrix.shape == (10, 10) and matrix.sum() == 5
+    assert per_class["5"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert per_class["1"]["recall"] == 0.5
+
+
+def test_missing_model_is_a_clear_error(tmp_path):
+    with pytest.raises(TrainingError, match=r"model.keras: no model file; run the train stage first"):
+        load_model(tmp_path / "model.keras")
+
+
+def test_lambda_layer_model_is_refused(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Lambda(lambda tensor: tensor * 2)])
+    path = tmp_path / "model.keras"
+    model.save(path)
+
+    with pytest.raises(ValueError, match="Lambda"):
+        load_model(path)

@@ -1,0 +1,78 @@
+"""Real Keras training on a small real subset of MNIST digits (600 images): seconds per test."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tasks.config import TrainParams
+from tasks.errors import ConfigError
+from tasks.paths import DatasetPaths
+from tasks.train import split_validation, train_model
+
+
+@pytest.fixture
+def digits(real_digits_root, tmp_path) -> DatasetPaths:
+    """A private copy of the prepared subset, so tests never share outputs."""
+    shutil.copytree(real_digits_root / "data", tmp_path / "data")
+    return DatasetPaths(tmp_path, "mnist-sample")
+
+
+def test_threshold_stops_training_and_says_so(digits, capsys):
+    params = TrainParams(epochs=30, batch_size=32, threshold=0.8, seed=3)
+
+    result = train_model(digits, params)
+
+    assert result.stopped_by_threshold and 1 <= result.stop_epoch < 30
+    assert result.final_metrics["accuracy"] >= 0.8
+    assert "Reached 80% accuracy so cancelling training!" in capsys.readouterr().out
+    history = digits.training_history_file.read_text().splitlines()
+    assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy"
+    assert len(history) == 1 + result.stop_epoch
+    summary = json.loads(digits.training_summary_file.read_text())
+    assert summary["stop_epoch"] == result.stop_epoch and summary["params"]["threshold"] == 0.8
+    assert digits.model_file.exists()
+
+
+def test_epoch_limit_when_threshold_not_reached(digits):
+    result = train_model(digits, TrainParams(epochs=2, threshold=1.0))
+
+    assert (result.stop_epoch, result.stopped_by_threshold) == (2, False)
+
+
+def test_loss_monitor_stops_when_loss_falls_below(digits, capsys):
+    result = train_model(digits, TrainParams(epochs=20, batch_size=16, monitor="val_loss", threshold=0.9))
+
+    assert result.stopped_by_threshold and result.stop_epoch < 20
+    assert result.final_metrics["val_loss"] <= 0.9
+    assert "Reached 0.9 val_loss so cancelling training!" in capsys.readouterr().out
+
+
+def test_uncompiled_metric_is_refused_before_training(digits):
+    with pytest.raises(ConfigError, match=r"train.monitor: 'precision' is not a compiled metric; allowed values: \['accuracy', 'loss', 'val_accuracy', 'val_loss'\]"):
+        train_model(digits, TrainParams(monitor="precision"))
+    assert not digits.model_file.exists()
+
+
+def test_same_data_and_params_give_the_same_metrics(digits):
+    params = TrainParams(epochs=2, threshold=1.0, seed=11)
+
+    first = train_model(digits, params).final_metrics
+    second = train_model(digits, params).final_metrics
+
+    assert first == second
+
+
+def test_validation_split_is_seeded_and_leaves_inputs_alone():
+    images = np.arange(100, dtype=np.float32).reshape(100, 1, 1)
+    labels = np.arange(100) % 10
+    before = images.copy()
+
+    (train_x, _), (validation_x, _) = split_validation(images, labels, 0.1, seed=5)
+    (again_x, _), _ = split_validation(images, labels, 0.1, seed=5)
+
+    assert (len(train_x), len(validation_x)) == (90, 10)
+    np.testing.assert_array_equal(train_x, again_x)
+    assert set(train_x.ravel()).isdisjoint(validation_x.ravel())
+    np.testing.assert_array_equal(images, before)

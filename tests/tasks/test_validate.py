@@ -1,0 +1,225 @@
+import json
+
+import numpy as np
+import pytest
+
+from tasks import idx
+from tasks.config import ValidateParams
+from tasks.errors import DataValidationError
+from tasks.expectations import summarize_images
+from tasks.validate import ValidationReport, validate_dataset
+from tests.conftest import make_images, write_idx_dataset
+
+
+def _write(paths, train, test=None):
+    """Replace the raw IDX files of `paths` with `train` (and `test`, default: the tiny_dataset test split)."""
+    write_idx_dataset(paths.raw_dir, train, test if test is not None else make_images(20, seed=2))
+
+
+def _validate(paths, custom_params, tolerance=0.5, **dataset_updates):
+    dataset = custom_params.dataset("custom")
+    if dataset_updates:
+        dataset = dataset.model_copy(update=dataset_updates)
+    return validate_dataset(paths, dataset, ValidateParams(class_balance_tolerance=tolerance))
+
+
+def _validation_error(paths, custom_params, **kwargs) -> str:
+    with pytest.raises(DataValidationError) as raised:
+        _validate(paths, custom_params, **kwargs)
+    return str(raised.value)
+
+
+def _line(message: str, description: str) -> str:
+    """The one line of the error message that reports the expectation described by `description`."""
+    lines = [line for line in message.splitlines() if description in line]
+    assert len(lines) == 1, f"expected one line with {description!r} in:\n{message}"
+    return lines[0]
+
+
+def _tree_bytes(folder):
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_valid_dataset_passes_and_publishes_report_and_data_docs(tiny_dataset, custom_params):
+    report = _validate(tiny_dataset, custom_params)
+
+    assert report == ValidationReport("custom", True, {"train": 60, "test": 20}, [], tiny_dataset.validation_file)
+    document = json.loads(tiny_dataset.validation_file.read_text())
+    assert document["success"] is True
+    assert document["image_counts"] == {"train": 60, "test": 20}
+    assert all(result["success"] for split in ("train", "test") for result in document["splits"][split])
+    assert len(document["splits"]["train"]) == 10  # nine column expectations + the row count
+    assert (tiny_dataset.data_docs_dir / "index.html").is_file()
+    # Nothing else is left in the reports folder: no failure report, no scratch or swap folders.
+    assert sorted(path.name for path in tiny_dataset.reports_dir.iterdir()) == ["data_docs", "validation.json"]
+
+
+def test_labels_outside_0_to_9_name_labels_file_and_rows(tiny_dataset, custom_params):
+    images, labels = make_images(60, seed=1)
+    labels[3], labels[7] = 10, 255
+    _write(tiny_dataset, (images, labels))
+
+    message = _validation_error(tiny_dataset, custom_params)
+
+    line = _line(message, "label is an integer in 0..9")
+    assert line.startswith(f"  - {tiny_dataset.raw_file('train', 'labels')} [train]: ")
+    assert "2 of 60 rows, e.g. rows [3, 7] with values [10, 255]" in line
+
+
+def test_all_blank_image_names_images_file_and_row(tiny_dataset, custom_params):
+    images, labels = make_images(60, seed=1)
+    images[17] = 0
+    images[42] = 0
+    _write(tiny_dataset, (images, labels))
+
+    message = _validation_error(tiny_dataset, custom_params)
+
+    assert "1 of 20 expectations failed" in message
+    line = _line(message, "no all-blank image")
+    assert line.startswith(f"  - {tiny_dataset.raw_file('train', 'images')} [train]: ")
+    assert "2 of 60 rows, e.g. rows [17, 42] with values [0, 0]" in line
+
+
+def test_missing_class_fails_all_classes_present(tiny_dataset, custom_params):
+    images, labels = make_images(60, seed=1)
+    labels[9::10] = [0, 1, 2, 3, 4, 5]  # no 9 left; every other class still within the balance tolerance
+    _write(tiny_dataset, (images, labels))
+
+    message = _validation_error(tiny_dataset, custom_params)
+
+    assert "1 of 20 expectations failed" in message
+    line = _line(message, "all 10 classes present")
+    assert line.startswith(f"  - {tiny_dataset.raw_file('train', 'labels')} [train]: ")
+    assert "expect_column_distinct_values_to_contain_set on label" in line
+
+
+def test_images_not_28_by_28_name_images_file(tiny_dataset, custom_params):
+    images, labels = make_images(20, seed=2)
+    _write(tiny_dataset, make_images(60, seed=1), (np.ascontiguousarray(images[:, :27, :]), labels))
+
+    message = _validation_error(tiny_dataset, custom_params)
+
+    assert "1 of 20 expectations failed" in message
+    line = _line(message, "image height is 28")
+    assert line.startswith(f"  - {tiny_dataset.raw_file('test', 'images')} [test]: ")
+    assert "20 of 20 rows, e.g. rows [0, 1, 2, 3, 4] with values [27, 27, 27, 27, 27]" in line
+    assert "image width is 28" not in message
+
+
+def test_row_count_differs_from_expected_counts(tiny_dataset, custom_params):
+    _write(tiny_dataset, make_images(50, seed=1))
+
+    message = _validation_error(tiny_dataset, custom_params)
+
+    line = _line(message, "60 images")
+    images_file, labels_file = tiny_dataset.raw_file("train", "images"), tiny_dataset.raw_file("train", "labels")
+    assert line.startswith(f"  - {images_file} + {labels_file.name} [train]: ")
+    assert "expect_table_row_count_to_equal" in line
+    assert line.endswith(": found 50")
+
+
+def test_without_expected_counts_any_row_count_passes(tiny_dataset, custom_params):
+    _write(tiny_dataset, make_images(50, seed=1))
+
+    report = _validate(tiny_dataset, custom_params, expected_counts=None)
+
+    assert report.success and report.image_counts == {"train": 50, "test": 20}
+
+
+def test_class_balance_outside_tolerance(tiny_dataset, custom_params):
+    images, labels = make_images(60, seed=1)
+    labels[[1, 2]] = 0  # class 0: 8 of 60 (13.3 %); classes 1 and 2: 5 of 60 (8.3 %)
+    _write(tiny_dataset, (images, labels))
+
+    message = _validation_error(tiny_dataset, custom_params, tolerance=0.2)  # each share must be in 8 % .. 12 %
+
+    assert "1 of 20 expectations failed" in message
+    line = _line(message, "class balance: each class's share within 10 % x (1 +/- 0.2)")
+    assert line.startswith(f"  - {tiny_dataset.raw_file('train', 'labels')} [train]: ")
+    assert "8 of 60 rows, e.g. rows [0, 1, 2, 10, 20] with values [0.1333" in line
+    # The same data passes with the default tolerance (5 % .. 15 %).
+    assert _validate(tiny_dataset, custom_params, tolerance=0.5).success
+
+
+def test_image_and_label_counts_differ(tiny_dataset, custom_params):
+    images, labels = make_images(60, seed=1)
+    _write(tiny_dataset, (images, labels[:59]))
+
+    message = _validation_error(tiny_dataset, custom_params)
+
+    images_file, labels_file = tiny_dataset.raw_file("train", "images"), tiny_dataset.raw_file("train", "labels")
+    assert f"{images_file} holds 60 images but {labels_file} holds 59 labels" in message
+    assert not tiny_dataset.validation_file.exists()
+
+
+def test_two_failed_expectations_are_listed_in_one_message(tiny_dataset, custom_params):
+    train_images, train_labels = make_images(60, seed=1)
+    train_images[5] = 0
+    _write(tiny_dataset, (train_images, train_labels), make_images(19, seed=2))
+
+    message = _validation_error(tiny_dataset, custom_params)
+
+    assert message.startswith("data validation failed for custom: 2 of 20 expectations failed:\n")
+    blank = _line(message, "no all-blank image")
+    assert blank.startswith(f"  - {tiny_dataset.raw_file('train', 'images')} [train]: ")
+    assert "rows [5]" in blank
+    count = _line(message, "20 images")
+    assert count.startswith(f"  - {tiny_dataset.raw_file('test', 'images')} + t10k-labels-idx1-ubyte [test]: ")
+    assert count.endswith(": found 19")
+    failed_dir = tiny_dataset.reports_dir / "failed_validation"
+    assert f"Full report: {failed_dir / 'validation.json'}" in message
+
+
+def test_failed_validation_keeps_last_good_report_and_writes_failure_report(tiny_dataset, custom_params):
+    _validate(tiny_dataset, custom_params)
+    good_json = tiny_dataset.validation_file.read_bytes()
+    good_docs = _tree_bytes(tiny_dataset.data_docs_dir)
+    assert good_docs
+    images, labels = make_images(60, seed=1)
+    bad_labels = labels.copy()
+    bad_labels[4] = 10
+    tiny_dataset.raw_file("train", "labels").write_bytes(idx.encode_idx(bad_labels))
+
+    message = _validation_error(tiny_dataset, custom_params)
+
+    assert "rows [4] with values [10]" in _line(message, "label is an integer in 0..9")
+    assert tiny_dataset.validation_file.read_bytes() == good_json
+    assert _tree_bytes(tiny_dataset.data_docs_dir) == good_docs
+    failed_dir = tiny_dataset.reports_dir / "failed_validation"
+    failed = json.loads((failed_dir / "validation.json").read_text())
+    assert failed["success"] is False
+    assert failed["image_counts"] == {"train": 60, "test": 20}
+    label_result = next(result for result in failed["splits"]["train"]
+                        if result["description"] == "label is an integer in 0..9")
+    assert label_result["success"] is False and label_result["example_rows"] == [4]
+    assert (failed_dir / "data_docs" / "index.html").is_file()
+
+    # Once the data is fixed, the next good run replaces the report and removes the stale failure report.
+    _write(tiny_dataset, (images, labels))
+    assert _validate(tiny_dataset, custom_params).success
+    assert not failed_dir.exists()
+    assert json.loads(tiny_dataset.validation_file.read_text())["success"] is True
+
+
+def test_summarize_images_one_row_per_image():
+    images = np.zeros((3, 28, 28), dtype=np.uint8)
+    images[1, 5, 6] = 7  # one inked pixel
+    images[2] = 2  # every pixel inked
+    images[2, 10, 10], images[2, 27, 27] = 30, 255
+    labels = np.array([4, 4, 9], dtype=np.uint8)
+
+    summary = summarize_images(images, labels)
+
+    assert list(summary.columns) == ["row", "height", "width", "dtype", "pixel_min", "pixel_max", "inked_pixels",
+                                     "label", "label_share"]
+    assert summary.to_dict("list") == {
+        "row": [0, 1, 2],
+        "height": [28, 28, 28],
+        "width": [28, 28, 28],
+        "dtype": ["uint8", "uint8", "uint8"],
+        "pixel_min": [0, 0, 2],
+        "pixel_max": [0, 7, 255],
+        "inked_pixels": [0, 1, 784],
+        "label": [4, 4, 9],
+        "label_share": [pytest.approx(2 / 3), pytest.approx(2 / 3), pytest.approx(1 / 3)],
+    }

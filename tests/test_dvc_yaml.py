@@ -1,0 +1,83 @@
+"""Guard against drift: dvc.yaml, tasks/paths.py, params.yaml and the Prefect flow describe the same pipeline."""
+
+import importlib
+
+import pytest
+import yaml
+
+from tasks import STAGES
+from tasks.paths import DatasetPaths
+from tests.conftest import PROJECT_ROOT, project_params_document
+
+DVC_YAML = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def stage_paths(stage: str, section: str, dataset: str) -> set[str]:
+    entries = DVC_YAML[stage]["do"].get(section, [])
+    names = [next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries]
+    return {name.replace("${item}", dataset) for name in names}
+
+
+def declared_outputs(paths: DatasetPaths) -> dict[str, set]:
+    """Every output tasks/paths.py defines, by the stage that writes it."""
+    files = {
+        "download": [paths.raw_dir],
+        "validate": [paths.validation_file, paths.data_docs_dir],
+        "normalize": [paths.processed_dir],
+        "train": [paths.model_file, paths.training_summary_file, paths.training_history_file],
+        "evaluate": [paths.metrics_file, paths.predictions_file, paths.confusion_matrix_png, paths.misclassified_png],
+    }
+    return {stage: {str(path.relative_to(paths.root)) for path in stage_files} for stage, stage_files in files.items()}
+
+
+def test_stage_names_and_order_match_the_package():
+    assert tuple(DVC_YAML) == STAGES
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_stage_command_runs_the_module_of_the_same_name(stage):
+    assert DVC_YAML[stage]["foreach"] == "${datasets}"
+    assert DVC_YAML[stage]["do"]["cmd"] == f"python -m tasks.{stage} ${{item}}"
+    assert callable(importlib.import_module(f"tasks.{stage}").main)
+
+
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "mnist-sample", "custom"])
+def test_outputs_match_tasks_paths(dataset):
+    paths = DatasetPaths(PROJECT_ROOT, dataset)
+    for stage, expected in declared_outputs(paths).items():
+        declared = set().union(*(stage_paths(stage, section, dataset) for section in ("outs", "metrics", "plots")))
+        assert declared == expected, stage
+
+
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "mnist-sample"])
+def test_data_dependencies_are_outputs_of_earlier_stages(dataset):
+    produced: set[str] = set()
+    for stage in STAGES:
+        for dependency in stage_paths(stage, "deps", dataset):
+            if dependency.startswith("tasks/"):
+                assert (PROJECT_ROOT / dependency).is_file(), dependency
+            else:
+                assert any(dependency == out or dependency.startswith(out + "/") for out in produced), dependency
+        produced |= set().union(*(stage_paths(stage, section, dataset) for section in ("outs", "metrics", "plots")))
+
+
+def test_every_stage_depends_on_its_own_module():
+    for stage in STAGES:
+        assert f"tasks/{stage}.py" in DVC_YAML[stage]["do"]["deps"]
+
+
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "mnist-sample", "custom", "mnist"])
+def test_every_declared_param_exists_in_params_yaml(dataset):
+    document = project_params_document()
+    for stage in STAGES:
+        for key in DVC_YAML[stage]["do"].get("params", []):
+            node = document
+            for part in key.replace("${item}", dataset).split("."):
+                assert isinstance(node, dict) and part in node, f"{stage}: {key} for {dataset}"
+                node = node[part]
+
+
+def test_prefect_tasks_carry_the_stage_names():
+    from flows import tasks as prefect_tasks
+
+    assert tuple(getattr(prefect_tasks, stage).name for stage in STAGES) == STAGES
