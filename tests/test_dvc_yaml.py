@@ -9,7 +9,8 @@ from tasks import STAGES
 from tasks.paths import DatasetPaths
 from tests.conftest import PROJECT_ROOT, project_params_document
 
-DVC_YAML = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())["stages"]
+DVC_FILE = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
+DVC_YAML = DVC_FILE["stages"]
 
 
 def stage_paths(stage: str, section: str, dataset: str) -> set[str]:
@@ -81,3 +82,12 @@ def test_prefect_tasks_carry_the_stage_names():
     from flows import tasks as prefect_tasks
 
     assert tuple(getattr(prefect_tasks, stage).name for stage in STAGES) == STAGES
+
+
+def test_top_level_curves_cover_exactly_the_listed_datasets():
+    listed = project_params_document()["datasets"]
+    for plot in DVC_FILE["plots"]:
+        (definition,) = plot.values()
+        expected = {str(DatasetPaths(PROJECT_ROOT, name).training_history_file.relative_to(PROJECT_ROOT))
+                    for name in listed}
+        assert set(definition["y"]) == expected

@@ -1,6 +1,8 @@
 """The whole pipeline through `dvc repro`, on real digits brought in as a `custom` dataset (real DVC repo and remote)."""
 
+import csv
 import gzip
+import io
 import json
 from pathlib import Path
 
@@ -78,6 +80,17 @@ def test_push_then_pull_in_a_fresh_clone_restores_data_and_model(reproduced, tmp
                      "data/processed/custom/test.npz"):
         assert (clone / relative).read_bytes() == (repo / relative).read_bytes(), relative
     assert run(["dvc", "status"], clone).stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_experiment_with_a_changed_param_is_listed(reproduced):
+    repo, _ = reproduced
+    run(["dvc", "exp", "run", "-S", "train.units=32", "-n", "units-32"], repo)
+
+    table = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], repo).stdout)))
+    (experiment,) = [row for row in table if row["Experiment"] == "units-32"]
+    assert experiment["train.units"] == "32"
+    assert 0 < float(experiment["test_accuracy"]) <= 1
+    assert json.loads((repo / "reports/custom/training.json").read_text())["params"]["units"] == 32
 
 
 def test_bad_user_data_stops_repro_before_training(reproduced):
