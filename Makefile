@@ -9,6 +9,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# Prefect's database and settings stay in the project (git-ignored), not in the home folder.
+export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
 .PHONY: help setup dataset run test flow clean-outputs

@@ -15,7 +15,7 @@ from prefect import flow
 from flows.artifacts import publish_results
 from flows.tasks import download, evaluate, normalize, train, validate
 from flows.versioning import record_outputs
-from tasks.config import Params, load_params, override_params
+from tasks.config import DatasetName, Params, load_params, override_params
 from tasks.errors import ConfigError
 from tasks.evaluate import EvaluationResult
 from tasks.paths import PARAMS_FILE, DatasetPaths
@@ -24,7 +24,7 @@ FLOW_NAME = "training-pipeline"
 
 
 @flow(name=FLOW_NAME, log_prints=True)
-def training_pipeline(dataset: str = "fashion-mnist", params_file: str = PARAMS_FILE,
+def training_pipeline(dataset: DatasetName = "fashion-mnist", params_file: str = PARAMS_FILE,
                       overrides: dict[str, Any] | None = None, root: str | None = None) -> EvaluationResult:
     """Run the five stages for `dataset`, publish artifacts and record the outputs in DVC.
 

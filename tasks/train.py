@@ -113,7 +113,9 @@ def train_model(paths: DatasetPaths, params: TrainParams) -> TrainResult:
     result = TrainResult(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
                          round(seconds, 3), len(train_data[0]), len(validation_data[0]), str(paths.model_file))
     write_text_atomic(paths.training_history_file, _history_csv(history))
-    write_json_atomic(paths.training_summary_file, {**asdict(result), "params": params.model_dump()})
+    # Wall time varies run to run; it is logged and returned but kept out of this DVC-tracked file.
+    summary = {key: value for key, value in asdict(result).items() if key != "train_seconds"}
+    write_json_atomic(paths.training_summary_file, {**summary, "params": params.model_dump()})
     logger.info("%s: stopped at epoch %d (%s) in %.1f s, %s; model -> %s", paths.dataset, stop_epoch,
                 "threshold reached" if by_threshold else "epoch limit", seconds, final, paths.model_file)
     return result
