@@ -8,12 +8,13 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.config import DatasetParams, DownloadParams, EvaluateParams, TrainParams, ValidateParams
+from tasks.config import DatasetParams, DownloadParams, EvaluateParams, PromoteParams, TrainParams, ValidateParams
 from tasks.download import DownloadResult, download_dataset
 from tasks.errors import ChecksumError, ConfigError, InsecureURLError
 from tasks.evaluate import EvaluationResult, evaluate_model
 from tasks.normalize import NormalizeResult, normalize_dataset
 from tasks.paths import DatasetPaths
+from tasks.promote import PromotionDecision, promote_model
 from tasks.train import TrainResult, train_model
 from tasks.validate import ValidationReport, validate_dataset
 
@@ -67,3 +68,10 @@ def evaluate(paths: DatasetPaths, dataset: DatasetParams, settings: EvaluatePara
     result = evaluate_model(paths, dataset, settings)
     get_run_logger().info("test accuracy %.4f, test loss %.4f", result.test_accuracy, result.test_loss)
     return result
+
+
+@task(name="promote", cache_policy=NO_CACHE)
+def promote(paths: DatasetPaths, dataset: DatasetParams, settings: PromoteParams) -> PromotionDecision:
+    decision = promote_model(paths, dataset, settings)
+    get_run_logger().info(decision.reason)
+    return decision

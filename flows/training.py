@@ -1,5 +1,7 @@
-"""The training pipeline as a Prefect flow: download -> validate -> normalize -> train -> evaluate.
+"""The training pipeline as a Prefect flow: download -> validate -> normalize -> train -> evaluate -> promote.
 
+Every run re-checks the data (download verifies checksums). When DVC says nothing changed since the last
+successful run (data, params and code), the run stops there and says so; `force=True` retrains anyway.
 Run it locally without a server: `python -m flows.training --dataset mnist-sample`.
 """
 
@@ -7,55 +9,77 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
-from flows.artifacts import publish_results
-from flows.tasks import download, evaluate, normalize, train, validate
-from flows.versioning import record_outputs
+from flows.artifacts import publish_results, publish_skip
+from flows.runs import read_last_run, write_last_run
+from flows.tasks import download, evaluate, normalize, promote, train, validate
+from flows.versioning import changed_stages, record_outputs
 from tasks.config import DatasetName, Params, load_params, override_params
 from tasks.errors import ConfigError
 from tasks.evaluate import EvaluationResult
 from tasks.paths import PARAMS_FILE, DatasetPaths
+from tasks.promote import PromotionDecision
 
 FLOW_NAME = "training-pipeline"
 
 
+@dataclass(frozen=True)
+class PipelineOutcome:
+    dataset: str
+    skipped: bool
+    message: str
+    evaluation: EvaluationResult | None = None
+    promotion: PromotionDecision | None = None
+
+
 @flow(name=FLOW_NAME, log_prints=True)
 def training_pipeline(dataset: DatasetName = "fashion-mnist", params_file: str = PARAMS_FILE,
-                      overrides: dict[str, Any] | None = None, root: str | None = None) -> EvaluationResult:
-    """Run the five stages for `dataset`, publish artifacts and record the outputs in DVC.
+                      overrides: dict[str, Any] | None = None, force: bool = False,
+                      root: str | None = None) -> PipelineOutcome:
+    """Run the stages for `dataset`, publish artifacts and record the outputs in DVC.
 
     `overrides` sets dotted params.yaml keys first (like `dvc exp run -S`); params.yaml is put back
-    as it was if the run fails. `root` is the repository root (default: the current directory).
+    as it was if the run fails. `force` retrains even when nothing changed. `root` is the repository
+    root (default: the current directory).
     """
     repo_root = Path(root).resolve() if root else Path.cwd()
     params_path = repo_root / params_file
     original_params = override_params(params_path, overrides) if overrides else None
     try:
-        return _run_stages(repo_root, dataset, load_params(params_path))
+        return _run_stages(repo_root, dataset, load_params(params_path), force)
     except BaseException:
         if original_params is not None:
             params_path.write_text(original_params, encoding="utf-8")
         raise
 
 
-def _run_stages(repo_root: Path, dataset: str, params: Params) -> EvaluationResult:
+def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> PipelineOutcome:
     dataset_params = params.dataset(dataset)
     if dataset not in params.datasets:
         raise ConfigError(f"dataset {dataset!r} is not listed under `datasets` in params.yaml "
                           f"(listed: {list(params.datasets)}); add it so DVC versions its outputs")
     paths = DatasetPaths(repo_root, dataset)
     download(paths, dataset_params, params.download)
+    changed = changed_stages(repo_root, dataset)
+    if not changed and not force:
+        message = publish_skip(paths, read_last_run(paths))
+        get_run_logger().info(message)
+        return PipelineOutcome(dataset, True, message)
+    get_run_logger().info("changed since dvc.lock: %s", ", ".join(changed) or "nothing (force=True)")
     validate(paths, dataset_params, params.validate_)
     normalize(paths)
     training = train(paths, params.train_for(dataset))
     evaluation = evaluate(paths, dataset_params, params.evaluate)
-    publish_results(paths, dataset_params.class_names, training, evaluation)
+    decision = promote(paths, dataset_params, params.promote)
+    publish_results(paths, dataset_params.class_names, training, evaluation, decision)
     record_outputs(repo_root, dataset)
-    return evaluation
+    write_last_run(paths)
+    return PipelineOutcome(dataset, False, decision.reason, evaluation, decision)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,8 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params-file", default=PARAMS_FILE)
     parser.add_argument("--overrides", type=json.loads, default=None,
                         help='JSON object of dotted params keys, e.g. \'{"train.epochs": 3}\'')
+    parser.add_argument("--force", action="store_true", help="retrain even when nothing changed")
     arguments = parser.parse_args(argv)
-    training_pipeline(dataset=arguments.dataset, params_file=arguments.params_file, overrides=arguments.overrides)
+    outcome = training_pipeline(dataset=arguments.dataset, params_file=arguments.params_file,
+                                overrides=arguments.overrides, force=arguments.force)
+    print(outcome.message)
     return 0
 
 

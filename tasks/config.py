@@ -57,6 +57,7 @@ class DatasetParams(_Strict):
     class_names: tuple[str, ...]
     expected_counts: SplitCounts | None = None
     threshold: float = Field(gt=0, le=1)
+    min_accuracy: float = Field(ge=0, le=1)
     train: TrainOverrides = TrainOverrides()
 
     @field_validator("class_names")
@@ -91,6 +92,14 @@ class EvaluateParams(_Strict):
     misclassified_shown: int = Field(default=25, ge=1, le=100)
 
 
+class PromoteParams(_Strict):
+    """How a challenger may differ from the champion and still replace it (see tasks/promote.py)."""
+
+    max_accuracy_drop: float = Field(default=0.002, ge=0, le=1)
+    max_recall_drop: float = Field(default=0.05, ge=0, le=1)
+    significance_level: float = Field(default=0.05, gt=0, lt=1)
+
+
 class Params(_Strict):
     datasets: tuple[DatasetName, ...] = Field(min_length=1)
     data: dict[DatasetName, DatasetParams]
@@ -98,6 +107,7 @@ class Params(_Strict):
     validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    promote: PromoteParams = PromoteParams()
 
     @model_validator(mode="after")
     def _datasets_have_settings(self) -> Params:

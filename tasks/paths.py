@@ -46,6 +46,14 @@ class DatasetPaths:
         return self.model_dir / "model.keras"
 
     @property
+    def production_dir(self) -> Path:
+        return self.model_dir / "production"
+
+    @property
+    def production_model_file(self) -> Path:
+        return self.production_dir / "model.keras"
+
+    @property
     def reports_dir(self) -> Path:
         return self.root / "reports" / self.dataset
 
@@ -80,3 +88,12 @@ class DatasetPaths:
     @property
     def misclassified_png(self) -> Path:
         return self.reports_dir / "misclassified.png"
+
+    @property
+    def promotion_file(self) -> Path:
+        return self.reports_dir / "promotion.json"
+
+    @property
+    def last_run_file(self) -> Path:
+        """Which flow run last completed for this dataset (local state, not versioned)."""
+        return self.reports_dir / "last_run.json"

@@ -27,6 +27,7 @@ def declared_outputs(paths: DatasetPaths) -> dict[str, set]:
         "normalize": [paths.processed_dir],
         "train": [paths.model_file, paths.training_summary_file, paths.training_history_file],
         "evaluate": [paths.metrics_file, paths.predictions_file, paths.confusion_matrix_png, paths.misclassified_png],
+        "promote": [paths.production_dir, paths.promotion_file],
     }
     return {stage: {str(path.relative_to(paths.root)) for path in stage_files} for stage, stage_files in files.items()}
 

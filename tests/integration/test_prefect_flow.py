@@ -37,9 +37,12 @@ def flow_run(prefect_server, tmp_path_factory):
 def test_flow_completes_and_writes_the_outputs(flow_run):
     repo, state = flow_run
     assert state.is_completed(), state.message
-    result = state.result()
+    outcome = state.result()
+    assert not outcome.skipped and outcome.promotion.promoted
     metrics = json.loads((repo / "reports/mnist-sample/metrics.json").read_text())
-    assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy) and result.test_accuracy > 0.85
+    assert metrics["test_accuracy"] == pytest.approx(outcome.evaluation.test_accuracy)
+    assert outcome.evaluation.test_accuracy > 0.85
+    assert (repo / "models/mnist-sample/production/model.keras").is_file()
     assert (repo / "models/mnist-sample/model.keras").is_file()
     assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["mnist-sample"]["threshold"] == 0.95
 
@@ -51,15 +54,31 @@ def test_dvc_accepts_the_flow_outputs_as_up_to_date(flow_run):
     assert "Running stage" not in again.stdout
 
 
+def test_second_run_with_nothing_changed_skips_training(flow_run):
+    from flows.training import training_pipeline
+
+    repo, first = flow_run
+    model_before = (repo / "models/mnist-sample/model.keras").read_bytes()
+    last_run = json.loads((repo / "reports/mnist-sample/last_run.json").read_text())
+    assert last_run["flow_run_id"] == str(first.state_details.flow_run_id)
+
+    outcome = training_pipeline(dataset="mnist-sample", root=str(repo))
+
+    assert outcome.skipped
+    assert f"nothing changed since run {last_run['flow_run_name']}" in outcome.message
+    assert "training skipped" in outcome.message
+    assert (repo / "models/mnist-sample/model.keras").read_bytes() == model_before
+
+
 def test_artifacts_have_stable_keys(flow_run):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["mnist-sample-metrics", "mnist-sample-per-class"])))
+            key=ArtifactFilterKey(any_=["mnist-sample-metrics", "mnist-sample-per-class", "mnist-sample-decision"])))
     by_key = {artifact.key: artifact for artifact in artifacts}
-    assert set(by_key) == {"mnist-sample-metrics", "mnist-sample-per-class"}
+    assert set(by_key) == {"mnist-sample-metrics", "mnist-sample-per-class", "mnist-sample-decision"}
     assert "test accuracy" in by_key["mnist-sample-metrics"].data
     assert "| **9** |" in by_key["mnist-sample-metrics"].data
     table = json.loads(by_key["mnist-sample-per-class"].data)

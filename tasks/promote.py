@@ -1,0 +1,143 @@
+"""Stage 6, promote: the newly trained model (challenger) replaces the production model (champion) only if
+it passes an absolute accuracy gate and does not regress: overall accuracy not lower by more than a margin,
+and no class's recall lower by more than a margin. A McNemar exact test on the paired test-set predictions
+says whether the two models really differ.
+
+The champion lives in `models/<dataset>/production/` (DVC-tracked, so earlier champions stay retrievable
+from git history + DVC cache). Promotion swaps that folder in whole; a rejected challenger leaves it as it was.
+The decision, with its numbers, goes to `reports/<dataset>/promotion.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.config import DatasetParams, PromoteParams
+from tasks.evaluate import load_model
+from tasks.fileio import atomic_directory, write_json_atomic
+from tasks.normalize import load_split
+from tasks.paths import DatasetPaths
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    champion_only_correct: int
+    challenger_only_correct: int
+    p_value: float
+    significant: bool
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    dataset: str
+    promoted: bool
+    reason: str
+    challenger_accuracy: float
+    champion_accuracy: float | None
+    accuracy_delta: float | None
+    recall_deltas: dict[str, float]
+    gates: list[dict]
+    mcnemar: McNemarResult | None
+
+
+def mcnemar_exact(champion_correct: np.ndarray, challenger_correct: np.ndarray, level: float) -> McNemarResult:
+    """Exact (binomial) McNemar test on the discordant pairs of two classifiers' per-image correctness."""
+    from scipy.stats import binomtest
+
+    champion_only = int(np.sum(champion_correct & ~challenger_correct))
+    challenger_only = int(np.sum(challenger_correct & ~champion_correct))
+    discordant = champion_only + challenger_only
+    p_value = 1.0 if discordant == 0 else float(binomtest(min(champion_only, challenger_only), discordant, 0.5).pvalue)
+    return McNemarResult(champion_only, challenger_only, p_value, p_value < level)
+
+
+def per_class_recall(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> dict[str, float]:
+    from sklearn.metrics import recall_score
+
+    recalls = recall_score(labels, predicted, labels=list(range(len(class_names))), average=None, zero_division=0)
+    return {name: float(recall) for name, recall in zip(class_names, recalls)}
+
+
+def decide(dataset: str, labels: np.ndarray, challenger_predicted: np.ndarray, champion_predicted: np.ndarray | None,
+           dataset_params: DatasetParams, settings: PromoteParams) -> PromotionDecision:
+    """Apply the gates to paired predictions on the same test set. Pure: no files."""
+    challenger_correct = challenger_predicted == labels
+    challenger_accuracy = float(challenger_correct.mean())
+    gates = [_gate("absolute accuracy gate", challenger_accuracy >= dataset_params.min_accuracy,
+                   f"test accuracy {challenger_accuracy:.4f} vs minimum {dataset_params.min_accuracy:.4f}")]
+    if champion_predicted is None:
+        return _conclude(dataset, gates, challenger_accuracy, None, {}, None, "no champion yet")
+    champion_correct = champion_predicted == labels
+    champion_accuracy = float(champion_correct.mean())
+    challenger_recall = per_class_recall(labels, challenger_predicted, dataset_params.class_names)
+    champion_recall = per_class_recall(labels, champion_predicted, dataset_params.class_names)
+    recall_deltas = {name: challenger_recall[name] - champion_recall[name] for name in dataset_params.class_names}
+    worst_class = min(recall_deltas, key=recall_deltas.get)
+    gates.append(_gate("no accuracy regression", challenger_accuracy - champion_accuracy >= -settings.max_accuracy_drop,
+                       f"accuracy {challenger_accuracy:.4f} vs champion {champion_accuracy:.4f} "
+                       f"(delta {challenger_accuracy - champion_accuracy:+.4f}, allowed drop {settings.max_accuracy_drop})"))
+    gates.append(_gate("no per-class recall regression", recall_deltas[worst_class] >= -settings.max_recall_drop,
+                       f"largest recall drop {recall_deltas[worst_class]:+.4f} for {worst_class!r} "
+                       f"(allowed drop {settings.max_recall_drop})"))
+    test = mcnemar_exact(champion_correct, challenger_correct, settings.significance_level)
+    return _conclude(dataset, gates, challenger_accuracy, champion_accuracy, recall_deltas, test,
+                     _significance_note(test, settings.significance_level))
+
+
+def _gate(name: str, passed: bool, detail: str) -> dict:
+    return {"gate": name, "passed": bool(passed), "detail": detail}
+
+
+def _significance_note(test: McNemarResult, level: float) -> str:
+    verdict = "significant" if test.significant else "not significant"
+    return (f"McNemar: champion-only correct {test.champion_only_correct}, challenger-only correct "
+            f"{test.challenger_only_correct}, p = {test.p_value:.4g} ({verdict} at {level})")
+
+
+def _conclude(dataset, gates, challenger_accuracy, champion_accuracy, recall_deltas, test, note) -> PromotionDecision:
+    failed = [gate for gate in gates if not gate["passed"]]
+    if failed:
+        reason = "rejected: " + "; ".join(f"{gate['gate']} failed ({gate['detail']})" for gate in failed)
+    else:
+        reason = "promoted: every gate passed"
+    delta = None if champion_accuracy is None else challenger_accuracy - champion_accuracy
+    return PromotionDecision(dataset, not failed, f"{reason}; {note}", challenger_accuracy, champion_accuracy, delta,
+                             recall_deltas, gates, test)
+
+
+def promote_model(paths: DatasetPaths, dataset_params: DatasetParams, settings: PromoteParams) -> PromotionDecision:
+    """Compare `models/<dataset>/model.keras` with the champion on the test set; swap it in if it wins."""
+    images, labels = load_split(paths.processed_file("test"))
+    challenger_predicted = load_model(paths.model_file).predict(images, verbose=0).argmax(axis=1)
+    champion_predicted = None
+    if paths.production_model_file.exists():
+        champion_predicted = load_model(paths.production_model_file).predict(images, verbose=0).argmax(axis=1)
+    decision = decide(paths.dataset, labels, challenger_predicted, champion_predicted, dataset_params, settings)
+    document = asdict(decision)
+    if decision.promoted:
+        with atomic_directory(paths.production_dir) as staging_dir:
+            shutil.copy2(paths.model_file, staging_dir / paths.model_file.name)
+            shutil.copy2(paths.metrics_file, staging_dir / paths.metrics_file.name)
+            write_json_atomic(staging_dir / paths.promotion_file.name, document)
+    write_json_atomic(paths.promotion_file, document)
+    logger.info("%s: %s", paths.dataset, decision.reason)
+    return decision
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.cli import run_stage
+
+    return run_stage("promote", argv, lambda paths, params: promote_model(
+        paths, params.dataset(paths.dataset), params.promote))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
