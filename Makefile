@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dataset run test flow clean-outputs
+.PHONY: help setup dataset run test flow serve stop deployment-run clean-outputs
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,15 @@ run: setup ## Run the whole pipeline (dvc repro) on the datasets in params.yaml 
 
 flow: setup ## Run the Prefect flow for one dataset without a server: make flow DATASET=mnist-sample
 	$(PYTHON) -m flows.training --dataset $(or $(DATASET),fashion-mnist)
+
+serve: setup ## Start a Prefect server on 127.0.0.1:4200, the work pool, the deployments and a worker
+	$(PYTHON) -m flows.serve serve
+
+stop: ## Stop the server and worker that `make serve` started
+	$(PYTHON) -m flows.serve stop
+
+deployment-run: ## Run a deployment on the served Prefect: make deployment-run DATASET=mnist-sample
+	prefect deployment run 'training-pipeline/$(or $(DATASET),fashion-mnist)' --watch
 
 test: setup ## Run the test suite (unit, integration through dvc repro and the Prefect flow)
 	$(PYTHON) -m pytest

@@ -17,10 +17,10 @@ from prefect import flow, get_run_logger
 
 from flows.artifacts import publish_results, publish_skip
 from flows.runs import read_last_run, write_last_run
-from flows.tasks import download, evaluate, normalize, promote, train, validate
+from flows.stages import download, evaluate, normalize, promote, train, validate
 from flows.versioning import changed_stages, record_outputs
 from tasks.config import DatasetName, Params, load_params, override_params
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, PipelineError, StageFailedError
 from tasks.evaluate import EvaluationResult
 from tasks.paths import PARAMS_FILE, DatasetPaths
 from tasks.promote import PromotionDecision
@@ -64,22 +64,30 @@ def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> P
         raise ConfigError(f"dataset {dataset!r} is not listed under `datasets` in params.yaml "
                           f"(listed: {list(params.datasets)}); add it so DVC versions its outputs")
     paths = DatasetPaths(repo_root, dataset)
-    download(paths, dataset_params, params.download)
+    _run(download, paths, dataset_params, params.download)
     changed = changed_stages(repo_root, dataset)
     if not changed and not force:
         message = publish_skip(paths, read_last_run(paths))
         get_run_logger().info(message)
         return PipelineOutcome(dataset, True, message)
     get_run_logger().info("changed since dvc.lock: %s", ", ".join(changed) or "nothing (force=True)")
-    validate(paths, dataset_params, params.validate_)
-    normalize(paths)
-    training = train(paths, params.train_for(dataset))
-    evaluation = evaluate(paths, dataset_params, params.evaluate)
-    decision = promote(paths, dataset_params, params.promote)
+    _run(validate, paths, dataset_params, params.validate_)
+    _run(normalize, paths)
+    training = _run(train, paths, params.train_for(dataset))
+    evaluation = _run(evaluate, paths, dataset_params, params.evaluate)
+    decision = _run(promote, paths, dataset_params, params.promote)
     publish_results(paths, dataset_params.class_names, training, evaluation, decision)
     record_outputs(repo_root, dataset)
     write_last_run(paths)
     return PipelineOutcome(dataset, False, decision.reason, evaluation, decision)
+
+
+def _run(stage_task, *arguments):
+    """Call a stage's task; a failure names the stage in the flow run's state message."""
+    try:
+        return stage_task(*arguments)
+    except PipelineError as error:
+        raise StageFailedError(f"stage '{stage_task.name}' failed: {type(error).__name__}: {error}") from error
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,3 +31,7 @@ class DataValidationError(PipelineError, ValueError):
 
 class TrainingError(PipelineError):
     """Training could not start or did not produce a usable model."""
+
+
+class StageFailedError(PipelineError):
+    """A pipeline stage failed; the message names the stage, the error type and its message."""

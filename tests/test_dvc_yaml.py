@@ -80,7 +80,7 @@ def test_every_declared_param_exists_in_params_yaml(dataset):
 
 
 def test_prefect_tasks_carry_the_stage_names():
-    from flows import tasks as prefect_tasks
+    from flows import stages as prefect_tasks
 
     assert tuple(getattr(prefect_tasks, stage).name for stage in STAGES) == STAGES
 

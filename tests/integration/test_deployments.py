@@ -1,0 +1,109 @@
+"""`prefect deployment run` on a real Prefect server and worker, started from prefect.yaml as `make serve` does.
+
+On small real data (mnist-sample): the first run trains and promotes, the second sees nothing changed and
+skips training, a failing run leaves the server and worker up, and a deliberately worse challenger is
+rejected with the champion unchanged. Everything started here is stopped here.
+"""
+
+import re
+import socket
+
+import pytest
+
+from flows.serve import Service, is_running, run_cli, serve, stop
+from tests.integration.repo import copy_repository, run
+
+pytestmark = pytest.mark.integration
+DEPLOYMENT = "training-pipeline/mnist-sample"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    def only_mnist_sample(document):
+        document["datasets"] = ["mnist-sample"]
+
+    repo = copy_repository(tmp_path_factory.mktemp("served-repo"), only_mnist_sample)
+    service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
+    try:
+        serve(service)
+        yield service
+    finally:
+        stop(service)
+    assert not is_running(service, "server") and not is_running(service, "worker")
+
+
+def run_deployment(service: Service, *extra: str):
+    """Run the deployment with the CLI as the README says; return (final state name, flow run)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    output = run_cli(service, "deployment", "run", DEPLOYMENT, "--watch", "--watch-timeout", "400", *extra,
+                     check=False).stdout
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", output).group(1)
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+    return flow_run, output
+
+
+def latest_artifact(service: Service, key: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                                          sort=ArtifactSort.CREATED_DESC, limit=1)
+    return artifacts[0].data
+
+
+@pytest.fixture(scope="module")
+def first_run(served):
+    return run_deployment(served)
+
+
+def test_first_run_trains_promotes_and_leaves_dvc_clean(served, first_run):
+    flow_run, output = first_run
+    assert flow_run.state.is_completed(), output
+    assert "promoted" in latest_artifact(served, "mnist-sample-decision")
+    assert "test accuracy" in latest_artifact(served, "mnist-sample-metrics")
+    assert (served.root / "models/mnist-sample/production/model.keras").is_file()
+    assert run(["dvc", "status"], served.root).stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_second_run_skips_training(served, first_run):
+    model_before = (served.root / "models/mnist-sample/model.keras").read_bytes()
+
+    flow_run, output = run_deployment(served)
+
+    assert flow_run.state.is_completed(), output
+    decision = latest_artifact(served, "mnist-sample-decision")
+    assert "skipped" in decision and f"nothing changed since run {first_run[0].name}" in decision
+    assert (served.root / "models/mnist-sample/model.keras").read_bytes() == model_before
+
+
+def test_failed_run_names_the_cause_and_the_service_survives(served, first_run):
+    flow_run, output = run_deployment(served, "--param", "dataset=fashion-mnist")
+
+    assert flow_run.state.is_failed(), output
+    assert "'fashion-mnist' is not listed under `datasets`" in flow_run.state.message
+    assert is_running(served, "server") and is_running(served, "worker")
+
+
+def test_worse_challenger_is_rejected_and_the_champion_kept(served, first_run):
+    champion = (served.root / "models/mnist-sample/production/model.keras").read_bytes()
+    worse = '{"data.mnist-sample.train.epochs": 1, "train.learning_rate": 0.0001, "train.batch_size": 512}'
+
+    flow_run, output = run_deployment(served, "--param", "force=true", "--param", f"overrides={worse}")
+
+    assert flow_run.state.is_completed(), output
+    decision = latest_artifact(served, "mnist-sample-decision")
+    assert "champion kept" in decision and "absolute accuracy gate | **no**" in decision
+    assert (served.root / "models/mnist-sample/production/model.keras").read_bytes() == champion
+    assert run(["dvc", "status"], served.root).stdout.strip() == "Data and pipelines are up to date."

@@ -1,0 +1,99 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tasks.config import EvaluateParams, PromoteParams, TrainParams
+from tasks.evaluate import evaluate_model
+from tasks.paths import DatasetPaths
+from tasks.promote import decide, mcnemar_exact, promote_model
+from tasks.train import train_model
+
+DIGITS = tuple(str(digit) for digit in range(10))
+LABELS = np.repeat(np.arange(10), 20)  # 200 test images, 20 per class
+
+
+def predictions_with_errors(wrong_rows):
+    predicted = LABELS.copy()
+    predicted[list(wrong_rows)] = (LABELS[list(wrong_rows)] + 1) % 10
+    return predicted
+
+
+@pytest.fixture
+def sample(project_params):
+    return project_params.dataset("mnist-sample").model_copy(update={"min_accuracy": 0.8})
+
+
+def test_first_model_is_promoted_when_it_passes_the_gate(sample):
+    decision = decide("d", LABELS, predictions_with_errors(range(10)), None, sample, PromoteParams())
+
+    assert decision.promoted and decision.champion_accuracy is None
+    assert "no champion yet" in decision.reason
+
+
+def test_absolute_gate_rejects_a_weak_first_model(sample):
+    decision = decide("d", LABELS, predictions_with_errors(range(0, 200, 3)), None, sample, PromoteParams())
+
+    assert not decision.promoted
+    assert "absolute accuracy gate failed (test accuracy 0.6650 vs minimum 0.8000)" in decision.reason
+
+
+def test_worse_challenger_is_rejected_with_the_numbers(sample):
+    champion = predictions_with_errors(range(0, 200, 20))          # 10 errors, one per class
+    challenger = predictions_with_errors(list(range(0, 200, 20)) + list(range(41, 48)))  # 7 more, all class 2
+
+    decision = decide("d", LABELS, challenger, champion, sample, PromoteParams())
+
+    assert not decision.promoted
+    assert decision.accuracy_delta == pytest.approx(-7 / 200)
+    assert decision.recall_deltas["2"] == pytest.approx(-7 / 20)
+    assert "no accuracy regression failed" in decision.reason
+    assert "largest recall drop -0.3500 for '2'" in decision.reason
+    assert decision.mcnemar.champion_only_correct == 7 and decision.mcnemar.challenger_only_correct == 0
+    assert decision.mcnemar.significant and decision.mcnemar.p_value == pytest.approx(2 * 0.5 ** 7)
+
+
+def test_one_class_collapsing_is_rejected_even_when_accuracy_holds(sample):
+    champion = predictions_with_errors(range(0, 200, 10))           # 20 errors spread over classes
+    challenger = predictions_with_errors(range(60, 80))             # 20 errors, all in class 3
+
+    decision = decide("d", LABELS, challenger, champion, sample, PromoteParams())
+
+    assert decision.accuracy_delta == 0 and not decision.promoted
+    assert "no per-class recall regression failed" in decision.reason and "'3'" in decision.reason
+
+
+def test_equal_or_better_challenger_is_promoted(sample):
+    champion = predictions_with_errors(range(0, 200, 20))
+    decision = decide("d", LABELS, LABELS.copy(), champion, sample, PromoteParams())
+
+    assert decision.promoted and decision.accuracy_delta == pytest.approx(10 / 200)
+    assert "every gate passed" in decision.reason and "not significant" not in decision.reason
+
+
+def test_mcnemar_without_discordant_pairs_is_not_significant():
+    correct = np.array([True, False, True])
+    result = mcnemar_exact(correct, correct, 0.05)
+
+    assert (result.champion_only_correct, result.challenger_only_correct, result.p_value) == (0, 0, 1.0)
+    assert not result.significant
+
+
+def test_rejected_challenger_leaves_the_champion_untouched(real_digits_root, tmp_path, project_params):
+    shutil.copytree(real_digits_root / "data", tmp_path / "data")
+    paths = DatasetPaths(tmp_path, "mnist-sample")
+    dataset = project_params.dataset("mnist-sample").model_copy(update={"min_accuracy": 0.5})
+    train_model(paths, TrainParams(epochs=8, threshold=1.0))
+    evaluate_model(paths, dataset, EvaluateParams())
+    assert promote_model(paths, dataset, PromoteParams()).promoted
+    champion_bytes = paths.production_model_file.read_bytes()
+
+    train_model(paths, TrainParams(epochs=1, batch_size=512, learning_rate=1e-4, threshold=1.0))
+    evaluate_model(paths, dataset, EvaluateParams())
+    decision = promote_model(paths, dataset, PromoteParams())
+
+    assert not decision.promoted
+    assert paths.production_model_file.read_bytes() == champion_bytes
+    assert json.loads(paths.promotion_file.read_text())["promoted"] is False
+    assert json.loads((paths.production_dir / "promotion.json").read_text())["promoted"] is True
