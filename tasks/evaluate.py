@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.config import NUM_CLASSES, DatasetParams, EvaluateParams
-from tasks.errors import TrainingError
 from tasks.fileio import write_json_atomic, write_text_atomic
 from tasks.normalize import load_split
 from tasks.paths import DatasetPaths
+from tasks.predictions import load_model, predict_labels, save_predictions, test_set_fingerprint
 from tasks.plots import save_confusion_heatmap, save_misclassified_grid
 
 logger = logging.getLogger(__name__)
@@ -33,15 +33,6 @@ class EvaluationResult:
     confusion_matrix: list[list[int]]
     per_class: dict[str, dict[str, float]]
     stop_epoch: int | None
-
-
-def load_model(path):
-    """Load a model with Keras' safe mode (no arbitrary code from Lambda layers)."""
-    import keras
-
-    if not path.exists():
-        raise TrainingError(f"{path}: no model file; run the train stage first")
-    return keras.saving.load_model(path, safe_mode=True)
 
 
 def summarize_predictions(true_labels: np.ndarray, predicted_labels: np.ndarray, class_names: tuple[str, ...]):
@@ -61,8 +52,9 @@ def evaluate_model(paths: DatasetPaths, dataset: DatasetParams, settings: Evalua
     """Evaluate `models/<dataset>/model.keras` on the test split and write the reports."""
     model = load_model(paths.model_file)
     images, labels = load_split(paths.processed_file("test"))
-    test_loss, test_accuracy = model.evaluate(images, labels, verbose=0)
-    predicted = model.predict(images, verbose=0).argmax(axis=1)
+    test_loss, test_accuracy = model.evaluate(images, labels, verbose=0, batch_size=1024)
+    predicted = predict_labels(model, images)
+    save_predictions(paths.test_predictions_file, predicted, test_set_fingerprint(images, labels))
     matrix, per_class = summarize_predictions(labels, predicted, dataset.class_names)
     stop_epoch = _stop_epoch(paths)
     result = EvaluationResult(paths.dataset, float(test_accuracy), float(test_loss), matrix.tolist(), per_class,

@@ -54,6 +54,10 @@ class DatasetPaths:
         return self.production_dir / "model.keras"
 
     @property
+    def production_predictions_file(self) -> Path:
+        return self.production_dir / "test_predictions.npz"
+
+    @property
     def reports_dir(self) -> Path:
         return self.root / "reports" / self.dataset
 
@@ -80,6 +84,10 @@ class DatasetPaths:
     @property
     def predictions_file(self) -> Path:
         return self.reports_dir / "predictions.csv"
+
+    @property
+    def test_predictions_file(self) -> Path:
+        return self.reports_dir / "test_predictions.npz"
 
     @property
     def confusion_matrix_png(self) -> Path:

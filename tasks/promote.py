@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from tasks.config import DatasetParams, PromoteParams
-from tasks.evaluate import load_model
+from tasks.errors import TrainingError
 from tasks.fileio import atomic_directory, write_json_atomic
 from tasks.normalize import load_split
 from tasks.paths import DatasetPaths
+from tasks.predictions import load_model, load_predictions, predict_labels, test_set_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -114,22 +115,33 @@ def _conclude(dataset, gates, challenger_accuracy, champion_accuracy, recall_del
 
 
 def promote_model(paths: DatasetPaths, dataset_params: DatasetParams, settings: PromoteParams) -> PromotionDecision:
-    """Compare `models/<dataset>/model.keras` with the champion on the test set; swap it in if it wins."""
+    """Compare the evaluated model with the champion on the test set; swap it in if it wins."""
     images, labels = load_split(paths.processed_file("test"))
-    challenger_predicted = load_model(paths.model_file).predict(images, verbose=0).argmax(axis=1)
-    champion_predicted = None
-    if paths.production_model_file.exists():
-        champion_predicted = load_model(paths.production_model_file).predict(images, verbose=0).argmax(axis=1)
+    fingerprint = test_set_fingerprint(images, labels)
+    challenger_predicted = load_predictions(paths.test_predictions_file, fingerprint)
+    if challenger_predicted is None:
+        raise TrainingError(f"{paths.test_predictions_file}: missing or made on another test set; "
+                            "run the evaluate stage first")
+    champion_predicted = _champion_predictions(paths, images, fingerprint)
     decision = decide(paths.dataset, labels, challenger_predicted, champion_predicted, dataset_params, settings)
     document = asdict(decision)
     if decision.promoted:
         with atomic_directory(paths.production_dir) as staging_dir:
-            shutil.copy2(paths.model_file, staging_dir / paths.model_file.name)
-            shutil.copy2(paths.metrics_file, staging_dir / paths.metrics_file.name)
+            for source in (paths.model_file, paths.metrics_file, paths.test_predictions_file):
+                shutil.copy2(source, staging_dir / source.name)
             write_json_atomic(staging_dir / paths.promotion_file.name, document)
     write_json_atomic(paths.promotion_file, document)
     logger.info("%s: %s", paths.dataset, decision.reason)
     return decision
+
+
+def _champion_predictions(paths: DatasetPaths, images: np.ndarray, fingerprint: str) -> np.ndarray | None:
+    """The champion's saved predictions if they belong to this test set; else predict with the champion."""
+    saved = load_predictions(paths.production_predictions_file, fingerprint)
+    if saved is not None or not paths.production_model_file.exists():
+        return saved
+    logger.info("%s: test set changed since the champion was promoted; predicting with it again", paths.dataset)
+    return predict_labels(load_model(paths.production_model_file), images)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,7 +60,7 @@ def split_validation(images: np.ndarray, labels: np.ndarray, fraction: float, se
     return (images[train], labels[train]), (images[validation], labels[validation])
 
 
-def build_model(units: int, learning_rate: float):
+def build_model(units: int, learning_rate: float, steps_per_execution: int = 1):
     import keras
 
     model = keras.Sequential([
@@ -70,23 +70,34 @@ def build_model(units: int, learning_rate: float):
         keras.layers.Dense(NUM_CLASSES, activation="softmax"),
     ])
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  steps_per_execution=steps_per_execution)
     return model
+
+
+def batches_of(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
+    """Shuffled batches, reshuffled every epoch. The shuffle buffer holds indices, not images: one copy of the
+    data lives in TensorFlow's memory and each batch is gathered from it."""
+    import tensorflow as tf
+
+    images_tensor, labels_tensor = tf.constant(images), tf.constant(labels)
+    return (tf.data.Dataset.range(len(images))
+            .shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+            .batch(batch_size)
+            .map(lambda rows: (tf.gather(images_tensor, rows), tf.gather(labels_tensor, rows)),
+                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def fit_model(model, train_data, validation_data, params: TrainParams):
     """Train with the threshold callback; return (history dict, stop epoch, stopped by threshold)."""
     import keras
-    import tensorflow as tf
 
     from tasks.callbacks import ThresholdStop
 
-    images, labels = train_data
-    batches = (tf.data.Dataset.from_tensor_slices((images, labels))
-               .shuffle(len(images), seed=params.seed, reshuffle_each_iteration=True)
-               .batch(params.batch_size).prefetch(tf.data.AUTOTUNE))
     threshold_stop = ThresholdStop(params.monitor, params.threshold)
-    history = model.fit(batches, epochs=params.epochs, validation_data=validation_data, verbose=2, shuffle=False,
+    history = model.fit(batches_of(*train_data, params.batch_size, params.seed), epochs=params.epochs,
+                        validation_data=validation_data, verbose=2, shuffle=False,
                         callbacks=[threshold_stop, keras.callbacks.TerminateOnNaN()])
     epochs_run = len(history.history["loss"])
     return history.history, epochs_run, threshold_stop.stopped_epoch is not None
@@ -97,10 +108,11 @@ def train_model(paths: DatasetPaths, params: TrainParams) -> TrainResult:
     check_monitor(params)
     import keras
 
-    images, labels = load_split(paths.processed_file("train"))
-    train_data, validation_data = split_validation(images, labels, params.validation_fraction, params.seed)
+    # No name keeps the loaded arrays alive: only the split copies stay in memory during training.
+    train_data, validation_data = split_validation(*load_split(paths.processed_file("train")),
+                                                   params.validation_fraction, params.seed)
     keras.utils.set_random_seed(params.seed)
-    model = build_model(params.units, params.learning_rate)
+    model = build_model(params.units, params.learning_rate, params.steps_per_execution)
     started = time.perf_counter()
     history, stop_epoch, by_threshold = fit_model(model, train_data, validation_data, params)
     seconds = time.perf_counter() - started

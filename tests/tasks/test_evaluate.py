@@ -6,7 +6,8 @@ import pytest
 
 from tasks.config import EvaluateParams, TrainParams
 from tasks.errors import TrainingError
-from tasks.evaluate import evaluate_model, load_model, summarize_predictions
+from tasks.evaluate import evaluate_model, summarize_predictions
+from tasks.predictions import load_model
 from tasks.paths import DatasetPaths
 from tasks.train import train_model
 

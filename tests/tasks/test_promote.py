@@ -97,3 +97,29 @@ def test_rejected_challenger_leaves_the_champion_untouched(real_digits_root, tmp
     assert paths.production_model_file.read_bytes() == champion_bytes
     assert json.loads(paths.promotion_file.read_text())["promoted"] is False
     assert json.loads((paths.production_dir / "promotion.json").read_text())["promoted"] is True
+
+
+def test_saved_champion_predictions_spare_loading_the_model(real_digits_root, tmp_path, project_params):
+    shutil.copytree(real_digits_root / "data", tmp_path / "data")
+    paths = DatasetPaths(tmp_path, "mnist-sample")
+    dataset = project_params.dataset("mnist-sample").model_copy(update={"min_accuracy": 0.5})
+    train_model(paths, TrainParams(epochs=3, threshold=1.0))
+    evaluate_model(paths, dataset, EvaluateParams())
+    promote_model(paths, dataset, PromoteParams())
+    assert paths.production_predictions_file.is_file()
+    # An unreadable champion model proves the comparison used the saved predictions, not the model.
+    paths.production_model_file.write_bytes(b"not a model")
+
+    decision = promote_model(paths, dataset, PromoteParams())
+
+    assert decision.champion_accuracy == pytest.approx(decision.challenger_accuracy)
+
+
+def test_challenger_without_matching_predictions_is_an_error(real_digits_root, tmp_path, project_params):
+    from tasks.errors import TrainingError
+
+    shutil.copytree(real_digits_root / "data", tmp_path / "data")
+    paths = DatasetPaths(tmp_path, "mnist-sample")
+
+    with pytest.raises(TrainingError, match=r"test_predictions.npz: missing or made on another test set; run the evaluate stage first"):
+        promote_model(paths, project_params.dataset("mnist-sample"), PromoteParams())

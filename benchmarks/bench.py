@@ -1,0 +1,158 @@
+"""`make bench`: the pipeline against the plain Keras script it replaces, measured side by side in one run.
+
+Prints a table with one verdict line per target and writes benchmarks/RESULTS.md. Every figure is the
+median of BENCH_RUNS runs (default 3); baseline and pipeline runs alternate. No figure is asserted in tests.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks.measure import PROJECT_ROOT, copy_workspace, machine_details, median, run_timed, verdict
+from benchmarks.report import write_results
+
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+FASHION = "fashion-mnist"
+FULL_PIPELINE_MB = 1536
+BASELINE = ["python", str(PROJECT_ROOT / "benchmarks" / "baseline_plain_keras.py")]
+
+
+def training_and_end_to_end(workspace: Path, log) -> dict:
+    """Targets 1 and 2: baseline process, pipeline train stage, pipeline `dvc repro`, alternated."""
+    raw_dir = str(workspace / "data" / "raw" / FASHION)
+    baseline, train, end_to_end = [], [], []
+    for run in range(1, RUNS + 1):
+        timed = run_timed(BASELINE + [raw_dir], workspace)
+        baseline.append({**timed.json_line(), "process_seconds": timed.seconds})
+        train.append(run_timed(["python", "benchmarks/train_probe.py", str(workspace), FASHION], workspace).json_line())
+        end_to_end.append(run_timed(["dvc", "repro", "--force", f"evaluate@{FASHION}"], workspace).seconds)
+        log(f"run {run}/{RUNS}: baseline train {baseline[-1]['train_seconds']:.1f} s (acc "
+            f"{baseline[-1]['test_accuracy']:.4f}), process {baseline[-1]['process_seconds']:.1f} s; pipeline train "
+            f"{train[-1]['train_seconds']:.1f} s (acc {train[-1]['test_accuracy']:.4f}), dvc repro {end_to_end[-1]:.1f} s")
+    return {"baseline": baseline, "train": train, "end_to_end_seconds": end_to_end}
+
+
+def no_op(workspace: Path) -> dict:
+    """Target 3: `dvc repro` and the Prefect flow with nothing changed."""
+    run_timed(["dvc", "repro"], workspace)
+    dvc_seconds = [run_timed(["dvc", "repro"], workspace).seconds for _ in range(RUNS)]
+    run_timed(["python", "-m", "flows.training", "--dataset", FASHION], workspace,
+              {"PREFECT_HOME": str(workspace / ".prefect")})  # records last_run, starts Prefect's database
+    flow = run_timed(["python", "-m", "flows.training", "--dataset", FASHION], workspace,
+                     {"PREFECT_HOME": str(workspace / ".prefect")})
+    return {"dvc_seconds": dvc_seconds, "flow_seconds": flow.seconds, "flow_skipped": "training skipped" in flow.stdout}
+
+
+def validation_throughput(workspace: Path) -> dict:
+    """Target 4: parse, check and validate all 70,000 images in-process, imports excluded."""
+    from tasks.config import load_params
+    from tasks.paths import DatasetPaths
+    from tasks.validate import validate_dataset
+
+    params = load_params(workspace / "params.yaml")
+    paths = DatasetPaths(workspace, FASHION)
+    seconds = []
+    for _ in range(RUNS + 1):  # the first run warms GX's lazy imports
+        started = time.perf_counter()
+        report = validate_dataset(paths, params.dataset(FASHION), params.validate_)
+        seconds.append(time.perf_counter() - started)
+    images = sum(report.image_counts.values())
+    return {"seconds": seconds[1:], "images": images}
+
+
+def memory(workspace: Path) -> dict:
+    """Target 5: peak RSS of each stage's process and of the whole flow (with its children)."""
+    from tasks import STAGES
+
+    peaks = {}
+    for stage in STAGES:
+        timed = run_timed(["python", "benchmarks/peak_rss.py", f"tasks.{stage}", FASHION], workspace)
+        peaks[stage] = timed.peak_rss_bytes()
+    flow = run_timed(["python", "benchmarks/peak_rss.py", "flows.training", "--dataset", FASHION, "--force"],
+                     workspace, {"PREFECT_HOME": str(workspace / ".prefect")})
+    peaks["whole flow"] = flow.peak_rss_bytes()
+    return peaks
+
+
+def scaling(workspace: Path) -> dict:
+    """Target 6: validation and one training epoch at 10/25/50/100 % of the training set: seconds per image."""
+    from tasks import idx
+    from tasks.config import load_params
+    from tasks.expectations import build_expectations, run_suite, summarize_images
+    from tasks.normalize import load_split
+    from tasks.paths import DatasetPaths
+    from tasks.train import build_model, fit_model
+
+    paths = DatasetPaths(workspace, FASHION)
+    params = load_params(workspace / "params.yaml").train_for(FASHION).model_copy(update={"epochs": 1, "threshold": 1.0})
+    images, labels = load_split(paths.processed_file("train"))
+    rows = []
+    for fraction in (0.10, 0.25, 0.50, 1.00):
+        count = int(len(images) * fraction)
+        started = time.perf_counter()
+        raw_images = idx.read_images(paths.raw_file("train", "images"))[:count]
+        raw_labels = idx.read_labels(paths.raw_file("train", "labels"))[:count]
+        summary = summarize_images(raw_images, raw_labels)
+        with tempfile.TemporaryDirectory() as docs:
+            run_suite({"train": summary}, {"train": build_expectations(None, 0.5)}, Path(docs), 5)
+        validate_seconds = time.perf_counter() - started
+        model = build_model(params.units, params.learning_rate, params.steps_per_execution)
+        started = time.perf_counter()
+        fit_model(model, (images[:count], labels[:count]), (images[:1000], labels[:1000]), params)
+        epoch_seconds = time.perf_counter() - started
+        rows.append({"fraction": fraction, "images": count, "validate_seconds": validate_seconds,
+                     "epoch_seconds": epoch_seconds})
+    for row in rows:
+        row["validate_us_per_image"] = 1e6 * row["validate_seconds"] / row["images"]
+        row["epoch_us_per_image"] = 1e6 * row["epoch_seconds"] / row["images"]
+    return {"rows": rows}
+
+
+def accuracy(workspace: Path) -> dict:
+    """Target 7: test accuracy and stop epoch per dataset at default params (after the runs above)."""
+    import json
+
+    from tasks.paths import DatasetPaths
+
+    figures = {}
+    for dataset in (FASHION, "mnist-sample"):
+        metrics = json.loads(DatasetPaths(workspace, dataset).metrics_file.read_text())
+        figures[dataset] = {"test_accuracy": metrics["test_accuracy"], "stop_epoch": metrics["stop_epoch"]}
+    return figures
+
+
+def main() -> int:
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s] {message}", flush=True)
+
+    results = {"machine": machine_details(), "runs": RUNS, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        workspace = copy_workspace(Path(scratch), [FASHION, "mnist-sample"])
+        log(f"workspace {workspace}: first dvc repro (builds both datasets)")
+        results["first_repro_seconds"] = run_timed(["dvc", "repro"], workspace).seconds
+        sys.path.insert(0, str(workspace))
+        log("1+2: time to accuracy and end to end, baseline and pipeline alternated")
+        results["training"] = training_and_end_to_end(workspace, log)
+        log("3: no-op reruns")
+        results["no_op"] = no_op(workspace)
+        log("4: validation throughput")
+        results["validation"] = validation_throughput(workspace)
+        log("5: peak memory per stage and whole flow")
+        results["memory"] = memory(workspace)
+        log("6: scaling")
+        results["scaling"] = scaling(workspace)
+        results["accuracy"] = accuracy(workspace)
+    results["bench_seconds"] = time.perf_counter() - started
+    print(write_results(results, PROJECT_ROOT / "benchmarks" / "RESULTS.md"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Helpers for `make bench`: a scratch copy of the repository, timed subprocesses, medians and verdicts."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Timed:
+    seconds: float
+    stdout: str
+    stderr: str
+
+    def json_line(self) -> dict:
+        """The last stdout line that is a JSON object."""
+        for line in reversed(self.stdout.splitlines()):
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"no JSON line in output:\n{self.stdout[-2000:]}\n{self.stderr[-2000:]}")
+
+    def peak_rss_bytes(self) -> int:
+        found = re.findall(r"peak_rss_bytes=(\d+)", self.stderr)
+        if not found:
+            raise RuntimeError(f"no peak_rss_bytes line in stderr:\n{self.stderr[-2000:]}")
+        return int(found[-1])
+
+
+def run_timed(command: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> Timed:
+    environment = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+                   "PYTHONPATH": str(cwd), "TF_CPP_MIN_LOG_LEVEL": "2", **(extra_env or {})}
+    started = time.perf_counter()
+    completed = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=900)
+    seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"{command} exited {completed.returncode}:\n{completed.stdout[-3000:]}\n"
+                           f"{completed.stderr[-3000:]}")
+    return Timed(seconds, completed.stdout, completed.stderr)
+
+
+def copy_workspace(destination: Path, datasets: list[str]) -> Path:
+    """A git + DVC copy of the project (tracked and untracked, not ignored) building only `datasets`,
+    with the raw files already in place so the download stage only verifies them."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=PROJECT_ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    for relative in filter(None, listed):
+        source = PROJECT_ROOT / relative
+        if source.is_file():
+            (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / relative)
+    for dataset in datasets:
+        raw = PROJECT_ROOT / "data" / "raw" / dataset
+        if raw.is_dir():
+            shutil.copytree(raw, destination / "data" / "raw" / dataset, dirs_exist_ok=True)
+    params_file = destination / "params.yaml"
+    document = yaml.safe_load(params_file.read_text())
+    document["datasets"] = datasets
+    params_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    for command in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "bench"]):
+        subprocess.run(command, cwd=destination, check=True, capture_output=True)
+    return destination
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def verdict(name: str, value: float, target: float, lower_is_better: bool = True, unit: str = "") -> str:
+    met = value <= target if lower_is_better else value >= target
+    relation = "<=" if lower_is_better else ">="
+    if met:
+        return f"{name}: target met ({value:.3g}{unit} {relation} {target:g}{unit})"
+    return f"{name}: target missed: {value:.3g}{unit} vs {relation} {target:g}{unit}"
+
+
+def machine_details() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    memory_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal"))
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1),
+            "python": platform.python_version(), "platform": platform.platform()}

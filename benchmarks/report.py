@@ -1,0 +1,109 @@
+"""Turn `make bench` measurements into a table with one verdict per target, and write RESULTS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.measure import median, verdict
+
+TUNING_NOTES = Path(__file__).with_name("tuning_notes.md")
+GIB = 2**30
+
+
+def verdict_lines(results: dict) -> list[str]:
+    training = results["training"]
+    baseline_train = median([run["train_seconds"] for run in training["baseline"]])
+    baseline_process = median([run["process_seconds"] for run in training["baseline"]])
+    baseline_accuracy = median([run["test_accuracy"] for run in training["baseline"]])
+    pipeline_train = median([run["train_seconds"] for run in training["train"]])
+    pipeline_accuracy = median([run["test_accuracy"] for run in training["train"]])
+    train_ratio = pipeline_train / baseline_train
+    lines = [verdict("1. time to accuracy (pipeline train / baseline train)", train_ratio, 0.30)]
+    if pipeline_accuracy < baseline_accuracy:
+        lines[-1] = (f"1. time to accuracy: target missed: pipeline test accuracy {pipeline_accuracy:.4f} "
+                     f"below baseline {baseline_accuracy:.4f} (time ratio {train_ratio:.3g})")
+    lines.append(verdict("2. end to end (dvc repro / baseline process)",
+                         median(training["end_to_end_seconds"]) / baseline_process, 1.0))
+    lines.append(verdict("3. no-op dvc repro", median(results["no_op"]["dvc_seconds"]), 2.0, unit=" s"))
+    lines.append(verdict("4. validation of 70,000 images", median(results["validation"]["seconds"]), 1.5, unit=" s"))
+    peaks = results["memory"]
+    stage_peak = max(value for name, value in peaks.items() if name != "whole flow")
+    lines.append(verdict("5. peak RSS of the largest stage", stage_peak / GIB, 1.5, unit=" GiB"))
+    lines.append(verdict("5. peak RSS of the whole flow", peaks["whole flow"] / GIB, 1.5, unit=" GiB"))
+    lines.append(scaling_verdict(results["scaling"]["rows"]))
+    return lines
+
+
+def scaling_verdict(rows: list[dict]) -> str:
+    full = rows[-1]
+    off = [f"{row['fraction']:.0%} ({kind} {row[key]:.1f} us/image vs {full[key]:.1f} at 100 %)"
+           for row in rows for kind, key in (("validation", "validate_us_per_image"), ("epoch", "epoch_us_per_image"))
+           if abs(row[key] / full[key] - 1) > 0.25]
+    if not off:
+        return "6. scaling: target met (time per image within 25 % of the 100 % figure at every size)"
+    return "6. scaling: target missed: not flat at " + "; ".join(off)
+
+
+def figures_table(results: dict) -> list[str]:
+    training = results["training"]
+    rows = [
+        ("baseline train seconds (5 epochs, batch 32)", [run["train_seconds"] for run in training["baseline"]]),
+        ("baseline test accuracy", [run["test_accuracy"] for run in training["baseline"]]),
+        ("baseline whole process seconds", [run["process_seconds"] for run in training["baseline"]]),
+        ("pipeline train seconds (default params)", [run["train_seconds"] for run in training["train"]]),
+        ("pipeline test accuracy", [run["test_accuracy"] for run in training["train"]]),
+        ("pipeline stop epoch", [run["stop_epoch"] for run in training["train"]]),
+        ("pipeline dvc repro --force (raw present -> metrics, plots)", training["end_to_end_seconds"]),
+        ("no-op dvc repro seconds", results["no_op"]["dvc_seconds"]),
+        ("no-op Prefect flow seconds (temporary server included)", [results["no_op"]["flow_seconds"]]),
+        ("validation seconds, 70,000 images", results["validation"]["seconds"]),
+    ]
+    lines = ["| figure | median | runs |", "|---|---|---|"]
+    for name, values in rows:
+        lines.append(f"| {name} | {median(values):.4g} | {', '.join(f'{value:.4g}' for value in values)} |")
+    validation = results["validation"]
+    lines.append(f"| validation throughput, images/s | {validation['images'] / median(validation['seconds']):,.0f} | |")
+    for name, peak in results["memory"].items():
+        lines.append(f"| peak RSS {name} (MiB) | {peak / 2**20:.0f} | |")
+    for dataset, figures in results["accuracy"].items():
+        lines.append(f"| {dataset} test accuracy / stop epoch (default params) | "
+                     f"{figures['test_accuracy']:.4f} / {figures['stop_epoch']} | |")
+    return lines
+
+
+def scaling_table(rows: list[dict]) -> list[str]:
+    lines = ["| share of training set | images | validation s | us/image | one epoch s | us/image |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['fraction']:.0%} | {row['images']} | {row['validate_seconds']:.3f} | "
+                     f"{row['validate_us_per_image']:.1f} | {row['epoch_seconds']:.3f} | {row['epoch_us_per_image']:.1f} |")
+    return lines
+
+
+def write_results(results: dict, path: Path) -> str:
+    machine = results["machine"]
+    text = "\n".join([
+        "# Benchmark results (`make bench`)",
+        "",
+        f"Run {results['date']} on {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
+        f"Python {machine['python']}, {machine['platform']}. TensorFlow on the CPU with its default thread pools "
+        f"(intra-op and inter-op threads = {machine['cores']} cores). Medians of {results['runs']} runs, baseline "
+        f"and pipeline alternated, same seed (42) and the same Fashion-MNIST files. Whole bench: "
+        f"{results['bench_seconds']:.0f} s.",
+        "",
+        "## Verdicts",
+        "",
+        *[f"- {line}" for line in verdict_lines(results)],
+        "",
+        "## Figures",
+        "",
+        *figures_table(results),
+        "",
+        "## Scaling",
+        "",
+        *scaling_table(results["scaling"]["rows"]),
+        "",
+        TUNING_NOTES.read_text() if TUNING_NOTES.exists() else "",
+    ])
+    path.write_text(text)
+    return text

@@ -1,0 +1,27 @@
+"""Train and evaluate one dataset with the pipeline's own functions and default params; print one JSON line.
+
+    python benchmarks/train_probe.py ROOT [DATASET]
+ROOT is a repository root whose data/processed/<dataset>/ is ready (make bench prepares one).
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+started = time.perf_counter()
+from tasks.config import load_params  # noqa: E402
+from tasks.evaluate import evaluate_model  # noqa: E402
+from tasks.paths import PARAMS_FILE, DatasetPaths  # noqa: E402
+from tasks.train import train_model  # noqa: E402
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1]).resolve()
+    dataset = sys.argv[2] if len(sys.argv) > 2 else "fashion-mnist"
+    params = load_params(root / PARAMS_FILE)
+    paths = DatasetPaths(root, dataset)
+    training = train_model(paths, params.train_for(dataset))
+    evaluation = evaluate_model(paths, params.dataset(dataset), params.evaluate)
+    print(json.dumps({"train_seconds": training.train_seconds, "stop_epoch": training.stop_epoch,
+                      "test_accuracy": evaluation.test_accuracy, "batch_size": params.train_for(dataset).batch_size,
+                      "process_seconds": time.perf_counter() - started}))
