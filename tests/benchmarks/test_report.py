@@ -1,0 +1,49 @@
+"""The bench's verdict logic (the bench itself takes minutes and is run by `make bench`, not here)."""
+
+from benchmarks.measure import verdict
+from benchmarks.report import scaling_verdict, verdict_lines
+
+
+def results(pipeline_train=4.0, pipeline_accuracy=0.88, baseline_accuracy=0.87, validation=1.0, stage_peak=2**30):
+    return {
+        "training": {
+            "baseline": [{"train_seconds": 20.0, "process_seconds": 30.0, "test_accuracy": baseline_accuracy}] * 3,
+            "train": [{"train_seconds": pipeline_train, "test_accuracy": pipeline_accuracy, "stop_epoch": 8}] * 3,
+            "end_to_end_seconds": [27.0, 29.0, 40.0],
+        },
+        "no_op": {"dvc_seconds": [1.5, 1.7, 3.0], "flow_seconds": 20.0},
+        "validation": {"seconds": [1.0, validation, 2.0], "images": 70000},
+        "memory": {"train": stage_peak, "validate": 2**28, "whole flow": 2**30},
+        "scaling": {"rows": [{"fraction": f, "validate_us_per_image": 10.0, "epoch_us_per_image": 80.0}
+                             for f in (0.1, 0.25, 0.5, 1.0)]},
+    }
+
+
+def test_all_targets_met():
+    lines = verdict_lines(results())
+    assert len(lines) == 7
+    assert all("target met" in line for line in lines), lines
+    assert lines[0] == "1. time to accuracy (pipeline train / baseline train): target met (0.2 <= 0.3)"
+
+
+def test_slower_training_or_lower_accuracy_misses_target_one():
+    assert verdict_lines(results(pipeline_train=8.0))[0].endswith("target missed: 0.4 vs <= 0.3")
+    assert "pipeline test accuracy 0.8600 below baseline 0.8700" in verdict_lines(results(pipeline_accuracy=0.86))[0]
+
+
+def test_memory_and_validation_misses_are_reported():
+    lines = verdict_lines(results(validation=1.8, stage_peak=2 * 2**30))
+    assert "4. validation of 70,000 images: target missed: 1.8 s vs <= 1.5 s" in lines
+    assert "5. peak RSS of the largest stage: target missed: 2 GiB vs <= 1.5 GiB" in lines
+
+
+def test_scaling_names_the_sizes_that_are_not_flat():
+    rows = [{"fraction": 0.1, "validate_us_per_image": 40.0, "epoch_us_per_image": 80.0},
+            {"fraction": 1.0, "validate_us_per_image": 10.0, "epoch_us_per_image": 80.0}]
+    assert scaling_verdict(rows) == ("6. scaling: target missed: not flat at 10% (validation 40.0 us/image vs "
+                                     "10.0 at 100 %)")
+
+
+def test_verdict_for_higher_is_better():
+    assert verdict("x", 0.9, 0.87, lower_is_better=False) == "x: target met (0.9 >= 0.87)"
+    assert verdict("x", 0.8, 0.87, lower_is_better=False) == "x: target missed: 0.8 vs >= 0.87"
