@@ -34,10 +34,14 @@ class Timed:
         raise RuntimeError(f"no JSON line in output:\n{self.stdout[-2000:]}\n{self.stderr[-2000:]}")
 
     def peak_rss_bytes(self) -> int:
-        found = re.findall(r"peak_rss_bytes=(\d+)", self.stderr)
-        if not found:
-            raise RuntimeError(f"no peak_rss_bytes line in stderr:\n{self.stderr[-2000:]}")
-        return int(found[-1])
+        """From GNU time's `peak_rss_kib=N` or benchmarks/peak_rss.py's `peak_rss_bytes=N` line."""
+        in_kib = re.findall(r"peak_rss_kib=(\d+)", self.stderr)
+        if in_kib:
+            return int(in_kib[-1]) * 1024
+        in_bytes = re.findall(r"peak_rss_bytes=(\d+)", self.stderr)
+        if not in_bytes:
+            raise RuntimeError(f"no peak RSS line in stderr:\n{self.stderr[-2000:]}")
+        return int(in_bytes[-1])
 
 
 def run_timed(command: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> Timed:

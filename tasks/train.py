@@ -90,14 +90,18 @@ def batches_of(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: in
 
 
 def fit_model(model, train_data, validation_data, params: TrainParams):
-    """Train with the threshold callback; return (history dict, stop epoch, stopped by threshold)."""
+    """Train with the threshold callback; return (history dict, stop epoch, stopped by threshold).
+
+    `train_data` is a one-element list holding (images, labels): it is emptied once the batches hold their
+    own copy, so the NumPy arrays can be freed during training.
+    """
     import keras
 
     from tasks.callbacks import ThresholdStop
 
+    batches = batches_of(*train_data.pop(), params.batch_size, params.seed)
     threshold_stop = ThresholdStop(params.monitor, params.threshold)
-    history = model.fit(batches_of(*train_data, params.batch_size, params.seed), epochs=params.epochs,
-                        validation_data=validation_data, verbose=2, shuffle=False,
+    history = model.fit(batches, epochs=params.epochs, validation_data=validation_data, verbose=2, shuffle=False,
                         callbacks=[threshold_stop, keras.callbacks.TerminateOnNaN()])
     epochs_run = len(history.history["loss"])
     return history.history, epochs_run, threshold_stop.stopped_epoch is not None
@@ -108,13 +112,14 @@ def train_model(paths: DatasetPaths, params: TrainParams) -> TrainResult:
     check_monitor(params)
     import keras
 
-    # No name keeps the loaded arrays alive: only the split copies stay in memory during training.
+    # No name keeps the loaded arrays alive: only the split copies stay in memory until batching.
     train_data, validation_data = split_validation(*load_split(paths.processed_file("train")),
                                                    params.validation_fraction, params.seed)
     keras.utils.set_random_seed(params.seed)
     model = build_model(params.units, params.learning_rate, params.steps_per_execution)
     started = time.perf_counter()
-    history, stop_epoch, by_threshold = fit_model(model, train_data, validation_data, params)
+    train_count = len(train_data[0])
+    history, stop_epoch, by_threshold = fit_model(model, [train_data], validation_data, params)
     seconds = time.perf_counter() - started
     final = {name: float(values[-1]) for name, values in history.items()}
     if not all(math.isfinite(value) for value in final.values()):
@@ -123,7 +128,7 @@ def train_model(paths: DatasetPaths, params: TrainParams) -> TrainResult:
     with atomic_path(paths.model_file) as tmp_path:
         model.save(tmp_path)
     result = TrainResult(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
-                         round(seconds, 3), len(train_data[0]), len(validation_data[0]), str(paths.model_file))
+                         round(seconds, 3), train_count, len(validation_data[0]), str(paths.model_file))
     write_text_atomic(paths.training_history_file, _history_csv(history))
     # Wall time varies run to run; it is logged and returned but kept out of this DVC-tracked file.
     summary = {key: value for key, value in asdict(result).items() if key != "train_seconds"}
