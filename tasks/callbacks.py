@@ -30,7 +30,7 @@ class ThresholdStop(keras.callbacks.Callback):
         value = float(logs[self.monitor])
         lower_is_better = self.monitor.endswith("loss")
         if (value <= self.threshold) if lower_is_better else (value >= self.threshold):
-            shown = f"{self.threshold:g}" if lower_is_better else f"{self.threshold:.0%}"
+            shown = f"{self.threshold:g}" if lower_is_better else f"{self.threshold * 100:.4g}%"
             message = f"Reached {shown} {self.monitor} so cancelling training!"
             print(f"\n{message}")
             logger.info("%s (epoch %d, %s = %.4f)", message, epoch + 1, self.monitor, value)
