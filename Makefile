@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dataset run test bench flow serve stop deployment-run clean-outputs
+.PHONY: help setup dataset run test bench flow predict serve stop deployment-run clean-outputs
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,9 @@ run: setup ## Run the whole pipeline (dvc repro) on the datasets in params.yaml 
 
 flow: setup ## Run the Prefect flow for one dataset without a server: make flow DATASET=mnist-sample
 	$(PYTHON) -m flows.training --dataset $(or $(DATASET),fashion-mnist)
+
+predict: setup ## Top-3 classes for image files: make predict IMAGES="shirt.jpg shoe.png" DATASET=fashion-mnist
+	$(PYTHON) -m tasks.predict --dataset $(or $(DATASET),fashion-mnist) $(IMAGES)
 
 serve: setup ## Start a Prefect server on 127.0.0.1:4200, the work pool, the deployments and a worker
 	$(PYTHON) -m flows.serve serve

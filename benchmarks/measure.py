@@ -14,8 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
@@ -57,27 +55,18 @@ def run_timed(command: list[str], cwd: Path, extra_env: dict[str, str] | None = 
 
 
 def copy_workspace(destination: Path, datasets: list[str]) -> Path:
-    """A git + DVC copy of the project (tracked and untracked, not ignored) building only `datasets`,
-    with the raw files already in place so the download stage only verifies them."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=PROJECT_ROOT, check=True, capture_output=True).stdout.decode().split("\0")
-    for relative in filter(None, listed):
-        source = PROJECT_ROOT / relative
-        if source.is_file():
-            (destination / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / relative)
+    """A git + DVC copy of the project building only `datasets`, with the raw files already in place so the
+    download stage only verifies them."""
+    from tests.integration.repo import copy_repository
+
+    def build_only(document: dict) -> None:
+        document["datasets"] = datasets
+
     for dataset in datasets:
         raw = PROJECT_ROOT / "data" / "raw" / dataset
         if raw.is_dir():
             shutil.copytree(raw, destination / "data" / "raw" / dataset, dirs_exist_ok=True)
-    params_file = destination / "params.yaml"
-    document = yaml.safe_load(params_file.read_text())
-    document["datasets"] = datasets
-    params_file.write_text(yaml.safe_dump(document, sort_keys=False))
-    for command in (["git", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "bench"]):
-        subprocess.run(command, cwd=destination, check=True, capture_output=True)
-    return destination
+    return copy_repository(destination, build_only)
 
 
 def median(values: list[float]) -> float:
