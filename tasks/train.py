@@ -119,7 +119,9 @@ def train_model(paths: DatasetPaths, params: TrainParams) -> TrainResult:
     model = build_model(params.units, params.learning_rate, params.steps_per_execution)
     started = time.perf_counter()
     train_count = len(train_data[0])
-    history, stop_epoch, by_threshold = fit_model(model, [train_data], validation_data, params)
+    handed_over = [train_data]
+    del train_data  # fit_model empties `handed_over`, so the arrays are freed once batched
+    history, stop_epoch, by_threshold = fit_model(model, handed_over, validation_data, params)
     seconds = time.perf_counter() - started
     final = {name: float(values[-1]) for name, values in history.items()}
     if not all(math.isfinite(value) for value in final.values()):
