@@ -29,6 +29,9 @@ def copy_repository(destination: Path, edit_params) -> Path:
     edit_params(document)
     params_file.write_text(yaml.safe_dump(document, sort_keys=False))
     run(["git", "init", "-q"], destination)
+    # A local identity, so commits (ours and `dvc exp run`'s) work on machines without a global one.
+    run(["git", "config", "user.name", "pipeline tests"], destination)
+    run(["git", "config", "user.email", "tests@example.com"], destination)
     run(["git", "add", "-A"], destination)
     run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "copy"], destination)
     return destination
