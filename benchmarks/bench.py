@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.measure import PROJECT_ROOT, copy_workspace, machine_details, median, run_timed, verdict
+from benchmarks.measure import PROJECT_ROOT, copy_workspace, machine_details, run_timed
 from benchmarks.report import write_results
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))

@@ -14,7 +14,6 @@ import logging
 import shutil
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 

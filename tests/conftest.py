@@ -94,3 +94,18 @@ def real_digits_root(tmp_path_factory) -> Path:
                       (arrays[("test", "images")][:200], arrays[("test", "labels")][:200]))
     normalize_dataset(paths)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_digits(real_digits_root, tmp_path_factory) -> DatasetPaths:
+    """A model trained for 3 epochs on the real-digits subset (outputs in their own root, shared read-mostly)."""
+    import shutil
+
+    from tasks.config import TrainParams
+    from tasks.train import train_model
+
+    root = tmp_path_factory.mktemp("trained-digits")
+    shutil.copytree(real_digits_root / "data", root / "data")
+    paths = DatasetPaths(root, "mnist-sample")
+    train_model(paths, TrainParams(epochs=3, threshold=1.0))
+    return paths

@@ -1,32 +1,20 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
 
-from tasks.config import EvaluateParams, TrainParams
+from tasks.config import EvaluateParams
 from tasks.errors import TrainingError
 from tasks.evaluate import evaluate_model, summarize_predictions
 from tasks.predictions import load_model
-from tasks.paths import DatasetPaths
-from tasks.train import train_model
 
 DIGITS = tuple(str(digit) for digit in range(10))
 
 
-@pytest.fixture(scope="module")
-def trained(real_digits_root, tmp_path_factory) -> DatasetPaths:
-    root = tmp_path_factory.mktemp("evaluate")
-    shutil.copytree(real_digits_root / "data", root / "data")
-    paths = DatasetPaths(root, "mnist-sample")
-    train_model(paths, TrainParams(epochs=3, threshold=1.0))
-    return paths
+def test_evaluate_writes_metrics_plots_and_predictions(trained_digits, project_params):
+    result = evaluate_model(trained_digits, project_params.dataset("mnist-sample"), EvaluateParams(misclassified_shown=9))
 
-
-def test_evaluate_writes_metrics_plots_and_predictions(trained, project_params):
-    result = evaluate_model(trained, project_params.dataset("mnist-sample"), EvaluateParams(misclassified_shown=9))
-
-    metrics = json.loads(trained.metrics_file.read_text())
+    metrics = json.loads(trained_digits.metrics_file.read_text())
     assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy) and 0.5 < result.test_accuracy <= 1
     assert metrics["stop_epoch"] == 3 and metrics["test_images"] == 200
     assert np.array(metrics["confusion_matrix"]).shape == (10, 10)
@@ -34,9 +22,9 @@ def test_evaluate_writes_metrics_plots_and_predictions(trained, project_params):
     correct = np.trace(np.array(metrics["confusion_matrix"]))
     assert correct / 200 == pytest.approx(result.test_accuracy, abs=1e-6)
     assert set(metrics["per_class"]) == set(DIGITS)
-    assert trained.predictions_file.read_text().splitlines()[0] == "actual,predicted"
-    assert len(trained.predictions_file.read_text().splitlines()) == 201
-    for picture in (trained.confusion_matrix_png, trained.misclassified_png):
+    assert trained_digits.predictions_file.read_text().splitlines()[0] == "actual,predicted"
+    assert len(trained_digits.predictions_file.read_text().splitlines()) == 201
+    for picture in (trained_digits.confusion_matrix_png, trained_digits.misclassified_png):
         assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -1,38 +1,24 @@
-import shutil
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.config import TrainParams
 from tasks.normalize import load_split
-from tasks.paths import DatasetPaths
 from tasks.predict import ImageFileError, image_to_input, main, predict_files
 from tasks.predictions import load_model
-from tasks.train import train_model
 
 DIGITS = tuple(str(digit) for digit in range(10))
 
 
-@pytest.fixture(scope="module")
-def trained(real_digits_root, tmp_path_factory) -> DatasetPaths:
-    root = tmp_path_factory.mktemp("predict")
-    shutil.copytree(real_digits_root / "data", root / "data")
-    paths = DatasetPaths(root, "mnist-sample")
-    train_model(paths, TrainParams(epochs=3, threshold=1.0))
-    return paths
-
-
-def test_predict_on_png_files_agrees_with_model_predict(trained, tmp_path):
-    images, _ = load_split(trained.processed_file("test"))
+def test_predict_on_png_files_agrees_with_model_predict(trained_digits, tmp_path):
+    images, _ = load_split(trained_digits.processed_file("test"))
     files = []
     for row in range(12):
         files.append(tmp_path / f"test-{row}.png")
         Image.fromarray(np.round(images[row] * 255).astype(np.uint8)).save(files[-1])
 
-    predictions = predict_files(trained.model_file, files, DIGITS)
+    predictions = predict_files(trained_digits.model_file, files, DIGITS)
 
-    expected = load_model(trained.model_file).predict(images[:12], verbose=0)
+    expected = load_model(trained_digits.model_file).predict(images[:12], verbose=0)
     for prediction, row in zip(predictions, expected):
         assert prediction.top[0][0] == DIGITS[int(row.argmax())]
         assert prediction.top[0][1] == pytest.approx(float(row.max()), abs=1e-5)
@@ -60,12 +46,12 @@ def test_not_an_image_is_named(tmp_path):
         image_to_input(tmp_path / "absent.png")
 
 
-def test_command_prints_top_three_and_fails_clearly(trained, tmp_path, capsys, monkeypatch):
+def test_command_prints_top_three_and_fails_clearly(trained_digits, tmp_path, capsys, monkeypatch):
     from tests.conftest import PROJECT_ROOT
 
     image = tmp_path / "digit.png"
     Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(image)
-    monkeypatch.chdir(trained.root)
+    monkeypatch.chdir(trained_digits.root)
 
     assert main([str(image), "--dataset", "mnist-sample", "--params", str(PROJECT_ROOT / "params.yaml")]) == 0
     line = capsys.readouterr().out.strip()
