@@ -13,6 +13,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -88,11 +89,12 @@ def batches_of(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: in
             .prefetch(tf.data.AUTOTUNE))
 
 
-def fit_model(model, train_data, validation_data, params: TrainParams):
+def fit_model(model, train_data, validation_data, params: TrainParams, extra_callbacks: Sequence = ()):
     """Train with the threshold callback; return (history dict, stop epoch, stopped by threshold).
 
     `train_data` is a one-element list holding (images, labels): it is emptied once the batches hold their
-    own copy, so the NumPy arrays can be freed during training.
+    own copy, so the NumPy arrays can be freed during training. `extra_callbacks` (Keras callbacks) run after
+    the pipeline's own, for instance to report progress to an orchestrator.
     """
     import keras
 
@@ -101,13 +103,15 @@ def fit_model(model, train_data, validation_data, params: TrainParams):
     batches = batches_of(*train_data.pop(), params.batch_size, params.seed)
     threshold_stop = ThresholdStop(params.monitor, params.threshold)
     history = model.fit(batches, epochs=params.epochs, validation_data=validation_data, verbose=2, shuffle=False,
-                        callbacks=[threshold_stop, keras.callbacks.TerminateOnNaN()])
+                        callbacks=[threshold_stop, keras.callbacks.TerminateOnNaN(), *extra_callbacks])
     epochs_run = len(history.history["loss"])
     return history.history, epochs_run, threshold_stop.stopped_epoch is not None
 
 
-def train_model(paths: DatasetPaths, params: TrainParams) -> TrainResult:
-    """Train on `data/processed/<dataset>/train.npz`; write the model, its history and a summary."""
+def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Sequence = ()) -> TrainResult:
+    """Train on `data/processed/<dataset>/train.npz`; write the model, its history and a summary.
+
+    `extra_callbacks` are Keras callbacks added after the pipeline's own (see `fit_model`)."""
     check_monitor(params)
     import keras
 
@@ -120,7 +124,8 @@ def train_model(paths: DatasetPaths, params: TrainParams) -> TrainResult:
     train_count = len(train_data[0])
     handed_over = [train_data]
     del train_data  # fit_model empties `handed_over`, so the arrays are freed once batched
-    history, stop_epoch, by_threshold = fit_model(model, handed_over, validation_data, params)
+    history, stop_epoch, by_threshold = fit_model(model, handed_over, validation_data, params,
+                                                   extra_callbacks)
     seconds = time.perf_counter() - started
     final = {name: float(values[-1]) for name, values in history.items()}
     if not all(math.isfinite(value) for value in final.values()):
