@@ -32,6 +32,9 @@ class TrainParams(_Strict):
     epochs: int = Field(default=10, ge=1, le=1000)
     batch_size: int = Field(default=128, ge=1, le=65536)
     learning_rate: float = Field(default=0.001, gt=0, le=10)
+    # When set, the learning rate follows a cosine from `learning_rate` down to 5 % of it over this many
+    # epochs, then stays there: large steps early, small ones to settle, so fewer epochs reach the same accuracy.
+    learning_rate_decay_epochs: int | None = Field(default=None, ge=1, le=1000)
     # Batches per call into TensorFlow; the same updates, far less Python overhead per batch.
     steps_per_execution: int = Field(default=32, ge=1, le=10000)
     seed: int = Field(default=42, ge=0)
@@ -47,6 +50,7 @@ class TrainOverrides(_Strict):
     epochs: int | None = Field(default=None, ge=1, le=1000)
     batch_size: int | None = Field(default=None, ge=1, le=65536)
     learning_rate: float | None = Field(default=None, gt=0, le=10)
+    learning_rate_decay_epochs: int | None = Field(default=None, ge=1, le=1000)
     steps_per_execution: int | None = Field(default=None, ge=1, le=10000)
     seed: int | None = Field(default=None, ge=0)
     validation_fraction: float | None = Field(default=None, gt=0, lt=0.5)

@@ -18,7 +18,8 @@ from tasks.config import NUM_CLASSES, DatasetParams, EvaluateParams
 from tasks.fileio import write_json_atomic, write_text_atomic
 from tasks.normalize import load_split
 from tasks.paths import DatasetPaths
-from tasks.predictions import load_model, predict_labels, save_predictions, test_set_fingerprint
+from tasks.inference import load_network, sparse_categorical_crossentropy
+from tasks.predictions import save_predictions, test_set_fingerprint
 from tasks.plots import save_confusion_heatmap, save_misclassified_grid
 
 logger = logging.getLogger(__name__)
@@ -49,11 +50,15 @@ def summarize_predictions(true_labels: np.ndarray, predicted_labels: np.ndarray,
 
 
 def evaluate_model(paths: DatasetPaths, dataset: DatasetParams, settings: EvaluateParams) -> EvaluationResult:
-    """Evaluate `models/<dataset>/model.keras` on the test split and write the reports."""
-    model = load_model(paths.model_file)
+    """Evaluate `models/<dataset>/model.keras` on the test split and write the reports.
+
+    The model is run by `tasks.inference` (NumPy for the pipeline's dense models, Keras otherwise)."""
+    model = load_network(paths.model_file)
     images, labels = load_split(paths.processed_file("test"))
-    test_loss, test_accuracy = model.evaluate(images, labels, verbose=0, batch_size=1024)
-    predicted = predict_labels(model, images)
+    probabilities = model.predict(images, verbose=0, batch_size=1024)
+    predicted = probabilities.argmax(axis=1).astype(np.uint8)
+    test_loss = sparse_categorical_crossentropy(probabilities, labels)
+    test_accuracy = float(np.mean(predicted == labels))
     save_predictions(paths.test_predictions_file, predicted, test_set_fingerprint(images, labels))
     matrix, per_class = summarize_predictions(labels, predicted, dataset.class_names)
     stop_epoch = _stop_epoch(paths)

@@ -55,10 +55,10 @@ def _background_is_light(pixels: np.ndarray) -> bool:
 
 
 def predict_files(model_file: Path, files: list[Path], class_names: tuple[str, ...], top_k: int = 3) -> list[Prediction]:
-    from tasks.predictions import load_model
+    from tasks.inference import load_network
 
     inputs = np.stack([image_to_input(path) for path in files])
-    probabilities = load_model(model_file).predict(inputs, verbose=0)
+    probabilities = load_network(model_file).predict(inputs, verbose=0)
     return [Prediction(path, [(class_names[index], float(row[index])) for index in np.argsort(row)[::-1][:top_k]])
             for path, row in zip(files, probabilities)]
 

@@ -22,7 +22,8 @@ from tasks.errors import TrainingError
 from tasks.fileio import atomic_directory, write_json_atomic
 from tasks.normalize import load_split
 from tasks.paths import DatasetPaths
-from tasks.predictions import load_model, load_predictions, predict_labels, test_set_fingerprint
+from tasks.inference import load_network
+from tasks.predictions import load_predictions, predict_labels, test_set_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def _champion_predictions(paths: DatasetPaths, images: np.ndarray, fingerprint: 
     if saved is not None or not paths.production_model_file.exists():
         return saved
     logger.info("%s: test set changed since the champion was promoted; predicting with it again", paths.dataset)
-    return predict_labels(load_model(paths.production_model_file), images)
+    return predict_labels(load_network(paths.production_model_file), images)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 # What `fit` logs with metrics=["accuracy"] and validation data; anything else cannot be monitored.
 MONITORABLE_METRICS = ("accuracy", "loss", "val_accuracy", "val_loss")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+# With train.learning_rate_decay_epochs, the learning rate ends at this share of train.learning_rate.
+FINAL_LEARNING_RATE_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,13 @@ def split_validation(images: np.ndarray, labels: np.ndarray, fraction: float, se
     return (images[train], labels[train]), (images[validation], labels[validation])
 
 
-def build_model(units: int, learning_rate: float, steps_per_execution: int = 1):
+def build_model(units: int, learning_rate: float, steps_per_execution: int = 1, decay_steps: int | None = None):
+    """The lecture's model, compiled; with `decay_steps`, the learning rate decays along a cosine to 5 %."""
     import keras
+
+    if decay_steps:
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps,
+                                                               alpha=FINAL_LEARNING_RATE_SHARE)
 
     model = keras.Sequential([
         keras.Input(shape=(28, 28)),
@@ -119,9 +126,10 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     train_data, validation_data = split_validation(*load_split(paths.processed_file("train")),
                                                    params.validation_fraction, params.seed)
     keras.utils.set_random_seed(params.seed)
-    model = build_model(params.units, params.learning_rate, params.steps_per_execution)
-    started = time.perf_counter()
     train_count = len(train_data[0])
+    model = build_model(params.units, params.learning_rate, params.steps_per_execution,
+                        _decay_steps(params, train_count))
+    started = time.perf_counter()
     handed_over = [train_data]
     del train_data  # fit_model empties `handed_over`, so the arrays are freed once batched
     history, stop_epoch, by_threshold = fit_model(model, handed_over, validation_data, params,
@@ -142,6 +150,12 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     logger.info("%s: stopped at epoch %d (%s) in %.1f s, %s; model -> %s", paths.dataset, stop_epoch,
                 "threshold reached" if by_threshold else "epoch limit", seconds, final, paths.model_file)
     return result
+
+
+def _decay_steps(params: TrainParams, train_count: int) -> int | None:
+    if params.learning_rate_decay_epochs is None:
+        return None
+    return params.learning_rate_decay_epochs * math.ceil(train_count / params.batch_size)
 
 
 def _history_csv(history: dict[str, list[float]]) -> str:

@@ -76,3 +76,20 @@ def test_validation_split_is_seeded_and_leaves_inputs_alone():
     np.testing.assert_array_equal(train_x, again_x)
     assert set(train_x.ravel()).isdisjoint(validation_x.ravel())
     np.testing.assert_array_equal(images, before)
+
+
+def test_learning_rate_decays_along_a_cosine_to_five_percent(digits):
+    import keras
+
+    params = TrainParams(epochs=3, batch_size=64, learning_rate=0.004, learning_rate_decay_epochs=2, threshold=1.0)
+
+    train_model(digits, params)
+
+    optimizer = keras.saving.load_model(digits.model_file, safe_mode=True).optimizer
+    schedule = optimizer._learning_rate
+    steps_per_epoch = int(optimizer.iterations.numpy()) // 3
+    assert isinstance(schedule, keras.optimizers.schedules.CosineDecay)
+    assert schedule.decay_steps == 2 * steps_per_epoch
+    assert float(schedule(0)) == pytest.approx(0.004)
+    assert float(schedule(steps_per_epoch)) == pytest.approx(0.004 * (0.05 + 0.95 * 0.5), rel=1e-4)
+    assert float(optimizer.learning_rate) == pytest.approx(0.004 * 0.05, rel=1e-4)   # third epoch: the floor
