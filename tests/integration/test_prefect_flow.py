@@ -70,19 +70,70 @@ def test_second_run_with_nothing_changed_skips_training(flow_run):
     assert (repo / "models/mnist-sample/model.keras").read_bytes() == model_before
 
 
-def test_artifacts_have_stable_keys(flow_run):
+def latest_artifacts(keys: list[str]) -> dict:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["mnist-sample-metrics", "mnist-sample-per-class", "mnist-sample-decision"])))
-    by_key = {artifact.key: artifact for artifact in artifacts}
-    assert set(by_key) == {"mnist-sample-metrics", "mnist-sample-per-class", "mnist-sample-decision"}
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    by_key = {}
+    for artifact in sorted(artifacts, key=lambda artifact: artifact.created):
+        by_key[artifact.key] = artifact
+    return by_key
+
+
+def test_artifacts_have_stable_keys(flow_run):
+    keys = ["mnist-sample-metrics", "mnist-sample-per-class", "mnist-sample-decision", "mnist-sample-report",
+            "mnist-sample-confusion", "mnist-sample-training-progress"]
+    by_key = latest_artifacts(keys)
+    assert set(by_key) == set(keys)
     assert "test accuracy" in by_key["mnist-sample-metrics"].data
     assert "| **9** |" in by_key["mnist-sample-metrics"].data
     table = json.loads(by_key["mnist-sample-per-class"].data)
     assert [row["class"] for row in table] == [str(digit) for digit in range(10)]
+
+
+def test_artifacts_link_the_report_and_show_the_confusion_matrix(flow_run):
+    import base64
+
+    repo, _ = flow_run
+    report = repo / "reports/mnist-sample/index.html"
+    metrics = json.loads((repo / "reports/mnist-sample/metrics.json").read_text())
+    by_key = latest_artifacts(["mnist-sample-report", "mnist-sample-confusion", "mnist-sample-training-progress"])
+
+    assert report.is_file() and f"data-metric=\"test_accuracy\">{metrics['test_accuracy']:.4f}<" in report.read_text()
+    assert f"]({report.as_uri()})" in by_key["mnist-sample-report"].data
+    image = by_key["mnist-sample-confusion"].data
+    assert image.startswith("data:image/png;base64,")
+    assert base64.b64decode(image.split(",", 1)[1]) == (repo / "reports/mnist-sample/confusion_matrix.png").read_bytes()
+    progress = by_key["mnist-sample-training-progress"]
+    assert progress.data == 100
+    assert progress.description.startswith(f"Done: stopped after epoch {metrics['stop_epoch']} of at most 30")
+
+
+def test_progress_artifact_moves_on_every_epoch(prefect_server):
+    """A real Keras fit (tiny model, random data) with the flow's progress callback, read back from the server
+    after each epoch."""
+    import keras
+    import numpy as np
+
+    from flows.artifacts import training_progress
+    from tasks.train import build_model
+
+    progress = training_progress("progress-check", epochs=4)
+    seen = []
+    reader = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(
+        (latest_artifacts(["progress-check-training-progress"])["progress-check-training-progress"].data,
+         latest_artifacts(["progress-check-training-progress"])["progress-check-training-progress"].description)))
+    images = np.random.default_rng(0).random((64, 28, 28), dtype=np.float32)
+    labels = np.arange(64) % 10
+
+    build_model(units=8, learning_rate=0.01).fit(images, labels, epochs=4, verbose=0,
+                                                 callbacks=[progress.callback(), reader])
+
+    assert [value for value, _ in seen] == [25, 50, 75, 100]
+    assert [description.split(":")[0] for _, description in seen] == [f"epoch {n} of at most 4" for n in range(1, 5)]
+    assert "accuracy" in seen[0][1] and "loss" in seen[0][1]
 
 
 def test_unlisted_dataset_fails_before_any_work(prefect_server, flow_run):
