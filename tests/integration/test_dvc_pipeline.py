@@ -92,14 +92,14 @@ def test_push_then_pull_in_a_fresh_clone_restores_data_and_model(reproduced, tmp
 def assert_plots_page(page_file: Path, revisions: list[str]) -> None:
     """DVC's plots page holds the training curves and the confusion matrix, with data from each revision."""
     page = page_file.read_text()
-    specs = [json.loads(spec) for spec in re.findall(r"vegaEmbed\('#[^']*', (\{.*?\}), \{", page, re.S)]
-    titles = {json.dumps(spec.get("title")) for spec in specs}
-    assert any("predictions.csv" in title for title in titles), titles
-    assert any("training_history.csv" in title for title in titles), titles
-    confusion = next(spec for spec in specs if "predictions.csv" in json.dumps(spec.get("title")))
-    assert {"actual", "predicted"} <= set(json.dumps(confusion["encoding"]).replace('"', " ").split())
-    for revision in revisions:
-        assert f'"rev": "{revision}"' in page, revision
+    specs = {plot_id: json.loads(spec)
+             for spec, plot_id in re.findall(r"var spec = (\{.*?\});\s*vegaEmbed\('#([^']+)'", page, re.S)}
+    assert {"loss", "accuracy", "reports_custom_training_history_csv", "reports_custom_predictions_csv"} <= set(specs)
+    curves = specs["reports_custom_training_history_csv"]["data"]["values"]
+    confusion = specs["reports_custom_predictions_csv"]["data"]["values"]
+    assert {"epoch", "val_accuracy"} <= set(curves[0]) and {"actual", "predicted"} <= set(confusion[0])
+    assert {row["rev"] for row in curves} == {row["rev"] for row in confusion} == set(revisions)
+    assert sum(row["rev"] == revisions[0] for row in confusion) == 200  # one row per test image
 
 
 @pytest.fixture(scope="module")
