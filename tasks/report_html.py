@@ -70,7 +70,8 @@ def render_page(page: ReportPage) -> str:
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(page.dataset)}: run report</title><style>{_STYLE}</style></head><body>",
         f"<h1>{escape(page.dataset)}: run report</h1>",
-        f"<p>Generated {escape(page.run_card.generated_at)} at commit <code>{escape(page.run_card.git_commit)}</code>.</p>",
+        f"<p>Generated {escape(page.run_card.generated_at)} at commit "
+        f"<code>{escape(page.run_card.git_commit)}</code>.</p>",
         *sections, "</body></html>", ""])
 
 
@@ -122,7 +123,7 @@ def _mistakes(mistakes: list[Mistake]) -> str:
         return '<h2 id="mistakes">Most confident mistakes</h2><p>No test image was misclassified.</p>'
     figures = "".join(
         f'<figure><img alt="test image {mistake.index}" src="{mistake.thumbnail}"><figcaption>'
-        f"{escape(mistake.true_class)} &rarr; {escape(mistake.predicted_class)}<br>{mistake.confidence:.1%} "
+        f"{escape(mistake.true_class)} &rarr; {escape(mistake.predicted_class)}<br>{mistake.confidence:.2%} "
         f"(#{mistake.index})</figcaption></figure>" for mistake in mistakes)
     return ('<h2 id="mistakes">Most confident mistakes</h2><p>Misclassified test images, the most confident first '
             f'(true &rarr; predicted, confidence, test row).</p><div class="gallery">{figures}</div>')

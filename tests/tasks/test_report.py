@@ -1,6 +1,7 @@
 """The report page from a small real run (600/200 real digits, a real 3-epoch Keras model, real GX validation),
 checked as text and, once, rendered in headless Chromium."""
 
+import base64
 import contextlib
 import html
 import io
@@ -97,7 +98,7 @@ def test_gallery_shows_real_mistakes_most_confident_first(reported):
     confidences = [float(confidence) for _, _, confidence, _ in captions]
     assert confidences == sorted(confidences, reverse=True)
     thumbnail = re.search(r'<img alt="test image \d+" src="data:image/png;base64,([^"]+)"', page).group(1)
-    assert Image.open(io.BytesIO(__import__("base64").b64decode(thumbnail))).size == (84, 84)
+    assert Image.open(io.BytesIO(base64.b64decode(thumbnail))).size == (84, 84)
 
 
 def test_validation_summary_and_run_card(reported):
@@ -165,8 +166,8 @@ def test_row_normalized_keeps_empty_rows_at_zero():
 
 # Run inside a copy of the page once it has loaded: what Chromium decoded for each image, and the headline as shown.
 PROBE = """<script>window.addEventListener("load", () => {
-  const found = {images: Array.from(document.images, (image) => ({alt: image.alt, complete: image.complete,
-                                                                  width: image.naturalWidth, height: image.naturalHeight})),
+  const found = {images: Array.from(document.images, (image) => ({
+                   alt: image.alt, complete: image.complete, width: image.naturalWidth, height: image.naturalHeight})),
                  metrics: Object.fromEntries(Array.from(document.querySelectorAll("[data-metric]"),
                                                         (element) => [element.dataset.metric, element.innerText]))};
   const output = document.createElement("pre");
