@@ -4,6 +4,7 @@ Afterwards DVC must agree: `dvc status` clean and `dvc repro` with nothing to do
 """
 
 import json
+import re
 
 import pytest
 import yaml
@@ -101,7 +102,11 @@ def test_artifacts_link_the_report_and_show_the_confusion_matrix(flow_run):
     metrics = json.loads((repo / "reports/mnist-sample/metrics.json").read_text())
     by_key = latest_artifacts(["mnist-sample-report", "mnist-sample-confusion", "mnist-sample-training-progress"])
 
-    assert report.is_file() and f"data-metric=\"test_accuracy\">{metrics['test_accuracy']:.4f}<" in report.read_text()
+    page = report.read_text()
+    assert f"data-metric=\"test_accuracy\">{metrics['test_accuracy']:.4f}<" in page
+    for stage in ("download", "validate", "normalize", "train", "evaluate", "promote"):  # timed by the tasks
+        assert re.search(rf"<td>{stage}</td><td>ok</td><td class=\"number\">[\d.]+ s</td><td>[^<]+</td><td>prefect</td>",
+                         page), stage
     assert f"]({report.as_uri()})" in by_key["mnist-sample-report"].data
     image = by_key["mnist-sample-confusion"].data
     assert image.startswith("data:image/png;base64,")
