@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dataset run test bench flow predict serve stop deployment-run clean-outputs
+.PHONY: help setup dataset chromium run test bench flow predict serve stop deployment-run clean-outputs
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,17 @@ dataset: ## Install Debian's dataset-fashion-mnist (the offline source of Fashio
 	  fi; \
 	fi
 
+chromium: ## Install Debian's chromium (the test that renders the report page uses it headless) if missing
+	@if ! command -v chromium >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  elif command -v sudo >/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "chromium is missing: install Debian's chromium package (the report page test needs it)"; \
+	  fi; \
+	fi
+
 run: setup ## Run the whole pipeline (dvc repro) on the datasets in params.yaml and say where the outputs are
 	dvc repro
 	@$(PYTHON) -m flows.outputs
@@ -60,7 +71,7 @@ stop: ## Stop the server and worker that `make serve` started
 deployment-run: ## Run a deployment on the served Prefect: make deployment-run DATASET=mnist-sample
 	prefect deployment run 'training-pipeline/$(or $(DATASET),fashion-mnist)' --watch
 
-test: setup ## Run the test suite (unit, integration through dvc repro and the Prefect flow)
+test: setup chromium ## Run the test suite (unit, integration through dvc repro and the Prefect flow, the report in Chromium)
 	$(PYTHON) -m pytest
 
 bench: setup ## Benchmark the pipeline against the plain Keras script; prints verdicts, writes benchmarks/RESULTS.md

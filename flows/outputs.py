@@ -16,7 +16,8 @@ def describe_outputs(root: Path, dataset: str) -> str:
         metrics = json.loads(paths.metrics_file.read_text())
         lines.append(f"  test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
                      f"stopped at epoch {metrics['stop_epoch']}")
-    for label, path in [("metrics", paths.metrics_file), ("confusion matrix", paths.confusion_matrix_png),
+    for label, path in [("run report", paths.report_file),
+                        ("metrics", paths.metrics_file), ("confusion matrix", paths.confusion_matrix_png),
                         ("misclassified", paths.misclassified_png), ("training curve", paths.training_history_file),
                         ("Data Docs", paths.data_docs_dir / "index.html"), ("model", paths.model_file)]:
         state = "" if path.exists() else "  (missing)"

@@ -1,13 +1,17 @@
 """Prefect tasks: thin wrappers (retries, logging) over the stage functions in tasks/.
 
-Task names equal the DVC stage names and the module names in tasks/.
+Task names equal the DVC stage names and the module names in tasks/. Each task logs one line with its
+duration and outcome and records its wall time for the report (tasks/timings.py).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import publish_report, training_progress
 from tasks.config import DatasetParams, DownloadParams, EvaluateParams, PromoteParams, TrainParams, ValidateParams
 from tasks.download import DownloadResult, download_dataset
 from tasks.errors import ChecksumError, ConfigError, InsecureURLError
@@ -15,6 +19,8 @@ from tasks.evaluate import EvaluationResult, evaluate_model
 from tasks.normalize import NormalizeResult, normalize_dataset
 from tasks.paths import DatasetPaths
 from tasks.promote import PromotionDecision, promote_model
+from tasks.report import write_report
+from tasks.timings import timed_stage
 from tasks.train import TrainResult, train_model
 from tasks.validate import ValidationReport, validate_dataset
 
@@ -33,10 +39,15 @@ def _is_transient(task, task_run, state) -> bool:
     return False
 
 
+def _timed(paths: DatasetPaths, stage: str):
+    return timed_stage(paths, stage, "prefect", get_run_logger().info)
+
+
 @task(name="download", retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_is_transient,
       cache_policy=NO_CACHE)
 def download(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadParams) -> DownloadResult:
-    result = download_dataset(paths, dataset, settings)
+    with _timed(paths, "download"):
+        result = download_dataset(paths, dataset, settings)
     for file_name, source in result.source_by_file.items():
         get_run_logger().info("%s: %s", file_name, source)
     return result
@@ -44,7 +55,8 @@ def download(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadPara
 
 @task(name="validate", cache_policy=NO_CACHE)
 def validate(paths: DatasetPaths, dataset: DatasetParams, settings: ValidateParams) -> ValidationReport:
-    report = validate_dataset(paths, dataset, settings)
+    with _timed(paths, "validate"):
+        report = validate_dataset(paths, dataset, settings)
     get_run_logger().info("all expectations met for %s images; Data Docs: %s", report.image_counts,
                           paths.data_docs_dir / "index.html")
     return report
@@ -52,12 +64,16 @@ def validate(paths: DatasetPaths, dataset: DatasetParams, settings: ValidatePara
 
 @task(name="normalize", cache_policy=NO_CACHE)
 def normalize(paths: DatasetPaths) -> NormalizeResult:
-    return normalize_dataset(paths)
+    with _timed(paths, "normalize"):
+        return normalize_dataset(paths)
 
 
 @task(name="train", cache_policy=NO_CACHE)
 def train(paths: DatasetPaths, params: TrainParams) -> TrainResult:
-    result = train_model(paths, params)
+    progress = training_progress(paths.dataset, params.epochs)
+    with _timed(paths, "train"):
+        result = train_model(paths, params, extra_callbacks=[progress.callback()])
+    progress.finish(result.stop_epoch, result.stopped_by_threshold)
     get_run_logger().info("stopped at epoch %d (%s) after %.1f s of training", result.stop_epoch,
                           "threshold reached" if result.stopped_by_threshold else "epoch limit", result.train_seconds)
     return result
@@ -65,13 +81,24 @@ def train(paths: DatasetPaths, params: TrainParams) -> TrainResult:
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate(paths: DatasetPaths, dataset: DatasetParams, settings: EvaluateParams) -> EvaluationResult:
-    result = evaluate_model(paths, dataset, settings)
+    with _timed(paths, "evaluate"):
+        result = evaluate_model(paths, dataset, settings)
     get_run_logger().info("test accuracy %.4f, test loss %.4f", result.test_accuracy, result.test_loss)
     return result
 
 
 @task(name="promote", cache_policy=NO_CACHE)
 def promote(paths: DatasetPaths, dataset: DatasetParams, settings: PromoteParams) -> PromotionDecision:
-    decision = promote_model(paths, dataset, settings)
+    with _timed(paths, "promote"):
+        decision = promote_model(paths, dataset, settings)
     get_run_logger().info(decision.reason)
     return decision
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report(paths: DatasetPaths, dataset: DatasetParams, settings: EvaluateParams) -> Path:
+    with _timed(paths, "report"):
+        page = write_report(paths, dataset, settings)
+    publish_report(paths, dataset.class_names)
+    get_run_logger().info("run report: %s", page)
+    return page

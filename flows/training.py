@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger
 
 from flows.artifacts import publish_results, publish_skip
 from flows.runs import read_last_run, write_last_run
-from flows.stages import download, evaluate, normalize, promote, train, validate
+from flows.stages import download, evaluate, normalize, promote, report, train, validate
 from flows.versioning import changed_stages, record_outputs
 from tasks.config import DatasetName, Params, load_params, override_params
 from tasks.errors import ConfigError, PipelineError, StageFailedError
@@ -76,6 +76,7 @@ def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> P
     training = _run(train, paths, params.train_for(dataset))
     evaluation = _run(evaluate, paths, dataset_params, params.evaluate)
     decision = _run(promote, paths, dataset_params, params.promote)
+    _run(report, paths, dataset_params, params.evaluate)
     publish_results(paths, dataset_params.class_names, training, evaluation, decision)
     record_outputs(repo_root, dataset)
     write_last_run(paths)

@@ -5,4 +5,4 @@ Prefect flow in `flows/training.py`.
 """
 
 # The pipeline's stages in order: module names in tasks/, stage names in dvc.yaml, Prefect task names.
-STAGES = ("download", "validate", "normalize", "train", "evaluate", "promote")
+STAGES = ("download", "validate", "normalize", "train", "evaluate", "promote", "report")

@@ -2,6 +2,7 @@
 
 DVC runs these commands; they load params.yaml once, build the dataset's paths and call the stage's
 function. A PipelineError ends the process with exit code 1 and its message, without a traceback.
+Every stage ends with one line giving its duration and outcome (see tasks/timings.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from tasks.config import Params, load_params
 from tasks.errors import PipelineError
 from tasks.paths import PARAMS_FILE, DatasetPaths
+from tasks.timings import timed_stage
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -31,8 +33,14 @@ def run_stage(stage: str, argv: list[str] | None, stage_function: Callable[[Data
     try:
         params = load_params(arguments.params)
         params.dataset(arguments.dataset)
-        stage_function(DatasetPaths(arguments.root.resolve(), arguments.dataset), params)
+        paths = DatasetPaths(arguments.root.resolve(), arguments.dataset)
+        with timed_stage(paths, stage, "cli", _announce):
+            stage_function(paths, params)
     except PipelineError as error:
         print(f"{stage} failed for {arguments.dataset}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _announce(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

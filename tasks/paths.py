@@ -102,6 +102,19 @@ class DatasetPaths:
         return self.reports_dir / "promotion.json"
 
     @property
+    def report_file(self) -> Path:
+        """The run report page: one self-contained HTML file (images inlined)."""
+        return self.reports_dir / "index.html"
+
+    @property
+    def timings_dir(self) -> Path:
+        """Wall time per stage (local state, not versioned: it differs run to run)."""
+        return self.reports_dir / "timings"
+
+    def stage_timing_file(self, stage: str) -> Path:
+        return self.timings_dir / f"{stage}.json"
+
+    @property
     def last_run_file(self) -> Path:
         """Which flow run last completed for this dataset (local state, not versioned)."""
         return self.reports_dir / "last_run.json"

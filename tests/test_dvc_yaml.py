@@ -29,6 +29,7 @@ def declared_outputs(paths: DatasetPaths) -> dict[str, set]:
         "evaluate": [paths.metrics_file, paths.predictions_file, paths.confusion_matrix_png, paths.misclassified_png,
                      paths.test_predictions_file],
         "promote": [paths.production_dir, paths.promotion_file],
+        "report": [paths.report_file],
     }
     return {stage: {str(path.relative_to(paths.root)) for path in stage_files} for stage, stage_files in files.items()}
 
@@ -93,3 +94,14 @@ def test_top_level_curves_cover_exactly_the_listed_datasets():
         expected = {str(DatasetPaths(PROJECT_ROOT, name).training_history_file.relative_to(PROJECT_ROOT))
                     for name in listed}
         assert set(definition["y"]) == expected
+
+
+@pytest.mark.parametrize("dataset", ["fashion-mnist", "custom"])
+def test_report_depends_on_every_file_it_reads(dataset):
+    from tasks.report import required_inputs
+
+    paths = DatasetPaths(PROJECT_ROOT, dataset)
+    declared = stage_paths("report", "deps", dataset)
+    for path, _ in [*required_inputs(paths), (paths.promotion_file, "promote")]:
+        relative = str(path.relative_to(PROJECT_ROOT))
+        assert any(relative == dep or relative.startswith(dep + "/") for dep in declared), relative

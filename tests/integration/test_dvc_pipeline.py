@@ -4,6 +4,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -44,12 +45,16 @@ def reproduced(tmp_path_factory):
 
 def test_repro_runs_every_stage_and_writes_the_outputs(reproduced):
     repo, first = reproduced
-    for stage in ("download", "validate", "normalize", "train", "evaluate"):
+    for stage in ("download", "validate", "normalize", "train", "evaluate", "promote", "report"):
         assert f"Running stage '{stage}@custom'" in first.stdout
+        assert re.search(rf"^stage {stage}@custom: ok in \d+\.\d s$", first.stderr, re.M), stage
     metrics = json.loads((repo / "reports/custom/metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.8 and 1 <= metrics["stop_epoch"] <= 15
     assert (repo / "models/custom/model.keras").is_file()
     assert (repo / "reports/custom/data_docs/index.html").is_file()
+    page = (repo / "reports/custom/index.html").read_text()
+    assert f'data-metric="test_accuracy">{metrics["test_accuracy"]:.4f}<' in page
+    assert "<td>train</td><td>ok</td>" in page  # wall times recorded by the stage commands
     assert "custom@" not in (repo / "dvc.lock").read_text()
     assert "evaluate@custom" in (repo / "dvc.lock").read_text()
 
@@ -77,20 +82,46 @@ def test_push_then_pull_in_a_fresh_clone_restores_data_and_model(reproduced, tmp
     run(["dvc", "pull"], clone)
 
     for relative in ("models/custom/model.keras", "data/raw/custom/train-images-idx3-ubyte",
-                     "data/processed/custom/test.npz"):
+                     "data/processed/custom/test.npz", "reports/custom/index.html"):
         assert (clone / relative).read_bytes() == (repo / relative).read_bytes(), relative
     assert run(["dvc", "status"], clone).stdout.strip() == "Data and pipelines are up to date."
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], clone)
+    assert_plots_page(tmp_path / "plots" / "index.html", revisions=["workspace"])
 
 
-def test_experiment_with_a_changed_param_is_listed(reproduced):
+def assert_plots_page(page_file: Path, revisions: list[str]) -> None:
+    """DVC's plots page holds the training curves and the confusion matrix, with data from each revision."""
+    page = page_file.read_text()
+    specs = {plot_id: json.loads(spec)
+             for spec, plot_id in re.findall(r"var spec = (\{.*?\});\s*vegaEmbed\('#([^']+)'", page, re.S)}
+    assert {"loss", "accuracy", "reports_custom_training_history_csv", "reports_custom_predictions_csv"} <= set(specs)
+    curves = specs["reports_custom_training_history_csv"]["data"]["values"]
+    confusion = specs["reports_custom_predictions_csv"]["data"]["values"]
+    assert {"epoch", "val_accuracy"} <= set(curves[0]) and {"actual", "predicted"} <= set(confusion[0])
+    assert {row["rev"] for row in curves} == {row["rev"] for row in confusion} == set(revisions)
+    assert sum(row["rev"] == revisions[0] for row in confusion) == 200  # one row per test image
+
+
+@pytest.fixture(scope="module")
+def experiment(reproduced):
     repo, _ = reproduced
     run(["dvc", "exp", "run", "-S", "train.units=32", "-n", "units-32"], repo)
+    return repo
 
+
+def test_experiment_with_a_changed_param_is_listed(experiment):
+    repo = experiment
     table = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], repo).stdout)))
     (experiment,) = [row for row in table if row["Experiment"] == "units-32"]
     assert experiment["train.units"] == "32"
     assert 0 < float(experiment["test_accuracy"]) <= 1
     assert json.loads((repo / "reports/custom/training.json").read_text())["params"]["units"] == 32
+
+
+def test_plots_diff_between_baseline_and_experiment(experiment, tmp_path):
+    run(["dvc", "plots", "diff", "HEAD", "units-32", "-o", str(tmp_path / "diff")], experiment)
+
+    assert_plots_page(tmp_path / "diff" / "index.html", revisions=["HEAD", "units-32"])
 
 
 def test_bad_user_data_stops_repro_before_training(reproduced):

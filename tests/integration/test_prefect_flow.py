@@ -4,6 +4,7 @@ Afterwards DVC must agree: `dvc status` clean and `dvc repro` with nothing to do
 """
 
 import json
+import re
 
 import pytest
 import yaml
@@ -70,30 +71,75 @@ def test_second_run_with_nothing_changed_skips_training(flow_run):
     assert (repo / "models/mnist-sample/model.keras").read_bytes() == model_before
 
 
-def test_artifacts_have_stable_keys(flow_run):
+def latest_artifacts(keys: list[str]) -> dict:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["mnist-sample-metrics", "mnist-sample-per-class", "mnist-sample-decision"])))
-    by_key = {artifact.key: artifact for artifact in artifacts}
-    assert set(by_key) == {"mnist-sample-metrics", "mnist-sample-per-class", "mnist-sample-decision"}
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    by_key = {}
+    for artifact in sorted(artifacts, key=lambda artifact: artifact.created):
+        by_key[artifact.key] = artifact
+    return by_key
+
+
+def test_artifacts_have_stable_keys(flow_run):
+    keys = ["mnist-sample-metrics", "mnist-sample-per-class", "mnist-sample-decision", "mnist-sample-report",
+            "mnist-sample-confusion", "mnist-sample-training-progress"]
+    by_key = latest_artifacts(keys)
+    assert set(by_key) == set(keys)
     assert "test accuracy" in by_key["mnist-sample-metrics"].data
     assert "| **9** |" in by_key["mnist-sample-metrics"].data
     table = json.loads(by_key["mnist-sample-per-class"].data)
     assert [row["class"] for row in table] == [str(digit) for digit in range(10)]
 
 
-def test_unlisted_dataset_fails_before_any_work(prefect_server, flow_run):
-    from flows.training import training_pipeline
+def test_artifacts_link_the_report_and_show_the_confusion_matrix(flow_run):
+    import base64
 
     repo, _ = flow_run
-    params_before = (repo / "params.yaml").read_bytes()
-    state = training_pipeline(dataset="fashion-mnist", root=str(repo),
-                              overrides={"train.epochs": 2}, return_state=True)
+    report = repo / "reports/mnist-sample/index.html"
+    metrics = json.loads((repo / "reports/mnist-sample/metrics.json").read_text())
+    by_key = latest_artifacts(["mnist-sample-report", "mnist-sample-confusion", "mnist-sample-training-progress"])
 
-    assert state.is_failed()
-    assert "'fashion-mnist' is not listed under `datasets`" in state.message
-    assert (repo / "params.yaml").read_bytes() == params_before
-    assert not (repo / "data/raw/fashion-mnist").exists()
+    page = report.read_text()
+    assert f"data-metric=\"test_accuracy\">{metrics['test_accuracy']:.4f}<" in page
+    for stage in ("download", "validate", "normalize", "train", "evaluate", "promote"):  # timed by the tasks
+        assert re.search(rf"<td>{stage}</td><td>ok</td><td class=\"number\">[\d.]+ s</td><td>[^<]+</td><td>prefect</td>",
+                         page), stage
+    assert f"]({report.as_uri()})" in by_key["mnist-sample-report"].data
+    image = by_key["mnist-sample-confusion"].data
+    assert image.startswith("data:image/png;base64,")
+    assert base64.b64decode(image.split(",", 1)[1]) == (repo / "reports/mnist-sample/confusion_matrix.png").read_bytes()
+    progress = by_key["mnist-sample-training-progress"]
+    assert progress.data == 100
+    assert progress.description.startswith(f"Done: stopped after epoch {metrics['stop_epoch']} of at most 30")
+
+
+def test_progress_artifact_moves_on_every_epoch(prefect_server):
+    """A real Keras fit (tiny model, random data) in a flow with the train task's progress callback; the
+    artifact is read back from the server after each epoch."""
+    import keras
+    import numpy as np
+    from prefect import flow
+
+    from flows.artifacts import training_progress
+    from tasks.train import build_model
+
+    key = "progress-check-training-progress"
+
+    @flow
+    def fit_with_progress() -> list:
+        progress, seen = training_progress("progress-check", epochs=4), []
+        reader = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: seen.append(latest_artifacts([key])[key]))
+        images = np.random.default_rng(0).random((64, 28, 28), dtype=np.float32)
+        build_model(units=8, learning_rate=0.01).fit(images, np.arange(64) % 10, epochs=4, verbose=0,
+                                                     callbacks=[progress.callback(), reader])
+        return seen
+
+    seen = fit_with_progress()
+
+    assert [artifact.data for artifact in seen] == [25, 50, 75, 100]
+    assert [artifact.description.split(":")[0] for artifact in seen] == [f"epoch {n} of at most 4" for n in range(1, 5)]
+    assert "accuracy" in seen[0].description and "loss" in seen[0].description

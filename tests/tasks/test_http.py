@@ -1,5 +1,7 @@
 """tasks.http against a real HTTPS server on 127.0.0.1 (tests/https_server.py) that misbehaves on request."""
 
+import io
+import logging
 import re
 import time
 
@@ -163,3 +165,33 @@ def test_redirect_to_https_is_followed(https_server):
 
     assert fetch_https(https_server.url("/moved.gz"), timeout_seconds=2, max_bytes=1 << 20) == BODY
     assert https_server.requests == ["/moved.gz", "/file.gz"]
+
+
+class Terminal(io.StringIO):
+    """Stands in for stderr on a terminal (pytest captures the real one, which is then not a TTY)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_progress_bar(https_server):
+    https_server.routes["/file.gz"] = ("ok", BODY)
+    terminal = Terminal()
+
+    fetch_https(https_server.url("/file.gz"), timeout_seconds=2, max_bytes=1 << 20, progress_stream=terminal)
+
+    last_line = terminal.getvalue().split("\r")[-1]
+    assert re.fullmatch(r"file\.gz \[#{30}\] 10\.2 kB of 10\.2 kB \(100 %\) in [\d.]+ s\n", last_line)
+
+
+def test_without_a_terminal_progress_goes_to_the_log(https_server, monkeypatch, caplog):
+    https_server.routes["/file.gz"] = ("ok_unsized", BODY)
+    monkeypatch.setattr("tasks.http._LOG_EVERY_SECONDS", 0.0)
+    not_a_terminal = io.StringIO()
+    url = https_server.url("/file.gz")
+
+    with caplog.at_level(logging.INFO, logger="tasks.http"):
+        fetch_https(url, timeout_seconds=2, max_bytes=1 << 20, progress_stream=not_a_terminal)
+
+    assert not_a_terminal.getvalue() == ""
+    assert f"{url}: 10.2 kB" in caplog.messages

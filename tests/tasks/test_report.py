@@ -1,0 +1,227 @@
+"""The report page from a small real run (600/200 real digits, a real 3-epoch Keras model, real GX validation),
+checked as text and, once, rendered in headless Chromium."""
+
+import base64
+import contextlib
+import html
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tasks.config import EvaluateParams, parse_params
+from tasks.evaluate import evaluate_model
+from tasks.paths import DatasetPaths
+from tasks.promote import promote_model
+from tasks.report import ReportInputError, most_confident_mistakes, read_history, write_report
+from tasks.report_figures import row_normalized
+from tasks.timings import timed_stage
+from tasks.validate import validate_dataset
+from tests.conftest import PROJECT_ROOT, project_params_document
+
+DIGITS = tuple(str(digit) for digit in range(10))
+SHOWN = 12
+
+
+def digits_params():
+    document = project_params_document()
+    document["data"]["mnist-sample"]["expected_counts"] = {"train": 600, "test": 200}
+    return parse_params(document)
+
+
+@pytest.fixture(scope="module")
+def reported(trained_digits, tmp_path_factory) -> DatasetPaths:
+    """A copy of the trained run taken through validate, evaluate, promote (timed as the CLI does) and report."""
+    root = tmp_path_factory.mktemp("reported")
+    for folder in ("data", "models"):
+        shutil.copytree(trained_digits.root / folder, root / folder)
+    shutil.copytree(trained_digits.reports_dir, root / "reports" / "mnist-sample")
+    paths, params = DatasetPaths(root, "mnist-sample"), digits_params()
+    dataset = params.dataset("mnist-sample")
+    validate_dataset(paths, dataset, params.validate_)
+    with timed_stage(paths, "evaluate", "cli", lambda line: None):
+        evaluate_model(paths, dataset, params.evaluate)
+    promote_model(paths, dataset, params.promote)
+    write_report(paths, dataset, EvaluateParams(misclassified_shown=SHOWN))
+    return paths
+
+
+def image_sources(page: str) -> list[str]:
+    return re.findall(r'<img [^>]*src="([^"]*)"', page)
+
+
+def test_page_is_self_contained(reported):
+    page = reported.report_file.read_text()
+    sources = image_sources(page)
+
+    assert len(sources) == 3 + SHOWN  # two confusion matrices, the curves, the gallery
+    for source in sources:
+        assert source.startswith("data:image/png;base64,")
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+
+
+def test_headline_and_promotion_match_their_files(reported):
+    page = reported.report_file.read_text()
+    metrics = json.loads(reported.metrics_file.read_text())
+    promotion = json.loads(reported.promotion_file.read_text())
+
+    shown = dict(re.findall(r'data-metric="(\w+)">([^<]+)<', page))
+    assert float(shown["test_accuracy"]) == pytest.approx(metrics["test_accuracy"], abs=5e-5)
+    assert float(shown["test_loss"]) == pytest.approx(metrics["test_loss"], abs=5e-5)
+    assert int(shown["stop_epoch"]) == metrics["stop_epoch"] == 3
+    assert int(shown["test_images"]) == metrics["test_images"] == 200
+    assert f'data-promoted="{str(promotion["promoted"]).lower()}"' in page
+    assert html.escape(promotion["reason"]) in page
+    for name, scores in metrics["per_class"].items():
+        row = re.escape(f">{name}</td><td class=\"number\">{scores['precision']:.4f}</td><td class=\"number\">"
+                        f"{scores['recall']:.4f}</td>")
+        assert re.search(row, page), name
+
+
+def test_gallery_shows_real_mistakes_most_confident_first(reported):
+    page = reported.report_file.read_text()
+    predicted = np.load(reported.test_predictions_file)["predicted"]
+    labels = np.load(reported.processed_file("test"))["labels"]
+
+    captions = re.findall(r"<figcaption>(\d) &rarr; (\d)<br>([\d.]+)% \(#(\d+)\)</figcaption>", page)
+    assert len(captions) == min(SHOWN, int(np.sum(predicted != labels)))
+    for true_class, predicted_class, _, row in captions:
+        assert labels[int(row)] == int(true_class) != predicted[int(row)] == int(predicted_class)
+    confidences = [float(confidence) for _, _, confidence, _ in captions]
+    assert confidences == sorted(confidences, reverse=True)
+    thumbnail = re.search(r'<img alt="test image \d+" src="data:image/png;base64,([^"]+)"', page).group(1)
+    assert Image.open(io.BytesIO(base64.b64decode(thumbnail))).size == (84, 84)
+
+
+def test_validation_summary_and_run_card(reported):
+    page = reported.report_file.read_text()
+    validation = json.loads(reported.validation_file.read_text())
+
+    for split, results in validation["splits"].items():
+        for result in results:
+            assert html.escape(result["description"]) in page
+    assert page.count('<span class="pass">pass</span>') >= sum(map(len, validation["splits"].values()))
+    link = re.search(r'<a href="([^"]+)">Great Expectations Data Docs</a>', page).group(1)
+    assert link == "data_docs/index.html" and (reported.reports_dir / link).is_file()
+    from tasks.fileio import sha256_of_file
+
+    assert sha256_of_file(reported.raw_file("test", "labels")) in page
+    assert re.search(r"<td>evaluate</td><td>ok</td><td class=\"number\">[\d.]+ s</td>", page)
+    assert "<td>train</td><td>not recorded</td>" in page
+    assert "<td>seed</td><td class=\"number\">42</td>" in page
+    assert "<td>tensorflow</td>" in page
+
+
+def test_missing_input_is_named(reported, tmp_path):
+    shutil.copytree(reported.root, tmp_path / "copy")
+    paths = DatasetPaths(tmp_path / "copy", "mnist-sample")
+    paths.metrics_file.unlink()
+
+    with pytest.raises(ReportInputError, match=re.escape(f"missing {paths.metrics_file} (written by the evaluate "
+                                                         "stage). Run the earlier stages first")):
+        write_report(paths, digits_params().dataset("mnist-sample"), EvaluateParams())
+    assert not paths.report_file.exists() or paths.report_file.read_bytes() == reported.report_file.read_bytes()
+
+
+def test_malformed_history_names_file_and_line(tmp_path):
+    history = tmp_path / "training_history.csv"
+    history.write_text("epoch,loss,accuracy,val_loss,val_accuracy\n1,0.5,0.8,0.6,0.7\n2,nan?,0.9,0.5,0.8\n")
+
+    with pytest.raises(ReportInputError, match=re.escape(f"{history}, line 3: expected numbers")):
+        read_history(history)
+
+
+def test_history_without_validation_columns_is_refused(tmp_path):
+    history = tmp_path / "training_history.csv"
+    history.write_text("epoch,loss,accuracy\n1,0.5,0.8\n")
+
+    with pytest.raises(ReportInputError, match=r"missing columns \['val_loss', 'val_accuracy'\]"):
+        read_history(history)
+
+
+def test_most_confident_mistakes_come_first():
+    probabilities = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.05, 0.95], [0.7, 0.3]])
+    labels = np.array([0, 0, 0, 0, 1])
+
+    mistakes = most_confident_mistakes(probabilities, labels, ("a", "b"), count=3)
+
+    assert [(m.index, m.true_class, m.predicted_class) for m in mistakes] == [(3, "a", "b"), (1, "a", "b"),
+                                                                              (4, "b", "a")]
+    assert mistakes[0].confidence == pytest.approx(0.95)
+
+
+def test_row_normalized_keeps_empty_rows_at_zero():
+    shares = row_normalized(np.array([[3, 1], [0, 0]]))
+
+    assert shares.tolist() == [[0.75, 0.25], [0.0, 0.0]]
+
+
+# Run inside a copy of the page once it has loaded: what Chromium decoded for each image, and the headline as shown.
+PROBE = """<script>window.addEventListener("load", () => {
+  const found = {images: Array.from(document.images, (image) => ({
+                   alt: image.alt, complete: image.complete, width: image.naturalWidth, height: image.naturalHeight})),
+                 metrics: Object.fromEntries(Array.from(document.querySelectorAll("[data-metric]"),
+                                                        (element) => [element.dataset.metric, element.innerText]))};
+  const output = document.createElement("pre");
+  output.id = "probe";
+  output.textContent = JSON.stringify(found);
+  document.body.appendChild(output);
+});</script>"""
+
+
+def run_chromium(arguments: list[str], profile, timeout_seconds: float = 90) -> str:
+    """Headless Chromium in its own session, bounded in time; everything it started is killed at the end.
+
+    DNS resolves nothing, so a page that needed the network would show broken images."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is not installed (make chromium, or apt-get install chromium)"
+    process = subprocess.Popen(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+         "--hide-scrollbars", f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND", *arguments],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise AssertionError(f"chromium did not finish within {timeout_seconds} s: {arguments}") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # helper processes left in its session, if any
+    assert process.returncode == 0, f"chromium exited {process.returncode}:\n{stderr[-3000:]}"
+    return stdout
+
+
+@pytest.mark.integration
+def test_page_renders_in_headless_chromium(reported, tmp_path):
+    probed = tmp_path / "probed.html"
+    probed.write_text(reported.report_file.read_text().replace("</body>", PROBE + "</body>"))
+    metrics = json.loads(reported.metrics_file.read_text())
+
+    dom = run_chromium(["--virtual-time-budget=10000", "--dump-dom", probed.as_uri()], tmp_path / "profile")
+    found = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
+
+    assert len(found["images"]) == 3 + SHOWN
+    for image in found["images"]:
+        assert image["complete"] and image["width"] > 0 and image["height"] > 0, image
+    assert float(found["metrics"]["test_accuracy"]) == pytest.approx(metrics["test_accuracy"], abs=5e-5)
+    assert float(found["metrics"]["test_loss"]) == pytest.approx(metrics["test_loss"], abs=5e-5)
+    assert int(found["metrics"]["stop_epoch"]) == metrics["stop_epoch"]
+    assert int(found["metrics"]["test_images"]) == metrics["test_images"]
+
+    screenshot = PROJECT_ROOT / "test-artifacts" / "report-mnist-sample.png"
+    screenshot.parent.mkdir(exist_ok=True)
+    screenshot.unlink(missing_ok=True)
+    run_chromium(["--window-size=1280,6000", f"--screenshot={screenshot}", reported.report_file.as_uri()],
+                 tmp_path / "profile")
+    with Image.open(screenshot) as picture:
+        assert picture.size == (1280, 6000)
+        assert len(picture.convert("L").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 16  # not a blank page
