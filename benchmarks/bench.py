@@ -33,7 +33,7 @@ def training_and_end_to_end(workspace: Path, log) -> dict:
         timed = run_timed(BASELINE + [source_dir], workspace)
         baseline.append({**timed.json_line(), "process_seconds": timed.seconds})
         train.append(run_timed(["python", "benchmarks/train_probe.py", str(workspace), FASHION], workspace).json_line())
-        end_to_end.append(run_timed(["dvc", "repro", "--force", f"evaluate@{FASHION}"], workspace).seconds)
+        end_to_end.append(run_timed(["dvc", "repro", "--force", f"report@{FASHION}"], workspace).seconds)
         log(f"run {run}/{RUNS}: baseline train {baseline[-1]['train_seconds']:.1f} s (acc "
             f"{baseline[-1]['test_accuracy']:.4f}), process {baseline[-1]['process_seconds']:.1f} s; pipeline train "
             f"{train[-1]['train_seconds']:.1f} s (acc {train[-1]['test_accuracy']:.4f}), dvc repro {end_to_end[-1]:.1f} s")
