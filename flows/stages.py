@@ -80,9 +80,9 @@ def train(paths: DatasetPaths, params: TrainParams) -> TrainResult:
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(paths: DatasetPaths, dataset: DatasetParams, settings: EvaluateParams) -> EvaluationResult:
+def evaluate(paths: DatasetPaths, dataset: DatasetParams) -> EvaluationResult:
     with _timed(paths, "evaluate"):
-        result = evaluate_model(paths, dataset, settings)
+        result = evaluate_model(paths, dataset)
     get_run_logger().info("test accuracy %.4f, test loss %.4f", result.test_accuracy, result.test_loss)
     return result
 

@@ -74,7 +74,7 @@ def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> P
     _run(validate, paths, dataset_params, params.validate_)
     _run(normalize, paths)
     training = _run(train, paths, params.train_for(dataset))
-    evaluation = _run(evaluate, paths, dataset_params, params.evaluate)
+    evaluation = _run(evaluate, paths, dataset_params)
     decision = _run(promote, paths, dataset_params, params.promote)
     _run(report, paths, dataset_params, params.evaluate)
     publish_results(paths, dataset_params.class_names, training, evaluation, decision)

@@ -1,7 +1,7 @@
 """Stage 5, evaluate: test loss and accuracy, confusion matrix (labels 0..9), per-class report with class names.
 
-Writes `metrics.json` (DVC metrics), `predictions.csv` (DVC confusion plot), a labelled confusion-matrix
-PNG and a grid of misclassified test images, all under `reports/<dataset>/`.
+Writes `metrics.json` (DVC metrics), `predictions.csv` (DVC confusion plot) and the test predictions under
+`reports/<dataset>/`. Pictures of these numbers are drawn by the report stage.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.config import NUM_CLASSES, DatasetParams, EvaluateParams
+from tasks.config import NUM_CLASSES, DatasetParams
 from tasks.fileio import write_json_atomic, write_text_atomic
 from tasks.normalize import load_split
 from tasks.paths import DatasetPaths
 from tasks.inference import load_network, sparse_categorical_crossentropy
 from tasks.predictions import save_predictions, test_set_fingerprint
-from tasks.plots import save_confusion_heatmap, save_misclassified_grid
 
 logger = logging.getLogger(__name__)
 CLASS_LABELS = list(range(NUM_CLASSES))
@@ -49,7 +48,7 @@ def summarize_predictions(true_labels: np.ndarray, predicted_labels: np.ndarray,
     return matrix, per_class
 
 
-def evaluate_model(paths: DatasetPaths, dataset: DatasetParams, settings: EvaluateParams) -> EvaluationResult:
+def evaluate_model(paths: DatasetPaths, dataset: DatasetParams) -> EvaluationResult:
     """Evaluate `models/<dataset>/model.keras` on the test split and write the reports.
 
     The model is run by `tasks.inference` (NumPy for the pipeline's dense models, Keras otherwise)."""
@@ -69,11 +68,6 @@ def evaluate_model(paths: DatasetPaths, dataset: DatasetParams, settings: Evalua
         "test_images": int(len(labels)), "per_class": per_class, "confusion_matrix": result.confusion_matrix,
     })
     write_text_atomic(paths.predictions_file, _predictions_csv(labels, predicted, dataset.class_names))
-    save_confusion_heatmap(matrix, dataset.class_names, f"{paths.dataset}: test accuracy {test_accuracy:.4f}",
-                           paths.confusion_matrix_png)
-    wrong = np.flatnonzero(predicted != labels)[: settings.misclassified_shown]
-    save_misclassified_grid(images[wrong], labels[wrong], predicted[wrong], dataset.class_names,
-                            paths.misclassified_png)
     logger.info("%s: test accuracy %.4f, loss %.4f on %d images; metrics -> %s", paths.dataset, test_accuracy,
                 test_loss, len(labels), paths.metrics_file)
     return result
@@ -102,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.cli import run_stage
 
     return run_stage("evaluate", argv, lambda paths, params: evaluate_model(
-        paths, params.dataset(paths.dataset), params.evaluate))
+        paths, params.dataset(paths.dataset)))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ The decision, with its numbers, goes to `reports/<dataset>/promotion.json`.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import sys
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -51,20 +53,32 @@ class PromotionDecision:
 
 def mcnemar_exact(champion_correct: np.ndarray, challenger_correct: np.ndarray, level: float) -> McNemarResult:
     """Exact (binomial) McNemar test on the discordant pairs of two classifiers' per-image correctness."""
-    from scipy.stats import binomtest
-
     champion_only = int(np.sum(champion_correct & ~challenger_correct))
     challenger_only = int(np.sum(challenger_correct & ~champion_correct))
     discordant = champion_only + challenger_only
-    p_value = 1.0 if discordant == 0 else float(binomtest(min(champion_only, challenger_only), discordant, 0.5).pvalue)
+    p_value = _two_sided_binomial_half(min(champion_only, challenger_only), discordant)
     return McNemarResult(champion_only, challenger_only, p_value, p_value < level)
 
 
-def per_class_recall(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> dict[str, float]:
-    from sklearn.metrics import recall_score
+def _two_sided_binomial_half(successes: int, trials: int) -> float:
+    """Exact two-sided p-value of `successes` <= trials/2 under Binomial(trials, 1/2), as scipy's binomtest gives.
 
-    recalls = recall_score(labels, predicted, labels=list(range(len(class_names))), average=None, zero_division=0)
-    return {name: float(recall) for name, recall in zip(class_names, recalls)}
+    The distribution is symmetric, so the two-sided value is twice the lower tail (at most 1); integer
+    arithmetic keeps it exact. Written out because importing scipy costs this stage most of its run time.
+    """
+    if trials == 0:
+        return 1.0
+    lower_tail = sum(math.comb(trials, count) for count in range(successes + 1))
+    return min(1.0, float(Fraction(2 * lower_tail, 2 ** trials)))
+
+
+def per_class_recall(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> dict[str, float]:
+    """Recall of each class 0..n-1; 0.0 for a class absent from `labels` (sklearn's zero_division=0)."""
+    recalls = {}
+    for index, name in enumerate(class_names):
+        of_class = labels == index
+        recalls[name] = float(np.mean(predicted[of_class] == index)) if of_class.any() else 0.0
+    return recalls
 
 
 def decide(dataset: str, labels: np.ndarray, challenger_predicted: np.ndarray, champion_predicted: np.ndarray | None,

@@ -3,7 +3,8 @@
 Answers "is this model good, where does it fail, and was the data sound?" from the files the earlier stages
 wrote: headline metrics and the promotion decision, confusion matrices, per-class scores, training curves,
 the most confident mistakes, the data validation summary (linking to the GX Data Docs) and a run card.
-Images are inlined as data URIs: the page opens anywhere, offline, with no other file.
+Images are inlined as data URIs: the page opens anywhere, offline, with no other file. The counts heatmap
+and the grid of mistakes are also written as PNG files (`confusion_matrix.png`, `misclassified.png`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import numpy as np
 from tasks import STAGES
 from tasks.config import DatasetParams, EvaluateParams
 from tasks.errors import PipelineError
-from tasks.fileio import sha256_of_file, write_text_atomic
+from tasks.fileio import sha256_of_file, write_bytes_atomic, write_text_atomic
 from tasks.inference import load_network
 from tasks.normalize import load_split
 from tasks.paths import IDX_FILE_NAMES, DatasetPaths
-from tasks.report_figures import confusion_heatmap_png, data_uri, thumbnail_png, training_curves_png
+from tasks.report_figures import (confusion_heatmap_png, data_uri, misclassified_grid_png, thumbnail_png,
+                                  training_curves_png)
 from tasks.report_html import Mistake, ReportPage, RunCard, render_page
 from tasks.timings import read_timings
 from tasks.train import HISTORY_COLUMNS
@@ -161,7 +163,12 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
     mistakes = [replace(mistake, thumbnail=data_uri(thumbnail_png(images[mistake.index])))
                 for mistake in most_confident_mistakes(probabilities, labels, dataset.class_names,
                                                        settings.misclassified_shown)]
-    figures = {"confusion_counts": data_uri(confusion_heatmap_png(matrix, dataset.class_names, normalized=False)),
+    confusion_counts_png = confusion_heatmap_png(matrix, dataset.class_names, normalized=False)
+    write_bytes_atomic(paths.confusion_matrix_png, confusion_counts_png)
+    shown = [mistake.index for mistake in mistakes]
+    write_bytes_atomic(paths.misclassified_png, misclassified_grid_png(
+        images[shown], [mistake.true_class for mistake in mistakes], [mistake.predicted_class for mistake in mistakes]))
+    figures = {"confusion_counts": data_uri(confusion_counts_png),
                "confusion_normalized": data_uri(confusion_heatmap_png(matrix, dataset.class_names, normalized=True)),
                "curves": data_uri(training_curves_png(history, training["stop_epoch"],
                                                       training["stopped_by_threshold"], training["monitor"],

@@ -1,7 +1,7 @@
 """The report page's pictures, rendered to PNG in memory and inlined as data URIs (the page needs no other file).
 
-Confusion-matrix heatmaps (counts and row-normalized), training curves with the stop epoch marked, and
-thumbnails of single test images.
+Confusion-matrix heatmaps (counts and row-normalized), training curves with the stop epoch marked, a grid of
+mistakes, and thumbnails of single test images.
 """
 
 from __future__ import annotations
@@ -67,6 +67,21 @@ def training_curves_png(history: dict[str, list[float]], stop_epoch: int, stoppe
         axes.set_title(metric)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
+    return _png(figure)
+
+
+def misclassified_grid_png(images: np.ndarray, true_names: Sequence[str], predicted_names: Sequence[str]) -> bytes:
+    """Test images in a grid of up to 5 columns, each titled 'true -> predicted'."""
+    count = max(len(images), 1)
+    columns = min(5, count)
+    rows = int(np.ceil(count / columns))
+    figure, axes_grid = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    for position, axes in enumerate(axes_grid.flat):
+        axes.axis("off")
+        if position < len(images):
+            axes.imshow(images[position], cmap="gray_r", vmin=0, vmax=1)
+            axes.set_title(f"{true_names[position]}\n-> {predicted_names[position]}", fontsize=8)
+    figure.suptitle("Most confident mistakes on the test set (true -> predicted)")
     return _png(figure)
 
 

@@ -26,10 +26,9 @@ def declared_outputs(paths: DatasetPaths) -> dict[str, set]:
         "validate": [paths.validation_file, paths.data_docs_dir],
         "normalize": [paths.processed_dir],
         "train": [paths.model_file, paths.training_summary_file, paths.training_history_file],
-        "evaluate": [paths.metrics_file, paths.predictions_file, paths.confusion_matrix_png, paths.misclassified_png,
-                     paths.test_predictions_file],
+        "evaluate": [paths.metrics_file, paths.predictions_file, paths.test_predictions_file],
         "promote": [paths.production_dir, paths.promotion_file],
-        "report": [paths.report_file],
+        "report": [paths.report_file, paths.confusion_matrix_png, paths.misclassified_png],
     }
     return {stage: {str(path.relative_to(paths.root)) for path in stage_files} for stage, stage_files in files.items()}
 

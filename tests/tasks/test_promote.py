@@ -4,10 +4,10 @@ import shutil
 import numpy as np
 import pytest
 
-from tasks.config import EvaluateParams, PromoteParams, TrainParams
+from tasks.config import PromoteParams, TrainParams
 from tasks.evaluate import evaluate_model
 from tasks.paths import DatasetPaths
-from tasks.promote import decide, mcnemar_exact, promote_model
+from tasks.promote import decide, mcnemar_exact, per_class_recall, promote_model
 from tasks.train import train_model
 
 DIGITS = tuple(str(digit) for digit in range(10))
@@ -85,12 +85,12 @@ def test_rejected_challenger_leaves_the_champion_untouched(real_digits_root, tmp
     paths = DatasetPaths(tmp_path, "mnist-sample")
     dataset = project_params.dataset("mnist-sample").model_copy(update={"min_accuracy": 0.5})
     train_model(paths, TrainParams(epochs=8, threshold=1.0))
-    evaluate_model(paths, dataset, EvaluateParams())
+    evaluate_model(paths, dataset)
     assert promote_model(paths, dataset, PromoteParams()).promoted
     champion_bytes = paths.production_model_file.read_bytes()
 
     train_model(paths, TrainParams(epochs=1, batch_size=512, learning_rate=1e-4, threshold=1.0))
-    evaluate_model(paths, dataset, EvaluateParams())
+    evaluate_model(paths, dataset)
     decision = promote_model(paths, dataset, PromoteParams())
 
     assert not decision.promoted
@@ -104,7 +104,7 @@ def test_saved_champion_predictions_spare_loading_the_model(real_digits_root, tm
     paths = DatasetPaths(tmp_path, "mnist-sample")
     dataset = project_params.dataset("mnist-sample").model_copy(update={"min_accuracy": 0.5})
     train_model(paths, TrainParams(epochs=3, threshold=1.0))
-    evaluate_model(paths, dataset, EvaluateParams())
+    evaluate_model(paths, dataset)
     promote_model(paths, dataset, PromoteParams())
     assert paths.production_predictions_file.is_file()
     # An unreadable champion model proves the comparison used the saved predictions, not the model.
@@ -123,3 +123,31 @@ def test_challenger_without_matching_predictions_is_an_error(real_digits_root, t
 
     with pytest.raises(TrainingError, match=r"test_predictions.npz: missing or made on another test set; run the evaluate stage first"):
         promote_model(paths, project_params.dataset("mnist-sample"), PromoteParams())
+
+
+@pytest.mark.parametrize("champion_only, challenger_only", [(0, 1), (1, 1), (3, 9), (7, 0), (50, 61), (344, 288),
+                                                            (0, 400), (1500, 1450)])
+def test_mcnemar_p_value_equals_scipy_binomtest(champion_only, challenger_only):
+    from scipy.stats import binomtest
+
+    champion_correct = np.array([True] * champion_only + [False] * challenger_only + [True] * 5)
+    challenger_correct = np.array([False] * champion_only + [True] * challenger_only + [True] * 5)
+
+    result = mcnemar_exact(champion_correct, challenger_correct, 0.05)
+
+    expected = binomtest(min(champion_only, challenger_only), champion_only + challenger_only, 0.5).pvalue
+    assert result.p_value == pytest.approx(expected, rel=1e-9, abs=1e-300)
+
+
+def test_per_class_recall_equals_sklearn_even_with_a_class_missing():
+    from sklearn.metrics import recall_score
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 9, 500)            # class 9 never occurs
+    predicted = np.where(rng.random(500) < 0.7, labels, rng.integers(0, 10, 500))
+    names = tuple(str(index) for index in range(10))
+
+    recalls = per_class_recall(labels, predicted, names)
+
+    expected = recall_score(labels, predicted, labels=list(range(10)), average=None, zero_division=0)
+    assert list(recalls.values()) == pytest.approx(list(expected)) and recalls["9"] == 0.0

@@ -47,7 +47,7 @@ def reported(trained_digits, tmp_path_factory) -> DatasetPaths:
     dataset = params.dataset("mnist-sample")
     validate_dataset(paths, dataset, params.validate_)
     with timed_stage(paths, "evaluate", "cli", lambda line: None):
-        evaluate_model(paths, dataset, params.evaluate)
+        evaluate_model(paths, dataset)
     promote_model(paths, dataset, params.promote)
     write_report(paths, dataset, EvaluateParams(misclassified_shown=SHOWN))
     return paths
@@ -66,6 +66,14 @@ def test_page_is_self_contained(reported):
         assert source.startswith("data:image/png;base64,")
     assert "<script" not in page.lower() and "<link" not in page.lower()
     assert not re.search(r'(src|href)="(https?:)?//', page)
+
+
+def test_counts_heatmap_and_mistakes_grid_are_also_png_files(reported):
+    page = reported.report_file.read_text()
+    counts_heatmap = reported.confusion_matrix_png.read_bytes()
+
+    assert "data:image/png;base64," + base64.b64encode(counts_heatmap).decode("ascii") in page
+    assert reported.misclassified_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_headline_and_promotion_match_their_files(reported):
