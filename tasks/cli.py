@@ -1,7 +1,8 @@
 """The command-line entry of every stage: `python -m tasks.<stage> <dataset> [--params params.yaml]`.
 
 DVC runs these commands; they load params.yaml once, build the dataset's paths and call the stage's
-function. A PipelineError ends the process with exit code 1 and its message, without a traceback.
+function while holding the dataset's pipeline lock (tasks/lock.py). A PipelineError ends the process with
+exit code 1 and its message, without a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from tasks.config import Params, load_params
 from tasks.errors import PipelineError
+from tasks.lock import pipeline_lock
 from tasks.paths import PARAMS_FILE, DatasetPaths
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -31,7 +33,9 @@ def run_stage(stage: str, argv: list[str] | None, stage_function: Callable[[Data
     try:
         params = load_params(arguments.params)
         params.dataset(arguments.dataset)
-        stage_function(DatasetPaths(arguments.root.resolve(), arguments.dataset), params)
+        paths = DatasetPaths(arguments.root.resolve(), arguments.dataset)
+        with pipeline_lock(paths.lock_file, f"stage {stage}"):
+            stage_function(paths, params)
     except PipelineError as error:
         print(f"{stage} failed for {arguments.dataset}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1

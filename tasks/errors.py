@@ -35,3 +35,7 @@ class TrainingError(PipelineError):
 
 class StageFailedError(PipelineError):
     """A pipeline stage failed; the message names the stage, the error type and its message."""
+
+
+class PipelineLockedError(PipelineError):
+    """Another run of the same dataset's pipeline holds the lock."""
