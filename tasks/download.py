@@ -56,6 +56,7 @@ def _fetch_file(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadP
     target = paths.raw_dir / file_name
     expected = catalog.expected_sha256(paths.dataset, file_name)
     failures: list[str] = []
+    transient = False  # whether any mirror failed in a way that a later try may fix
     if expected and target.exists():
         if sha256_of_file(target) == expected:
             return None, f"{target} (already present, checksum verified)"
@@ -73,8 +74,10 @@ def _fetch_file(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadP
             return _accept(idx.gunzip(body, url), kind, expected, url), f"mirror {url}"
         except (FetchFailure, ChecksumError, IDXFormatError, InsecureURLError) as failure:
             failures.append(str(failure))
+            transient = transient or getattr(failure, "transient", False)
     tried = "\n  - ".join(failures) or "no source configured (set data.<dataset>.local_dir or mirrors)"
-    raise DownloadError(f"{paths.dataset}/{file_name}: no source provided a verified file; tried:\n  - {tried}")
+    raise DownloadError(f"{paths.dataset}/{file_name}: no source provided a verified file; tried:\n  - {tried}",
+                        transient=transient)
 
 
 def _from_local_dir(local_dir: Path, file_name: str, kind: str, expected: str | None,

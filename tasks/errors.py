@@ -14,7 +14,15 @@ class IDXFormatError(PipelineError, ValueError):
 
 
 class DownloadError(PipelineError):
-    """No source could provide a file that passes its checksum."""
+    """No source could provide a file that passes its checksum.
+
+    `transient` is True when at least one source failed in a way that trying again may fix (a timeout,
+    a 503, a truncated body); False when every source was refused for good (404, checksum, not IDX).
+    """
+
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ChecksumError(DownloadError, ValueError):
