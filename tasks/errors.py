@@ -37,6 +37,10 @@ class DataValidationError(PipelineError, ValueError):
     """The data broke one or more expectations; the message lists every failed one."""
 
 
+class ArrayFileError(PipelineError, ValueError):
+    """An .npz file is missing, damaged, or holds something other than plain arrays (pickles are refused)."""
+
+
 class TrainingError(PipelineError):
     """Training could not start or did not produce a usable model."""
 

@@ -41,12 +41,13 @@ def custom_params(**train) -> Params:
     return parse_params(document)
 
 
-def run_pipeline_from_validate(paths: DatasetPaths, params: Params) -> None:
-    """The stages after download, in the flow's order, calling the same functions its tasks call."""
+def run_pipeline_from_validate(paths: DatasetPaths, params: Params, train_params=None) -> None:
+    """The stages after download, in the flow's order, calling the same functions its tasks call.
+    `train_params` replaces `params.train_for(dataset)`."""
     dataset = params.dataset(paths.dataset)
     validate_dataset(paths, dataset, params.validate_)
     normalize_dataset(paths)
-    train_model(paths, params.train_for(paths.dataset))
+    train_model(paths, train_params or params.train_for(paths.dataset))
     evaluate_model(paths, dataset, params.evaluate)
     promote_model(paths, dataset, params.promote)
 
