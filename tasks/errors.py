@@ -24,6 +24,10 @@ class DownloadError(PipelineError):
         super().__init__(message)
         self.transient = transient
 
+    def __reduce__(self):
+        # Prefect pickles a failed task's exception and its retry condition reads it back: keep `transient`.
+        return type(self), (str(self), self.transient)
+
 
 class ChecksumError(DownloadError, ValueError):
     """A file's SHA-256 differs from the known value."""

@@ -8,6 +8,7 @@ replaces the last good raw data, which stays byte-identical whatever goes wrong.
 from __future__ import annotations
 
 import gzip
+import pickle
 
 import pytest
 
@@ -112,6 +113,8 @@ def test_only_permanent_failures_are_not_worth_retrying(good_root, https_server)
         download_dataset(good_root, custom_with_mirrors(https_server.url("/a")), SETTINGS)
 
     assert raised.value.transient is False
+    # Prefect pickles the exception before its retry condition reads it.
+    assert pickle.loads(pickle.dumps(raised.value)).transient is False
 
 
 def test_redirect_to_plain_http_is_refused(good_root, https_server):

@@ -42,6 +42,9 @@ def served(tmp_path_factory):
     def only_mnist_sample(document):
         document["datasets"] = ["mnist-sample"]
         document["data"]["mnist-sample"]["train"]["epochs"] = 2
+        # The first run's model must be promoted: a first challenger rejected leaves no production folder,
+        # and recording that in DVC fails (see docs/RELIABILITY.md, known gaps).
+        document["data"]["mnist-sample"]["min_accuracy"] = 0.0
 
     repo = copy_repository(tmp_path_factory.mktemp("served-repo"), only_mnist_sample)
     service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
