@@ -74,7 +74,7 @@ def _fetch_file(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadP
             return _accept(idx.gunzip(body, url), kind, expected, url), f"mirror {url}"
         except (FetchFailure, ChecksumError, IDXFormatError, InsecureURLError) as failure:
             failures.append(str(failure))
-            transient = transient or getattr(failure, "transient", False)
+            transient = transient or (isinstance(failure, FetchFailure) and failure.transient)
     tried = "\n  - ".join(failures) or "no source configured (set data.<dataset>.local_dir or mirrors)"
     raise DownloadError(f"{paths.dataset}/{file_name}: no source provided a verified file; tried:\n  - {tried}",
                         transient=transient)

@@ -105,9 +105,11 @@ def test_all_mirrors_failing_lists_every_url_and_status(good_root, https_server)
     assert snapshot(good_root.root) == before
 
 
-def test_only_permanent_failures_are_not_worth_retrying(good_root, https_server):
+@pytest.mark.parametrize("behaviour", [("status", 404), ("html", b"<html></html>"),
+                                       ("ok", gzip.compress(b"not an IDX file"))], ids=["404", "html", "not IDX"])
+def test_only_permanent_failures_are_not_worth_retrying(good_root, https_server, behaviour):
     serve_new_version(https_server, "/a", except_last=True)
-    https_server.routes[f"/a/{LAST}.gz"] = ("status", 404)
+    https_server.routes[f"/a/{LAST}.gz"] = behaviour
 
     with pytest.raises(DownloadError) as raised:
         download_dataset(good_root, custom_with_mirrors(https_server.url("/a")), SETTINGS)
