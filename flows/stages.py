@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.artifacts import publish_report, training_progress
 from tasks.config import DatasetParams, DownloadParams, EvaluateParams, PromoteParams, TrainParams, ValidateParams
 from tasks.download import DownloadResult, download_dataset
-from tasks.errors import ChecksumError, ConfigError, InsecureURLError
+from tasks.errors import ChecksumError, ConfigError, DownloadError, InsecureURLError
 from tasks.evaluate import EvaluationResult, evaluate_model
 from tasks.normalize import NormalizeResult, normalize_dataset
 from tasks.paths import DatasetPaths
@@ -34,6 +34,8 @@ def _is_transient(task, task_run, state) -> bool:
         state.result(raise_on_failure=True)
     except _DETERMINISTIC_FAILURES:
         return False
+    except DownloadError as error:
+        return error.transient
     except Exception:  # noqa: BLE001 (anything else may be a passing network fault)
         return True
     return False

@@ -22,6 +22,7 @@ from flows.versioning import changed_stages, record_outputs
 from tasks.config import DatasetName, Params, load_params, override_params
 from tasks.errors import ConfigError, PipelineError, StageFailedError
 from tasks.evaluate import EvaluationResult
+from tasks.lock import pipeline_lock
 from tasks.paths import PARAMS_FILE, DatasetPaths
 from tasks.promote import PromotionDecision
 
@@ -64,6 +65,12 @@ def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> P
         raise ConfigError(f"dataset {dataset!r} is not listed under `datasets` in params.yaml "
                           f"(listed: {list(params.datasets)}); add it so DVC versions its outputs")
     paths = DatasetPaths(repo_root, dataset)
+    with pipeline_lock(paths.lock_file, f"flow {FLOW_NAME}"):
+        return _run_locked(paths, dataset_params, params, force)
+
+
+def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool) -> PipelineOutcome:
+    repo_root, dataset = paths.root, paths.dataset
     _run(download, paths, dataset_params, params.download)
     changed = changed_stages(repo_root, dataset)
     if not changed and not force:

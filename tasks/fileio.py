@@ -8,9 +8,14 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from tasks.errors import ArrayFileError
 
 _CHUNK_BYTES = 1 << 20
 # mkstemp creates 0600 files; outputs are ordinary files that others may read.
@@ -68,6 +73,20 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def write_json_atomic(path: Path, document: Any) -> None:
     write_text_atomic(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
+
+
+def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays `names` of an .npz file, never unpickling anything.
+
+    A missing, truncated or foreign file, a missing array or a pickled object array is an ArrayFileError
+    naming the file (NumPy's own messages do not).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in names}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise ArrayFileError(f"{path}: cannot read arrays {list(names)} ({type(error).__name__}: {error}); "
+                             "re-run the stage that writes it") from None
 
 
 def sha256_of_file(path: Path) -> str:

@@ -24,9 +24,11 @@ _NDIM_BY_MAGIC = {IMAGES_MAGIC: 3, LABELS_MAGIC: 1}
 
 
 def read_payload(path: Path) -> bytes:
-    """Return the file's bytes, decompressed when the file is gzip (detected by signature, not by name)."""
+    """Return the file's bytes, decompressed when the file is gzip (by signature) or named `.gz`.
+
+    A `.gz` file that is not gzip (an HTML error page saved under that name) is an IDXFormatError."""
     raw = Path(path).read_bytes()
-    return gunzip(raw, path) if raw.startswith(_GZIP_SIGNATURE) else raw
+    return gunzip(raw, path) if raw.startswith(_GZIP_SIGNATURE) or Path(path).suffix == ".gz" else raw
 
 
 def gunzip(data: bytes, origin: Path | str) -> bytes:

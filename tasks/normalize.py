@@ -11,7 +11,7 @@ import numpy as np
 
 from tasks import idx
 from tasks.errors import DataValidationError
-from tasks.fileio import atomic_path
+from tasks.fileio import atomic_path, load_arrays
 from tasks.paths import SPLITS, DatasetPaths
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,8 @@ def save_split(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
 
 def load_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Load a normalized split (pickle refused) and check it again."""
-    with np.load(path, allow_pickle=False) as archive:
-        images, labels = archive["images"], archive["labels"]
+    arrays = load_arrays(path, ("images", "labels"))
+    images, labels = arrays["images"], arrays["labels"]
     check_normalized(images, labels, path)
     return images, labels
 

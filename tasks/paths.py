@@ -115,6 +115,16 @@ class DatasetPaths:
         return self.timings_dir / f"{stage}.json"
 
     @property
+    def train_backup_dir(self) -> Path:
+        """Keras' BackupAndRestore state of an interrupted training run (local scratch, not versioned)."""
+        return self.model_dir / ".train_backup"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held by the run of this dataset's pipeline in progress (tasks/lock.py), beside DVC's own lock."""
+        return self.root / ".dvc" / "tmp" / f"pipeline-{self.dataset}.lock"
+
+    @property
     def last_run_file(self) -> Path:
         """Which flow run last completed for this dataset (local state, not versioned)."""
         return self.reports_dir / "last_run.json"

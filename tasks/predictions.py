@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.errors import TrainingError
-from tasks.fileio import atomic_path
+from tasks.fileio import atomic_path, load_arrays
 
 
 def load_model(path: Path):
@@ -43,7 +43,5 @@ def load_predictions(path: Path, fingerprint: str) -> np.ndarray | None:
     """The saved predicted labels, or None when they were made on another test set (or never saved)."""
     if not path.exists():
         return None
-    with np.load(path, allow_pickle=False) as archive:
-        if str(archive["test_set_sha256"]) != fingerprint:
-            return None
-        return archive["predicted"]
+    arrays = load_arrays(path, ("predicted", "test_set_sha256"))
+    return arrays["predicted"] if str(arrays["test_set_sha256"]) == fingerprint else None

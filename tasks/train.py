@@ -1,20 +1,24 @@
 """Stage 4, train: Flatten -> Dense(units, relu) -> Dense(10, softmax), adam, sparse categorical cross-entropy.
 
 A threshold callback stops training at the end of the first epoch whose monitored metric reaches the
-dataset's threshold. Writes `models/<dataset>/model.keras` atomically, the per-epoch history as a DVC
-plot (`training_history.csv`) and a summary with the stop epoch (`training.json`).
+dataset's threshold. Every epoch is backed up, so a killed run resumes where it stopped when rerun.
+Writes `models/<dataset>/model.keras` atomically, the per-epoch history as a DVC plot
+(`training_history.csv`) and a summary with the stop epoch (`training.json`).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
+import shutil
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -30,6 +34,9 @@ MONITORABLE_METRICS = ("accuracy", "loss", "val_accuracy", "val_loss")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 # With train.learning_rate_decay_epochs, the learning rate ends at this share of train.learning_rate.
 FINAL_LEARNING_RATE_SHARE = 0.05
+# Beside Keras' own backup files in the dataset's train_backup_dir.
+_HISTORY_LOG = "history.jsonl"
+_FINGERPRINT = "fingerprint.json"
 
 
 @dataclass(frozen=True)
@@ -96,23 +103,46 @@ def batches_of(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: in
             .prefetch(tf.data.AUTOTUNE))
 
 
-def fit_model(model, train_data, validation_data, params: TrainParams, extra_callbacks: Sequence = ()):
+def fit_model(model, train_data, validation_data, params: TrainParams, backup_dir: Path,
+              extra_callbacks: Sequence = ()):
     """Train with the threshold callback; return (history dict, stop epoch, stopped by threshold).
 
+    Each epoch is backed up in `backup_dir` (Keras' BackupAndRestore): a run killed at epoch k resumes after
+    epoch k when started again with the same data and params, and the returned history covers every epoch.
     `train_data` is a one-element list holding (images, labels): it is emptied once the batches hold their
     own copy, so the NumPy arrays can be freed during training. `extra_callbacks` (Keras callbacks) run after
     the pipeline's own, for instance to report progress to an orchestrator.
     """
     import keras
 
-    from tasks.callbacks import ThresholdStop
+    from tasks.callbacks import EpochRecorder, ThresholdStop
 
     batches = batches_of(*train_data.pop(), params.batch_size, params.seed)
     threshold_stop = ThresholdStop(params.monitor, params.threshold)
-    history = model.fit(batches, epochs=params.epochs, validation_data=validation_data, verbose=2, shuffle=False,
-                        callbacks=[threshold_stop, keras.callbacks.TerminateOnNaN(), *extra_callbacks])
-    epochs_run = len(history.history["loss"])
-    return history.history, epochs_run, threshold_stop.stopped_epoch is not None
+    # The recorder writes an epoch's line before the backup records that epoch as done.
+    recorder = EpochRecorder(backup_dir / _HISTORY_LOG)
+    model.fit(batches, epochs=params.epochs, validation_data=validation_data, verbose=2, shuffle=False,
+              callbacks=[threshold_stop, keras.callbacks.TerminateOnNaN(), recorder,
+                         keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
+                         *extra_callbacks])
+    history = recorder.history()
+    return history, len(recorder.records), threshold_stop.stopped_epoch is not None
+
+
+def prepare_backup(backup_dir: Path, fingerprint: dict) -> None:
+    """Keep `backup_dir` only if it holds an interrupted run of this very training (same params and data);
+    otherwise start it afresh, so a backup never leaks into a run it does not belong to."""
+    marker = backup_dir / _FINGERPRINT
+    try:
+        done = json.loads((backup_dir / "training_metadata.json").read_text())["epoch"]
+        recorded = len((backup_dir / _HISTORY_LOG).read_text().splitlines())
+        if json.loads(marker.read_text()) == fingerprint and 0 < done <= recorded:
+            return
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    backup_dir.mkdir(parents=True)
+    marker.write_text(json.dumps(fingerprint))
 
 
 def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Sequence = ()) -> TrainResult:
@@ -125,6 +155,8 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     # No name keeps the loaded arrays alive: only the split copies stay in memory until batching.
     train_data, validation_data = split_validation(*load_split(paths.processed_file("train")),
                                                    params.validation_fraction, params.seed)
+    prepare_backup(paths.train_backup_dir, {"params": params.model_dump(),
+                                            "train_file": _file_identity(paths.processed_file("train"))})
     keras.utils.set_random_seed(params.seed)
     train_count = len(train_data[0])
     model = build_model(params.units, params.learning_rate, params.steps_per_execution,
@@ -133,7 +165,7 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     handed_over = [train_data]
     del train_data  # fit_model empties `handed_over`, so the arrays are freed once batched
     history, stop_epoch, by_threshold = fit_model(model, handed_over, validation_data, params,
-                                                   extra_callbacks)
+                                                   paths.train_backup_dir, extra_callbacks)
     seconds = time.perf_counter() - started
     final = {name: float(values[-1]) for name, values in history.items()}
     if not all(math.isfinite(value) for value in final.values()):
@@ -150,6 +182,12 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     logger.info("%s: stopped at epoch %d (%s) in %.1f s, %s; model -> %s", paths.dataset, stop_epoch,
                 "threshold reached" if by_threshold else "epoch limit", seconds, final, paths.model_file)
     return result
+
+
+def _file_identity(path: Path) -> dict:
+    """Size and modification time: any rewrite of the file by normalize changes it, without reading 190 MB."""
+    status = path.stat()
+    return {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns}
 
 
 def _decay_steps(params: TrainParams, train_count: int) -> int | None:

@@ -1,0 +1,131 @@
+"""Orchestration faults under `dvc repro`, in a real git + DVC repository copied from this one.
+
+A stage that fails leaves dvc.lock byte-identical and the last good outputs restorable with one command; two
+runs at once never corrupt dvc.lock; a run killed while holding the pipeline lock does not block the next.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tasks import idx
+from tasks.mnist_sample import build_mnist_sample
+from tasks.paths import IDX_FILE_NAMES, DatasetPaths
+from tests.integration.repo import VENV_BIN, copy_repository, run
+from tests.reliability.conftest import snapshot
+
+pytestmark = pytest.mark.integration
+# The restore command docs/RELIABILITY.md gives after a failed `dvc repro`.
+RESTORE = "git checkout -- reports && dvc checkout"
+HOLD_THE_LOCK = """
+import sys, time
+from tasks.lock import pipeline_lock
+with pipeline_lock(sys.argv[1], "flow training-pipeline"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def outputs(repo):
+    """Every output of the pipeline (data, models, reports) and dvc.lock, by content. Stage wall times
+    (reports/<dataset>/timings/, git-ignored local state) record the failed attempt too, by design."""
+    return {**snapshot(repo / "data"), **snapshot(repo / "models", ignore=("custom/.train_backup",)),
+            **snapshot(repo / "reports", ignore=("custom/timings",)), "dvc.lock": snapshot(repo)["dvc.lock"]}
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A repository after one good `dvc repro` on 300 / 100 real digits, committed as the README says."""
+    incoming = tmp_path_factory.mktemp("incoming")
+    arrays = build_mnist_sample()
+    for (split, kind), name in IDX_FILE_NAMES.items():
+        subset = arrays[(split, kind)][: 300 if split == "train" else 100]
+        (incoming / f"{name}.gz").write_bytes(gzip.compress(idx.encode_idx(subset)))
+
+    def use_custom(document):
+        document["datasets"] = ["custom"]
+        document["data"]["custom"].update(local_dir=str(incoming), expected_counts={"train": 300, "test": 100},
+                                          min_accuracy=0.0)
+        document["train"]["epochs"] = 2
+
+    repo = copy_repository(tmp_path_factory.mktemp("repo"), use_custom)
+    run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "last good run"], repo)
+    return repo
+
+
+def set_param(repo, section, key, value):
+    document = yaml.safe_load((repo / "params.yaml").read_text())
+    document[section][key] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def test_failed_stage_keeps_dvc_lock_and_one_command_restores_the_outputs(repo):
+    before = outputs(repo)
+    set_param(repo, "train", "monitor", "precision")
+
+    failed = run(["dvc", "repro"], repo, check=False)
+
+    assert failed.returncode != 0
+    assert "train failed for custom: ConfigError: train.monitor: 'precision' is not a compiled metric" in failed.stderr
+    assert outputs(repo)["dvc.lock"] == before["dvc.lock"]
+    print("missing after the failed stage:", sorted(set(before) - set(outputs(repo))))
+    run(["git", "checkout", "--", "params.yaml"], repo)
+    run(["bash", "-c", RESTORE], repo)
+    assert outputs(repo) == before
+    assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_two_repro_runs_at_once_one_waits_or_fails_and_dvc_lock_stays_whole(repo):
+    set_param(repo, "train", "units", 64)
+    environment = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    started = [subprocess.Popen(["dvc", "repro"], cwd=repo, env=environment,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    finished = [(process.wait(timeout=600), *process.communicate()) for process in started]
+
+    codes = sorted(code for code, _, _ in finished)
+    print("two dvc repro at once:", [(code, stderr.strip().splitlines()[-1:]) for code, _, stderr in finished])
+    assert codes[0] == 0, finished
+    if codes[1] != 0:  # the other one was refused, with a message naming the lock
+        (refused,) = [stderr for code, _, stderr in finished if code != 0]
+        assert any(reason in refused for reason in (
+            "Unable to acquire lock. Most likely another DVC process is running",  # DVC's repository lock
+            "is busy, it is being blocked by",  # DVC's per-output lock
+            "another run holds the lock",  # the pipeline lock (tasks/lock.py) a stage command holds
+        )), refused
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert lock["stages"]["train@custom"]["params"]["params.yaml"]["train"]["units"] == 64
+    assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_stage_refused_while_a_run_holds_the_lock_then_runs_once_the_holder_is_killed(repo):
+    paths = DatasetPaths(repo, "custom")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(paths.lock_file)], cwd=repo,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = outputs(repo)
+
+        refused = run([sys.executable, "-m", "tasks.normalize", "custom"], repo, check=False)
+
+        assert refused.returncode == 1
+        assert (f"normalize failed for custom: PipelineLockedError: {paths.lock_file}: another run holds the lock "
+                f"(flow training-pipeline, pid {holder.pid}") in refused.stderr
+        assert outputs(repo) == before
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+
+    after_kill = run([sys.executable, "-m", "tasks.normalize", "custom"], repo)
+
+    assert f"the run that held this lock was killed (flow training-pipeline, pid {holder.pid}" in after_kill.stderr
+    assert outputs(repo) == before
