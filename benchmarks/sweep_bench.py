@@ -66,7 +66,8 @@ def main() -> int:
                 result = results[-1]
                 print(f"{result['mode']:>18}: {result['process_seconds']:6.1f} s whole flow, "
                       f"{result['trials_seconds']:6.1f} s for the 4 trials; best {result['rows'][0]['experiment']} "
-                      f"(test accuracy {result['rows'][0]['test_accuracy']})", flush=True)
+                      f"(test accuracy {result['rows'][0]['test_accuracy']}); seconds per trial: "
+                      f"{[row['seconds'] for row in result['rows']]}", flush=True)
         print("dvc exp show --json, per experiment:")
         for name, trial in shown_experiments(workspace).items():
             print(f"  {name}: {trial}")

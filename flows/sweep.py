@@ -62,10 +62,14 @@ def trial(root: str, dataset: str, name: str, overrides: dict[str, Any]) -> Tria
     completed = _dvc(command, Path(root))
     seconds = time.perf_counter() - started
     if completed.returncode != 0:
-        message = (completed.stderr.strip() or completed.stdout.strip()).splitlines()[-1:] or ["no output"]
-        get_run_logger().error("trial %s %s failed after %.0f s: %s", name, overrides, seconds, message[0])
-        return TrialResult(name, overrides, seconds=seconds, error=message[0])
-    metrics = _experiment_json(Path(root), name, DatasetPaths(Path(root), dataset).metrics_file)
+        message = _dvc_error(completed)
+        get_run_logger().error("trial %s %s failed after %.0f s: %s", name, overrides, seconds, message)
+        return TrialResult(name, overrides, seconds=seconds, error=message)
+    try:
+        metrics = _experiment_json(Path(root), name, DatasetPaths(Path(root), dataset).metrics_file)
+    except LookupError as error:
+        get_run_logger().error("trial %s %s: %s", name, overrides, error)
+        return TrialResult(name, overrides, seconds=seconds, error=str(error))
     get_run_logger().info("trial %s %s: test accuracy %.4f in %.0f s", name, overrides, metrics["test_accuracy"],
                           seconds)
     return TrialResult(name, overrides, metrics["test_accuracy"], metrics["test_loss"], metrics["stop_epoch"],
@@ -78,11 +82,22 @@ def _dvc(command: list[str], root: Path) -> subprocess.CompletedProcess:
                           timeout=TRIAL_TIMEOUT_SECONDS)
 
 
+def _dvc_error(completed: subprocess.CompletedProcess) -> str:
+    """DVC's own ERROR line (its last lines are a support link), else the last line of output."""
+    lines = [line.strip() for line in (completed.stderr + completed.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    return (errors or lines or [f"exit code {completed.returncode}, no output"])[-1]
+
+
 def _experiment_json(root: Path, name: str, path: Path) -> dict:
     """A git-tracked file as the experiment `name` committed it (experiments live under refs/exps/)."""
     refs = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], cwd=root, check=True,
                           capture_output=True, text=True).stdout.split()
-    (ref,) = [ref for ref in refs if ref.rsplit("/", 1)[-1] == name]
+    matching = [ref for ref in refs if ref.rsplit("/", 1)[-1] == name]
+    if len(matching) != 1:
+        raise LookupError(f"dvc exp run finished, but git has {len(matching)} experiment refs named {name!r} "
+                          f"(expected 1): {matching}")
+    (ref,) = matching
     shown = subprocess.run(["git", "show", f"{ref}:{path.relative_to(root).as_posix()}"], cwd=root, check=True,
                            capture_output=True, text=True)
     return json.loads(shown.stdout)

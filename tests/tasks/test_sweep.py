@@ -71,3 +71,4 @@ def test_ranking_puts_the_most_accurate_first_then_the_lowest_loss_and_failures_
     assert table[0] == {"rank": 1, "experiment": "d", "units": 128, "test_accuracy": 0.95, "test_loss": 0.1,
                         "stop_epoch": 3, "seconds": 11.0, "error": ""}
     assert table[-1]["rank"] == "-" and table[-1]["error"] == "CalledProcessError: boom"
+
