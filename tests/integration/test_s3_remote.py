@@ -22,7 +22,6 @@ PUSHED = ("data/raw/mnist-sample/train-images-idx3-ubyte", "data/raw/mnist-sampl
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """moto's S3 server on 127.0.0.1 (free port) with an empty bucket; stopped afterwards."""
-    import boto3
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -30,11 +29,18 @@ def s3_endpoint():
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
-                     aws_secret_access_key="x").create_bucket(Bucket=BUCKET)
+        s3_client(endpoint).create_bucket(Bucket=BUCKET)
         yield endpoint
     finally:
         server.stop()
+
+
+def s3_client(endpoint):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=CREDENTIALS["access_key_id"],
+                        aws_secret_access_key=CREDENTIALS["secret_access_key"])
 
 
 def use_s3_remote(checkout, endpoint):
@@ -45,11 +51,7 @@ def use_s3_remote(checkout, endpoint):
 
 
 def bucket_keys(endpoint) -> list[str]:
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **{
-        "aws_access_key_id": "x", "aws_secret_access_key": "x"})
-    return [item["Key"] for item in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    return [item["Key"] for item in s3_client(endpoint).list_objects_v2(Bucket=BUCKET).get("Contents", [])]
 
 
 def test_push_to_s3_then_pull_in_a_fresh_clone_restores_identical_files(s3_endpoint, tmp_path):
