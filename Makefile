@@ -71,6 +71,12 @@ stop: ## Stop the server and worker that `make serve` started
 deployment-run: ## Run a deployment on the served Prefect: make deployment-run DATASET=mnist-sample
 	prefect deployment run 'training-pipeline/$(or $(DATASET),fashion-mnist)' --watch
 
+.PHONY: sweep
+SWEEP_GRID ?= {"units": [64, 256], "learning_rate": [0.001, 0.003]}
+sweep: setup ## Trials in parallel on Dask, one DVC experiment each: make sweep GRID='{"units": [64, 256]}' WORKERS=2
+	$(PYTHON) -m flows.sweep --dataset $(or $(DATASET),mnist-sample) --grid '$(or $(GRID),$(SWEEP_GRID))' \
+	  --workers $(or $(WORKERS),2) $(if $(SCHEDULER),--scheduler-address $(SCHEDULER))
+
 test: setup chromium ## Run the test suite (unit, integration through dvc repro and the Prefect flow, the report in Chromium)
 	$(PYTHON) -m pytest
 

@@ -41,6 +41,8 @@ class TrainParams(_Strict):
     validation_fraction: float = Field(default=0.1, gt=0, lt=0.5)
     monitor: str = "accuracy"
     threshold: float = Field(default=0.9, gt=0, le=1)
+    # tf.distribute strategy (tasks/distribution.py); multi_worker reads the cluster from TF_CONFIG.
+    distribution: Literal["none", "mirrored", "multi_worker"] = "none"
 
 
 class TrainOverrides(_Strict):

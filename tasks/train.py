@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks import distribution
 from tasks.config import NUM_CLASSES, TrainParams
 from tasks.errors import ConfigError, TrainingError
 from tasks.fileio import atomic_path, write_json_atomic, write_text_atomic
@@ -157,10 +158,10 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
                                                    params.validation_fraction, params.seed)
     prepare_backup(paths.train_backup_dir, {"params": params.model_dump(),
                                             "train_file": _file_identity(paths.processed_file("train"))})
+    strategy = distribution.strategy_for(params.distribution)  # before any other TensorFlow operation
     keras.utils.set_random_seed(params.seed)
     train_count = len(train_data[0])
-    model = build_model(params.units, params.learning_rate, params.steps_per_execution,
-                        _decay_steps(params, train_count))
+    model = distribution.build_under(strategy, build_model, params, _decay_steps(params, train_count))
     started = time.perf_counter()
     handed_over = [train_data]
     del train_data  # fit_model empties `handed_over`, so the arrays are freed once batched
@@ -171,14 +172,16 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     if not all(math.isfinite(value) for value in final.values()):
         raise TrainingError(f"{paths.dataset}: training diverged at epoch {stop_epoch} (final metrics {final}); "
                             f"lower train.learning_rate (now {params.learning_rate}); no model was written")
-    with atomic_path(paths.model_file) as tmp_path:
+    outputs = distribution.writer_paths(paths, params.distribution)  # a temporary root on non-chief workers
+    with atomic_path(outputs.model_file) as tmp_path:
         model.save(tmp_path)
     result = TrainResult(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
                          round(seconds, 3), train_count, len(validation_data[0]), str(paths.model_file))
-    write_text_atomic(paths.training_history_file, _history_csv(history))
+    write_text_atomic(outputs.training_history_file, _history_csv(history))
     # Wall time varies run to run; it is logged and returned but kept out of this DVC-tracked file.
     summary = {key: value for key, value in asdict(result).items() if key != "train_seconds"}
-    write_json_atomic(paths.training_summary_file, {**summary, "params": params.model_dump()})
+    write_json_atomic(outputs.training_summary_file, {**summary, "params": params.model_dump()})
+    distribution.discard_worker_outputs(outputs, paths)
     logger.info("%s: stopped at epoch %d (%s) in %.1f s, %s; model -> %s", paths.dataset, stop_epoch,
                 "threshold reached" if by_threshold else "epoch limit", seconds, final, paths.model_file)
     return result
