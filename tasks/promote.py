@@ -144,6 +144,11 @@ def promote_model(paths: DatasetPaths, dataset_params: DatasetParams, settings: 
             for source in (paths.model_file, paths.metrics_file, paths.test_predictions_file):
                 shutil.copy2(source, staging_dir / source.name)
             write_json_atomic(staging_dir / paths.promotion_file.name, document)
+    elif not paths.production_dir.exists():
+        # No champion yet and this model is not good enough: the folder (a DVC output) still exists, holding
+        # only the decision, so `dvc repro` and the flow's `dvc commit` record the state "no champion".
+        with atomic_directory(paths.production_dir) as staging_dir:
+            write_json_atomic(staging_dir / paths.promotion_file.name, document)
     write_json_atomic(paths.promotion_file, document)
     logger.info("%s: %s", paths.dataset, decision.reason)
     return decision

@@ -99,6 +99,25 @@ def test_rejected_challenger_leaves_the_champion_untouched(real_digits_root, tmp
     assert json.loads((paths.production_dir / "promotion.json").read_text())["promoted"] is True
 
 
+def test_weak_first_model_leaves_a_production_folder_saying_there_is_no_champion(real_digits_root, tmp_path,
+                                                                               project_params):
+    shutil.copytree(real_digits_root / "data", tmp_path / "data")
+    paths = DatasetPaths(tmp_path, "mnist-sample")
+    strict = project_params.dataset("mnist-sample").model_copy(update={"min_accuracy": 0.99})
+    train_model(paths, TrainParams(epochs=1, threshold=1.0))
+    evaluate_model(paths, strict)
+
+    decision = promote_model(paths, strict, PromoteParams())
+
+    # The folder is a DVC output: it must exist for `dvc repro` and `dvc commit`, without a model in it.
+    assert not decision.promoted and "no champion yet" in decision.reason
+    assert sorted(path.name for path in paths.production_dir.iterdir()) == ["promotion.json"]
+    assert json.loads((paths.production_dir / "promotion.json").read_text())["promoted"] is False
+    lenient = strict.model_copy(update={"min_accuracy": 0.0})
+    assert promote_model(paths, lenient, PromoteParams()).promoted
+    assert paths.production_model_file.read_bytes() == paths.model_file.read_bytes()
+
+
 def test_saved_champion_predictions_spare_loading_the_model(real_digits_root, tmp_path, project_params):
     shutil.copytree(real_digits_root / "data", tmp_path / "data")
     paths = DatasetPaths(tmp_path, "mnist-sample")
