@@ -77,8 +77,11 @@ sweep: setup ## Trials in parallel on Dask, one DVC experiment each: make sweep 
 	$(PYTHON) -m flows.sweep --dataset $(or $(DATASET),mnist-sample) --grid '$(or $(GRID),$(SWEEP_GRID))' \
 	  --workers $(or $(WORKERS),2) $(if $(SCHEDULER),--scheduler-address $(SCHEDULER))
 
-test: setup chromium ## Run the test suite (unit, integration through dvc repro and the Prefect flow, the report in Chromium)
-	$(PYTHON) -m pytest
+test: setup chromium ## Run the test suite: unit, integration (dvc repro, Prefect flow, deployments), report in Chromium
+	$(PYTHON) -m pytest -m "not slow"
+
+test-slow: setup ## The load test CI adds: 20 deployment runs queued at once on a real Prefect server (about 4 min)
+	$(PYTHON) -m pytest -m slow
 
 bench: setup ## Benchmark the pipeline against the plain Keras script; prints verdicts, writes benchmarks/RESULTS.md
 	$(PYTHON) -m benchmarks.bench
