@@ -73,7 +73,7 @@ def figures_table(results: dict) -> list[str]:
 
 def scaling_table(rows: list[dict]) -> list[str]:
     lines = ["| share of training set | images | validation s | us/image | first epoch s (with graph tracing) | "
-             "next epoch s | us/image |", "|---|---|---|---|---|---|---|"]
+             "later epochs s (median) | us/image |", "|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['fraction']:.0%} | {row['images']} | {row['validate_seconds']:.3f} | "
                      f"{row['validate_us_per_image']:.1f} | {row['first_epoch_seconds']:.3f} | "

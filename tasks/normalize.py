@@ -31,7 +31,9 @@ def normalize_images(images: np.ndarray) -> np.ndarray:
     """Return a new float32 array in [0, 1]; the input (uint8) is not modified."""
     if images.dtype != np.uint8:
         raise TypeError(f"normalize expects uint8 pixels, got dtype {images.dtype}")
-    return images.astype(np.float32) / PIXEL_SCALE
+    normalized = images.astype(np.float32)
+    normalized /= PIXEL_SCALE  # in place: the same division, one 190 MB array fewer to allocate
+    return normalized
 
 
 def check_normalized(images: np.ndarray, labels: np.ndarray, source: Path | str) -> None:
