@@ -29,6 +29,9 @@ ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+_SNAKE_CASE = {"Flatten": "flatten", "Dense": "dense"}
+
+
 class UnsupportedModel(Exception):
     """The saved model is not a plain dense stack; it is loaded by Keras instead."""
 
@@ -88,7 +91,9 @@ def read_dense_network(path: Path) -> DenseNetwork:
     import h5py
 
     with h5py.File(io.BytesIO(weights), "r") as stored:
-        layers = [_dense_layer(layer, stored) for layer in layer_configs[1:] if layer["class_name"] == "Dense"]
+        layers = [_dense_layer(layer, stored, storage_name)
+                  for layer, storage_name in zip(layer_configs[1:], _storage_names(layer_configs[1:]))
+                  if layer["class_name"] == "Dense"]
     input_shape = tuple(layer_configs[0]["config"]["batch_shape"][1:])
     if not layers or None in input_shape or int(np.prod(input_shape)) != layers[0].kernel.shape[0]:
         raise UnsupportedModel(f"{path}: input shape {input_shape} does not feed the first Dense layer")
@@ -107,15 +112,27 @@ def _sequential_layers(config: dict) -> list[dict]:
     return layers
 
 
-def _dense_layer(layer: dict, stored) -> DenseLayer:
+def _storage_names(layers: list[dict]) -> list[str]:
+    """Where Keras' weights file keeps each layer: not under the layer's name but under its class name in
+    snake case, numbered from the second of a kind (`dense`, `dense_1`, ...), as keras.saving does for lists."""
+    used: dict[str, int] = {}
+    names = []
+    for layer in layers:
+        base = _SNAKE_CASE[layer["class_name"]]
+        names.append(base if base not in used else f"{base}_{used[base] + 1}")
+        used[base] = used[base] + 1 if base in used else 0
+    return names
+
+
+def _dense_layer(layer: dict, stored, storage_name: str) -> DenseLayer:
     settings = layer["config"]
     dtype_policy = settings.get("dtype", {}).get("config", {}).get("name")
     if settings.get("activation") not in ACTIVATIONS or dtype_policy != "float32":
         raise UnsupportedModel(f"Dense layer {settings.get('name')!r}: activation {settings.get('activation')!r}, "
                                f"dtype policy {dtype_policy!r}")
-    group = stored.get(f"layers/{settings['name']}/vars")
+    group = stored.get(f"layers/{storage_name}/vars")
     if group is None or "0" not in group:
-        raise UnsupportedModel(f"no weights stored for layer {settings['name']!r}")
+        raise UnsupportedModel(f"no weights stored for layer {settings['name']!r} (looked in layers/{storage_name})")
     bias = np.asarray(group["1"], dtype=np.float32) if settings.get("use_bias", True) else None
     return DenseLayer(np.asarray(group["0"], dtype=np.float32), bias, settings["activation"])
 

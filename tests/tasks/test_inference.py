@@ -77,3 +77,21 @@ def test_wrong_input_shape_is_a_clear_error(trained_digits):
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(TrainingError, match=r"model.keras: no model file; run the train stage first"):
         load_network(tmp_path / "model.keras")
+
+
+def test_weights_are_found_whatever_the_layers_are_called(tmp_path):
+    """Keras stores weights by class name and position (dense, dense_1), not by layer name."""
+    import keras
+
+    model = keras.Sequential([keras.Input(shape=(28, 28)), keras.layers.Flatten(name="pixels"),
+                              keras.layers.Dense(16, activation="relu", name="hidden"),
+                              keras.layers.Dense(8, activation="relu", name="dense_7"),
+                              keras.layers.Dense(10, activation="softmax", name="dense")])
+    path = tmp_path / "model.keras"
+    model.save(path)
+    images = np.random.default_rng(1).random((32, 28, 28), dtype=np.float32)
+
+    network = read_dense_network(path)
+
+    assert [layer.kernel.shape for layer in network.layers] == [(784, 16), (16, 8), (8, 10)]
+    np.testing.assert_allclose(network.predict(images), model.predict(images, verbose=0), atol=2e-6)
