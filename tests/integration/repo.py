@@ -37,6 +37,20 @@ def copy_repository(destination: Path, edit_params) -> Path:
     return destination
 
 
+def build_custom_only(local_dir: Path, train_count: int, test_count: int, epochs: int, **dataset_settings):
+    """An `edit_params` for `copy_repository`: build only the `custom` dataset from the IDX files in `local_dir`,
+    training for at most `epochs` epochs; `dataset_settings` go to `data.custom` (threshold, min_accuracy...)."""
+
+    def edit(document: dict) -> None:
+        document["datasets"] = ["custom"]
+        document["data"]["custom"].update(local_dir=str(local_dir),
+                                          expected_counts={"train": train_count, "test": test_count},
+                                          **dataset_settings)
+        document["train"]["epochs"] = epochs
+
+    return edit
+
+
 def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     """Run a command with the project's virtualenv first on PATH; on failure show its output."""
     environment = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}

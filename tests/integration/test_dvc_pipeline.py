@@ -13,7 +13,7 @@ import yaml
 from tasks import idx
 from tasks.mnist_sample import build_mnist_sample
 from tasks.paths import IDX_FILE_NAMES
-from tests.integration.repo import copy_repository, run
+from tests.integration.repo import build_custom_only, copy_repository, run
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +32,8 @@ def reproduced(tmp_path_factory):
     incoming = tmp_path_factory.mktemp("incoming") / "digits"
     write_user_files(incoming)
 
-    def use_custom(document):
-        document["datasets"] = ["custom"]
-        document["data"]["custom"].update(local_dir=str(incoming), expected_counts={"train": 1000, "test": 200},
-                                          threshold=0.97)
-        document["train"]["epochs"] = 15
-
-    repo = copy_repository(tmp_path_factory.mktemp("repo"), use_custom)
+    repo = copy_repository(tmp_path_factory.mktemp("repo"),
+                           build_custom_only(incoming, 1000, 200, epochs=15, threshold=0.97))
     first = run(["dvc", "repro"], repo)
     return repo, first
 

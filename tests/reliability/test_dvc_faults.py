@@ -19,7 +19,7 @@ import yaml
 from tasks import idx
 from tasks.mnist_sample import build_mnist_sample
 from tasks.paths import IDX_FILE_NAMES, DatasetPaths
-from tests.integration.repo import VENV_BIN, copy_repository, run
+from tests.integration.repo import VENV_BIN, build_custom_only, copy_repository, run
 from tests.reliability.conftest import snapshot
 
 pytestmark = pytest.mark.integration
@@ -50,13 +50,8 @@ def repo(tmp_path_factory):
         subset = arrays[(split, kind)][: 300 if split == "train" else 100]
         (incoming / f"{name}.gz").write_bytes(gzip.compress(idx.encode_idx(subset)))
 
-    def use_custom(document):
-        document["datasets"] = ["custom"]
-        document["data"]["custom"].update(local_dir=str(incoming), expected_counts={"train": 300, "test": 100},
-                                          min_accuracy=0.0)
-        document["train"]["epochs"] = 2
-
-    repo = copy_repository(tmp_path_factory.mktemp("repo"), use_custom)
+    repo = copy_repository(tmp_path_factory.mktemp("repo"),
+                           build_custom_only(incoming, 300, 100, epochs=2, min_accuracy=0.0))
     run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "last good run"], repo)

@@ -3,9 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from tasks.errors import TrainingError
 from tasks.evaluate import evaluate_model, summarize_predictions
-from tasks.predictions import load_model
 
 DIGITS = tuple(str(digit) for digit in range(10))
 
@@ -34,19 +32,3 @@ def test_missing_class_still_gives_ten_by_ten():
     assert matrix.shape == (10, 10) and matrix.sum() == 5
     assert per_class["5"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert per_class["1"]["recall"] == 0.5
-
-
-def test_missing_model_is_a_clear_error(tmp_path):
-    with pytest.raises(TrainingError, match=r"model.keras: no model file; run the train stage first"):
-        load_model(tmp_path / "model.keras")
-
-
-def test_lambda_layer_model_is_refused(tmp_path):
-    import keras
-
-    model = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Lambda(lambda tensor: tensor * 2)])
-    path = tmp_path / "model.keras"
-    model.save(path)
-
-    with pytest.raises(ValueError, match="Lambda"):
-        load_model(path)

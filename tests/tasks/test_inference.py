@@ -43,7 +43,8 @@ def test_other_architectures_are_loaded_by_keras(tmp_path):
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
 
 
-def test_lambda_layer_is_still_refused_by_safe_mode(tmp_path):
+@pytest.mark.parametrize("loader", [load_network, load_model], ids=["load_network", "keras load_model"])
+def test_lambda_layer_is_refused_by_safe_mode(tmp_path, loader):
     import keras
 
     model = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Lambda(lambda tensor: tensor * 2)])
@@ -51,7 +52,7 @@ def test_lambda_layer_is_still_refused_by_safe_mode(tmp_path):
     model.save(path)
 
     with pytest.raises(ValueError, match="Lambda"):
-        load_network(path)
+        loader(path)
 
 
 def test_unknown_activation_is_not_guessed(trained_digits, tmp_path):
@@ -74,9 +75,10 @@ def test_wrong_input_shape_is_a_clear_error(trained_digits):
         load_network(trained_digits.model_file).predict(np.zeros((2, 27, 28), np.float32))
 
 
-def test_missing_model_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("loader", [load_network, load_model], ids=["load_network", "keras load_model"])
+def test_missing_model_is_a_clear_error(tmp_path, loader):
     with pytest.raises(TrainingError, match=r"model.keras: no model file; run the train stage first"):
-        load_network(tmp_path / "model.keras")
+        loader(tmp_path / "model.keras")
 
 
 def test_weights_are_found_whatever_the_layers_are_called(tmp_path):
