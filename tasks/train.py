@@ -51,7 +51,7 @@ class TrainResult:
     train_seconds: float
     train_images: int
     validation_images: int
-    model_file: str
+    model_file: str  # relative to the repository root, so the DVC-tracked summary is the same in every clone
 
 
 def check_monitor(params: TrainParams) -> None:
@@ -176,7 +176,8 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     with atomic_path(outputs.model_file) as tmp_path:
         model.save(tmp_path)
     result = TrainResult(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
-                         round(seconds, 3), train_count, len(validation_data[0]), str(paths.model_file))
+                         round(seconds, 3), train_count, len(validation_data[0]),
+                         str(paths.model_file.relative_to(paths.root)))
     write_text_atomic(outputs.training_history_file, _history_csv(history))
     # Wall time varies run to run; it is logged and returned but kept out of this DVC-tracked file.
     summary = {key: value for key, value in asdict(result).items() if key != "train_seconds"}

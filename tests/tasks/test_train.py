@@ -32,6 +32,7 @@ def test_threshold_stops_training_and_says_so(digits, capsys):
     assert len(history) == 1 + result.stop_epoch
     summary = json.loads(digits.training_summary_file.read_text())
     assert summary["stop_epoch"] == result.stop_epoch and summary["params"]["threshold"] == 0.8
+    assert summary["model_file"] == "models/mnist-sample/model.keras"  # the same in every clone
     assert digits.model_file.exists()
 
 
