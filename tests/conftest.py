@@ -96,6 +96,15 @@ def real_digits_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture
+def digits(real_digits_root, tmp_path) -> DatasetPaths:
+    """A private copy of the prepared real-digits subset, so tests never share outputs."""
+    import shutil
+
+    shutil.copytree(real_digits_root / "data", tmp_path / "data")
+    return DatasetPaths(tmp_path, "mnist-sample")
+
+
 @pytest.fixture(scope="session")
 def trained_digits(real_digits_root, tmp_path_factory) -> DatasetPaths:
     """A model trained for 3 epochs on the real-digits subset (outputs in their own root, shared read-mostly)."""

@@ -1,7 +1,6 @@
 """train.distribution: TF_CONFIG checks, who writes the outputs, and real training under MirroredStrategy."""
 
 import json
-import shutil
 
 import pytest
 
@@ -71,12 +70,6 @@ def test_unknown_distribution_is_refused_with_the_allowed_values():
     with pytest.raises(ConfigError, match=r"train.distribution: Input should be 'none', 'mirrored' or "
                                           r"'multi_worker' \(found 'gpus'\)"):
         parse_params(document)
-
-
-@pytest.fixture
-def digits(real_digits_root, tmp_path) -> DatasetPaths:
-    shutil.copytree(real_digits_root / "data", tmp_path / "data")
-    return DatasetPaths(tmp_path, "mnist-sample")
 
 
 def test_multi_worker_without_tf_config_fails_before_training(digits, monkeypatch):

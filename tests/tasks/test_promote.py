@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -80,17 +79,20 @@ def test_mcnemar_without_discordant_pairs_is_not_significant():
     assert not result.significant
 
 
-def test_rejected_challenger_leaves_the_champion_untouched(real_digits_root, tmp_path, project_params):
-    shutil.copytree(real_digits_root / "data", tmp_path / "data")
-    paths = DatasetPaths(tmp_path, "mnist-sample")
-    dataset = project_params.dataset("mnist-sample").model_copy(update={"min_accuracy": 0.5})
-    train_model(paths, TrainParams(epochs=8, threshold=1.0))
+def train_and_evaluate(paths: DatasetPaths, dataset, **train_settings) -> None:
+    """A real model on the digits, trained to the epoch limit, and its evaluation (what promote compares)."""
+    train_model(paths, TrainParams(threshold=1.0, **train_settings))
     evaluate_model(paths, dataset)
+
+
+def test_rejected_challenger_leaves_the_champion_untouched(digits, project_params):
+    paths = digits
+    dataset = project_params.dataset("mnist-sample").model_copy(update={"min_accuracy": 0.5})
+    train_and_evaluate(paths, dataset, epochs=8)
     assert promote_model(paths, dataset, PromoteParams()).promoted
     champion_bytes = paths.production_model_file.read_bytes()
 
-    train_model(paths, TrainParams(epochs=1, batch_size=512, learning_rate=1e-4, threshold=1.0))
-    evaluate_model(paths, dataset)
+    train_and_evaluate(paths, dataset, epochs=1, batch_size=512, learning_rate=1e-4)
     decision = promote_model(paths, dataset, PromoteParams())
 
     assert not decision.promoted
@@ -99,13 +101,10 @@ def test_rejected_challenger_leaves_the_champion_untouched(real_digits_root, tmp
     assert json.loads((paths.production_dir / "promotion.json").read_text())["promoted"] is True
 
 
-def test_weak_first_model_leaves_a_production_folder_saying_there_is_no_champion(real_digits_root, tmp_path,
-                                                                               project_params):
-    shutil.copytree(real_digits_root / "data", tmp_path / "data")
-    paths = DatasetPaths(tmp_path, "mnist-sample")
+def test_weak_first_model_leaves_a_production_folder_saying_there_is_no_champion(digits, project_params):
+    paths = digits
     strict = project_params.dataset("mnist-sample").model_copy(update={"min_accuracy": 0.99})
-    train_model(paths, TrainParams(epochs=1, threshold=1.0))
-    evaluate_model(paths, strict)
+    train_and_evaluate(paths, strict, epochs=1)
 
     decision = promote_model(paths, strict, PromoteParams())
 
@@ -118,12 +117,10 @@ def test_weak_first_model_leaves_a_production_folder_saying_there_is_no_champion
     assert paths.production_model_file.read_bytes() == paths.model_file.read_bytes()
 
 
-def test_saved_champion_predictions_spare_loading_the_model(real_digits_root, tmp_path, project_params):
-    shutil.copytree(real_digits_root / "data", tmp_path / "data")
-    paths = DatasetPaths(tmp_path, "mnist-sample")
+def test_saved_champion_predictions_spare_loading_the_model(digits, project_params):
+    paths = digits
     dataset = project_params.dataset("mnist-sample").model_copy(update={"min_accuracy": 0.5})
-    train_model(paths, TrainParams(epochs=3, threshold=1.0))
-    evaluate_model(paths, dataset)
+    train_and_evaluate(paths, dataset, epochs=3)
     promote_model(paths, dataset, PromoteParams())
     assert paths.production_predictions_file.is_file()
     # An unreadable champion model proves the comparison used the saved predictions, not the model.
@@ -134,11 +131,10 @@ def test_saved_champion_predictions_spare_loading_the_model(real_digits_root, tm
     assert decision.champion_accuracy == pytest.approx(decision.challenger_accuracy)
 
 
-def test_challenger_without_matching_predictions_is_an_error(real_digits_root, tmp_path, project_params):
+def test_challenger_without_matching_predictions_is_an_error(digits, project_params):
     from tasks.errors import TrainingError
 
-    shutil.copytree(real_digits_root / "data", tmp_path / "data")
-    paths = DatasetPaths(tmp_path, "mnist-sample")
+    paths = digits
 
     with pytest.raises(TrainingError, match=r"test_predictions.npz: missing or made on another test set; run the evaluate stage first"):
         promote_model(paths, project_params.dataset("mnist-sample"), PromoteParams())

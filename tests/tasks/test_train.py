@@ -1,22 +1,13 @@
 """Real Keras training on a small real subset of MNIST digits (600 images): seconds per test."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from tasks.config import TrainParams
 from tasks.errors import ConfigError
-from tasks.paths import DatasetPaths
 from tasks.train import split_validation, train_model
-
-
-@pytest.fixture
-def digits(real_digits_root, tmp_path) -> DatasetPaths:
-    """A private copy of the prepared subset, so tests never share outputs."""
-    shutil.copytree(real_digits_root / "data", tmp_path / "data")
-    return DatasetPaths(tmp_path, "mnist-sample")
 
 
 def test_threshold_stops_training_and_says_so(digits, capsys):
