@@ -64,10 +64,13 @@ def served(tmp_path_factory):
 
 @pytest.fixture
 def api(served):
+    from prefect.logging.handlers import APILogWorker
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: served.api_url}):
         yield served
+        # Send the flow runs' last log lines while the server is still up (else they fail at exit).
+        APILogWorker.drain_all(timeout=10)
 
 
 @flow(name="download-only")
