@@ -175,13 +175,14 @@ def override_params(path: Path, overrides: dict[str, Any]) -> str:
     round_trip = YAML()
     document = round_trip.load(original)
     for dotted_key, value in overrides.items():
-        _set_dotted(document, dotted_key, value)
+        set_dotted(document, dotted_key, value)
     parse_params(yaml.safe_load(_dump(round_trip, document)), f"{path} with overrides {overrides}")
     write_text_atomic(path, _dump(round_trip, document))
     return original
 
 
-def _set_dotted(document: Any, dotted_key: str, value: Any) -> None:
+def set_dotted(document: Any, dotted_key: str, value: Any) -> None:
+    """Set `a.b.c` in a parsed params document; ConfigError if a section on the way does not exist."""
     *parents, leaf = dotted_key.split(".")
     node = document
     for position, part in enumerate(parents):

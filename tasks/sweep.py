@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.config import parse_params
+from tasks.config import parse_params, set_dotted
 from tasks.errors import ConfigError
 
 # What a sweep may vary, and where params.yaml keeps it for one dataset.
@@ -61,7 +61,7 @@ def check_trials(document: dict, dataset: str, trials: Sequence[Mapping[str, Any
                               f"a sweep may vary {sorted(SWEEP_KEYS)}")
         candidate = copy.deepcopy(document)
         for dotted_key, value in param_overrides(dataset, trial).items():
-            _set(candidate, dotted_key, value)
+            set_dotted(candidate, dotted_key, value)
         parse_params(candidate, f"sweep trial {number} {dict(trial)}").dataset(dataset)
         checked.append(dict(trial))
     return checked
@@ -89,11 +89,3 @@ def ranking_table(ranked: Sequence[TrialResult]) -> list[dict[str, Any]]:
              "stop_epoch": "" if result.stop_epoch is None else result.stop_epoch,
              "seconds": round(result.seconds, 1), "error": result.error or ""}
             for position, result in enumerate(ranked, start=1)]
-
-
-def _set(document: dict, dotted_key: str, value: Any) -> None:
-    *parents, leaf = dotted_key.split(".")
-    node = document
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[leaf] = value

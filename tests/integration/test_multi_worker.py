@@ -123,5 +123,6 @@ def test_two_workers_train_one_model_as_good_as_one_worker(two_workers, real_dig
     train_model(single, params)
 
     multi_accuracy, single_accuracy = accuracy_on_test_split(paths), accuracy_on_test_split(single)
+    print(f"test accuracy: two workers {multi_accuracy:.4f}, one worker {single_accuracy:.4f}")
     assert single_accuracy > 0.7, single_accuracy  # the comparison means something only if training worked
     assert abs(multi_accuracy - single_accuracy) <= ACCURACY_TOLERANCE, (multi_accuracy, single_accuracy)
