@@ -9,7 +9,6 @@ on the validate stage. `mnist-sample` is built from the 5,000 digits that the ml
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -21,6 +20,7 @@ from tasks.fileio import sha256_of_file, write_bytes_atomic
 from tasks.http import FetchFailure, fetch_with_retries
 from tasks.mnist_sample import build_mnist_sample
 from tasks.paths import IDX_FILE_NAMES, DatasetPaths
+from tasks.startup import exit_process
 
 logger = logging.getLogger(__name__)
 
@@ -135,4 +135,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

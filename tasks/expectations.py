@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 
 from tasks.config import NUM_CLASSES
+from tasks.startup import import_large
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-import great_expectations as gx  # noqa: E402 (analytics must be off before import)
+import_large("great_expectations")  # analytics off first; see tasks/startup.py
+import great_expectations as gx  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 # GX logs every context setup step at INFO; the stage logs what a user needs.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from tasks import idx
 from tasks.errors import DataValidationError
 from tasks.fileio import atomic_path, load_arrays
 from tasks.paths import SPLITS, DatasetPaths
+from tasks.startup import exit_process
 
 logger = logging.getLogger(__name__)
 PIXEL_SCALE = np.float32(255.0)
@@ -93,4 +93,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

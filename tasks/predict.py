@@ -17,6 +17,7 @@ import numpy as np
 from tasks.config import load_params
 from tasks.errors import PipelineError
 from tasks.paths import PARAMS_FILE, DatasetPaths
+from tasks.startup import exit_process
 
 IMAGE_SIDE = 28
 
@@ -85,4 +86,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

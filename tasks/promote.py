@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import sys
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
@@ -26,6 +25,7 @@ from tasks.normalize import load_split
 from tasks.paths import DatasetPaths
 from tasks.inference import load_network
 from tasks.predictions import load_predictions, predict_labels, test_set_fingerprint
+from tasks.startup import exit_process
 
 logger = logging.getLogger(__name__)
 
@@ -171,4 +171,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -15,7 +15,6 @@ import logging
 import os
 import platform
 import subprocess
-import sys
 from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import metadata
@@ -35,6 +34,7 @@ from tasks.report_figures import (confusion_heatmap_png, data_uri, misclassified
 from tasks.report_html import Mistake, ReportPage, RunCard, render_page
 from tasks.timings import read_timings
 from tasks.train import HISTORY_COLUMNS
+from tasks.startup import exit_process
 
 logger = logging.getLogger(__name__)
 METRICS_KEYS = ("test_accuracy", "test_loss", "stop_epoch", "test_images", "per_class", "confusion_matrix")
@@ -189,4 +189,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from tasks.errors import DataValidationError
 from tasks.expectations import SplitData, build_expectations, run_suite, summarize_images
 from tasks.fileio import atomic_directory, write_json_atomic
 from tasks.paths import SPLITS, DatasetPaths
+from tasks.startup import exit_process
 
 logger = logging.getLogger(__name__)
 _LABEL_COLUMNS = {"label", "label_share"}
@@ -118,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -1,0 +1,66 @@
+"""tasks/startup.py: each case runs in its own interpreter, since both functions act on the whole process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=120, env={"PYTHONPATH": str(PROJECT_ROOT), "TMP_DIR": str(tmp_path)})
+
+
+def test_import_large_imports_with_the_collector_back_on_and_the_library_frozen(tmp_path):
+    completed = run_python("""
+        import gc, json, sys
+        from tasks.startup import import_large
+        frozen_before = gc.get_freeze_count()
+        module = import_large("email.mime.multipart")
+        print(json.dumps({"name": module.__name__, "same": module is sys.modules["email.mime.multipart"],
+                          "enabled": gc.isenabled(), "frozen": gc.get_freeze_count() - frozen_before,
+                          "again": import_large("email.mime.multipart") is module}))
+    """, tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    outcome = json.loads(completed.stdout)
+    assert (outcome["name"], outcome["same"], outcome["again"]) == ("email.mime.multipart", True, True)
+    assert outcome["enabled"] is True
+    assert outcome["frozen"] > 0
+
+
+def test_import_large_leaves_a_disabled_collector_disabled_and_raises_import_errors(tmp_path):
+    completed = run_python("""
+        import gc
+        from tasks.startup import import_large
+        gc.disable()
+        try:
+            import_large("no_such_module_here")
+        except ModuleNotFoundError as error:
+            print("refused:", error.name, "enabled:", gc.isenabled())
+    """, tmp_path)
+    assert completed.stdout.strip() == "refused: no_such_module_here enabled: False", completed.stderr
+
+
+def test_exit_process_keeps_the_exit_code_output_logs_and_atexit_handlers(tmp_path):
+    completed = run_python("""
+        import atexit, logging, os, sys
+        from pathlib import Path
+        from tasks.startup import exit_process
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        marker = Path(os.environ["TMP_DIR"]) / "atexit-ran"
+        atexit.register(marker.write_text, "yes")
+        print("on stdout, not yet flushed", end="")
+        sys.stderr.write("on stderr\\n")
+        logging.getLogger("stage").info("a log line")
+        exit_process(3)
+        print("never printed")
+    """, tmp_path)
+    assert completed.returncode == 3
+    assert completed.stdout == "on stdout, not yet flushed"
+    assert "on stderr" in completed.stderr and "INFO a log line" in completed.stderr
+    assert (tmp_path / "atexit-ran").read_text() == "yes"
