@@ -21,7 +21,7 @@ from tasks.evaluate import evaluate_model
 from tasks.paths import DatasetPaths
 from tasks.promote import promote_model
 from tasks.report import ReportInputError, most_confident_mistakes, read_history, write_report
-from tasks.report_figures import row_normalized
+from tasks.report_figures import THUMBNAIL_SCALE, row_normalized
 from tasks.timings import timed_stage
 from tasks.validate import validate_dataset
 from tests.conftest import PROJECT_ROOT, project_params_document
@@ -74,6 +74,17 @@ def test_counts_heatmap_and_mistakes_grid_are_also_png_files(reported):
 
     assert "data:image/png;base64," + base64.b64encode(counts_heatmap).decode("ascii") in page
     assert reported.misclassified_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mistakes_grid_shows_the_mistakes_enlarged_in_rows_of_five(reported):
+    grid = np.asarray(Image.open(reported.misclassified_png))
+    tile = 28 * THUMBNAIL_SCALE
+    rows = -(-SHOWN // 5)
+
+    assert grid.ndim == 2  # grayscale
+    assert grid.shape[1] >= 5 * tile
+    assert rows * tile < grid.shape[0] < rows * (tile + 3 * tile // 4) + tile // 2  # tiles plus two caption lines
+    assert (grid < 128).mean() > 0.05  # dark ink on white, not a blank page
 
 
 def test_headline_and_promotion_match_their_files(reported):

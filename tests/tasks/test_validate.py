@@ -50,6 +50,7 @@ def test_valid_dataset_passes_and_publishes_report_and_data_docs(tiny_dataset, c
     assert all(result["success"] for split in ("train", "test") for result in document["splits"][split])
     assert len(document["splits"]["train"]) == 10  # nine column expectations + the row count
     assert (tiny_dataset.data_docs_dir / "index.html").is_file()
+    assert _validation_pages(tiny_dataset.data_docs_dir) == ["images-test.html", "images-train.html"]
     # Nothing else is left in the reports folder: no failure report, no scratch or swap folders.
     assert sorted(path.name for path in tiny_dataset.reports_dir.iterdir()) == ["data_docs", "validation.json"]
 
@@ -193,6 +194,7 @@ def test_failed_validation_keeps_last_good_report_and_writes_failure_report(tiny
                         if result["description"] == "label is an integer in 0..9")
     assert label_result["success"] is False and label_result["example_rows"] == [4]
     assert (failed_dir / "data_docs" / "index.html").is_file()
+    assert _validation_pages(failed_dir / "data_docs") == ["images-test.html", "images-train.html"]
 
     # Once the data is fixed, the next good run replaces the report and removes the stale failure report.
     _write(tiny_dataset, (images, labels))
@@ -223,3 +225,8 @@ def test_summarize_images_one_row_per_image():
         "label": [4, 4, 9],
         "label_share": [pytest.approx(2 / 3), pytest.approx(2 / 3), pytest.approx(1 / 3)],
     }
+
+
+def _validation_pages(docs_dir):
+    """The Data Docs pages of validation runs, one per split."""
+    return sorted(page.name for page in (docs_dir / "validations").rglob("*.html"))
