@@ -1,7 +1,9 @@
 """The bench's verdict logic (the bench itself takes minutes and is run by `make bench`, not here)."""
 
 from benchmarks.measure import verdict
-from benchmarks.report import scaling_verdict, verdict_lines
+import pytest
+
+from benchmarks.report import fixed_and_marginal, scaling_verdict, verdict_lines
 
 
 def results(pipeline_train=4.0, pipeline_accuracy=0.88, baseline_accuracy=0.87, validation=1.0, stage_peak=2**30):
@@ -14,9 +16,17 @@ def results(pipeline_train=4.0, pipeline_accuracy=0.88, baseline_accuracy=0.87, 
         "no_op": {"dvc_seconds": [1.5, 1.7, 3.0], "flow_seconds": 20.0},
         "validation": {"seconds": [1.0, validation, 2.0], "images": 70000},
         "memory": {"train": stage_peak, "validate": 2**28, "whole flow": 2**30},
-        "scaling": {"rows": [{"fraction": f, "validate_us_per_image": 10.0, "epoch_us_per_image": 80.0}
-                             for f in (0.1, 0.25, 0.5, 1.0)]},
+        "scaling": {"rows": [scaling_row(f, fixed=0.0) for f in (0.1, 0.25, 0.5, 1.0)]},
     }
+
+
+def scaling_row(fraction, fixed, images_at_100=60000):
+    """A row where validation takes `fixed` seconds plus 10 us per image, and an epoch 80 us per image."""
+    images = int(images_at_100 * fraction)
+    validate_seconds, epoch_seconds = fixed + 10e-6 * images, 80e-6 * images
+    return {"fraction": fraction, "images": images, "validate_seconds": validate_seconds,
+            "epoch_seconds": epoch_seconds, "validate_us_per_image": 1e6 * validate_seconds / images,
+            "epoch_us_per_image": 1e6 * epoch_seconds / images}
 
 
 def test_all_targets_met():
@@ -37,11 +47,21 @@ def test_memory_and_validation_misses_are_reported():
     assert "5. peak RSS of the largest stage: target missed: 2 GiB vs <= 1.5 GiB" in lines
 
 
-def test_scaling_names_the_sizes_that_are_not_flat():
-    rows = [{"fraction": 0.1, "validate_us_per_image": 40.0, "epoch_us_per_image": 80.0},
-            {"fraction": 1.0, "validate_us_per_image": 10.0, "epoch_us_per_image": 80.0}]
-    assert scaling_verdict(rows) == ("6. scaling: target missed: not flat at 10% (validation 40.0 us/image vs "
-                                     "10.0 at 100 %)")
+def test_scaling_names_the_sizes_that_are_not_flat_and_the_fixed_cost_behind_it():
+    rows = [scaling_row(fraction, fixed=0.3) for fraction in (0.1, 0.25, 0.5, 1.0)]
+
+    assert scaling_verdict(rows) == (
+        "6. scaling: target missed: not flat at 10% (validation 60.0 us/image vs 15.0 at 100 %); "
+        "25% (validation 30.0 us/image vs 15.0 at 100 %); 50% (validation 20.0 us/image vs 15.0 at 100 %); "
+        "why: validation 300 ms fixed + 10.0 us/image, epoch 0 ms fixed + 80.0 us/image")
+
+
+def test_fixed_and_marginal_cost_come_from_a_least_squares_line():
+    rows = [{"images": 1000, "t": 1.0}, {"images": 2000, "t": 1.5}, {"images": 4000, "t": 2.3}]
+
+    fixed, marginal = fixed_and_marginal(rows, "t")
+
+    assert fixed == pytest.approx(0.6) and marginal == pytest.approx(3 / 7000)  # worked by hand
 
 
 def test_verdict_for_higher_is_better():
