@@ -24,7 +24,8 @@ import numpy as np
 from tasks import distribution
 from tasks.config import NUM_CLASSES, TrainParams
 from tasks.errors import ConfigError, TrainingError
-from tasks.fileio import atomic_path, write_json_atomic, write_text_atomic
+from tasks.fileio import write_json_atomic, write_text_atomic
+from tasks.model_file import save_model
 from tasks.normalize import load_split
 from tasks.paths import DatasetPaths
 from tasks.startup import exit_process, import_large
@@ -183,8 +184,7 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
         raise TrainingError(f"{paths.dataset}: training diverged at epoch {stop_epoch} (final metrics {final}); "
                             f"lower train.learning_rate (now {params.learning_rate}); no model was written")
     outputs = distribution.writer_paths(paths, params.distribution)  # a temporary root on non-chief workers
-    with atomic_path(outputs.model_file) as tmp_path:
-        model.save(tmp_path)
+    save_model(model, outputs.model_file)  # the same weights give the same bytes (tasks/model_file.py)
     result = TrainResult(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
                          round(seconds, 3), train_count, len(validation_data[0]),
                          str(paths.model_file.relative_to(paths.root)))

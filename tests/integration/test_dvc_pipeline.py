@@ -63,6 +63,20 @@ def test_second_repro_does_nothing_and_says_so(reproduced):
     assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
 
 
+def test_retraining_to_the_same_weights_gives_the_same_model_file_so_later_stages_are_skipped(reproduced):
+    repo, _ = reproduced
+    lock_before = (repo / "dvc.lock").read_bytes()
+    model_before = (repo / "models/custom/model.keras").read_bytes()
+
+    retrained = run(["dvc", "repro", "--single-item", "--force", "train@custom"], repo)
+    after = run(["dvc", "repro"], repo)
+
+    assert "Running stage 'train@custom'" in retrained.stdout
+    assert (repo / "models/custom/model.keras").read_bytes() == model_before  # training is seeded
+    assert "Running stage" not in after.stdout, after.stdout  # evaluate, promote and report see the same model
+    assert (repo / "dvc.lock").read_bytes() == lock_before
+
+
 def test_push_then_pull_in_a_fresh_clone_restores_data_and_model(reproduced, tmp_path):
     repo, _ = reproduced
     run(["dvc", "push"], repo)
