@@ -54,6 +54,8 @@ def fixed_and_marginal(rows: list[dict], seconds_key: str) -> tuple[float, float
     seconds = [row[seconds_key] for row in rows]
     mean_images, mean_seconds = sum(images) / len(images), sum(seconds) / len(seconds)
     spread = sum((count - mean_images) ** 2 for count in images)
+    if spread == 0:
+        raise ValueError(f"a line needs at least two different image counts; found {sorted(set(images))}")
     marginal = sum((count - mean_images) * (took - mean_seconds) for count, took in zip(images, seconds)) / spread
     return mean_seconds - marginal * mean_images, marginal
 

@@ -42,9 +42,7 @@ def summarize_predictions(true_labels: np.ndarray, predicted_labels: np.ndarray,
     Computed with NumPy: the numbers equal scikit-learn's `confusion_matrix` and `classification_report`
     with `zero_division=0` (tests/tasks/test_evaluate.py checks it), without the 0.8 s import of sklearn.
     """
-    for name, values in (("true label", true_labels), ("predicted label", predicted_labels)):
-        if values.size and (values.min() < 0 or values.max() >= NUM_CLASSES):
-            raise ValueError(f"{name}s must be integers in 0..{NUM_CLASSES - 1}; found {values.min()}..{values.max()}")
+    _check_labels(true_labels, predicted_labels)
     codes = true_labels.astype(np.int64) * NUM_CLASSES + predicted_labels.astype(np.int64)
     matrix = np.bincount(codes, minlength=NUM_CLASSES * NUM_CLASSES).reshape(NUM_CLASSES, NUM_CLASSES)
     correct, support, predicted_count = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
@@ -55,6 +53,17 @@ def summarize_predictions(true_labels: np.ndarray, predicted_labels: np.ndarray,
                         "f1": float(f1[index]), "support": int(support[index])}
                  for index, name in enumerate(class_names)}
     return matrix, per_class
+
+
+def _check_labels(true_labels: np.ndarray, predicted_labels: np.ndarray) -> None:
+    if true_labels.ndim != 1 or true_labels.shape != predicted_labels.shape:
+        raise ValueError(f"true and predicted labels must be 1-D arrays of one length; found shapes "
+                         f"{true_labels.shape} and {predicted_labels.shape}")
+    for name, values in (("true label", true_labels), ("predicted label", predicted_labels)):
+        if not np.issubdtype(values.dtype, np.integer):
+            raise TypeError(f"{name}s must be integers in 0..{NUM_CLASSES - 1}; found dtype {values.dtype}")
+        if values.size and (values.min() < 0 or values.max() >= NUM_CLASSES):
+            raise ValueError(f"{name}s must be integers in 0..{NUM_CLASSES - 1}; found {values.min()}..{values.max()}")
 
 
 def _share(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

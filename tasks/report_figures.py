@@ -22,6 +22,7 @@ THUMBNAIL_SCALE = 3  # 28x28 -> 84x84, nearest neighbour, so pixels stay sharp
 _CAPTION_SIZE = 12  # pixels
 _LINE_HEIGHT = 15
 _GRID_GAP = 6
+_CAPTION_CHARACTERS = 24
 
 
 def data_uri(png: bytes) -> str:
@@ -81,9 +82,13 @@ def misclassified_grid_png(images: np.ndarray, true_names: Sequence[str], predic
     """
     from PIL import Image, ImageDraw, ImageFont
 
+    if not len(images) == len(true_names) == len(predicted_names):
+        raise ValueError(f"one caption per image expected: {len(images)} images, {len(true_names)} true and "
+                         f"{len(predicted_names)} predicted class names")
     font = ImageFont.load_default(size=_CAPTION_SIZE)
-    captions = [(str(true), f"-> {predicted}") for true, predicted in zip(true_names, predicted_names)]
-    tile = 28 * THUMBNAIL_SCALE
+    captions = [(_shortened(true), f"-> {_shortened(predicted)}")
+                for true, predicted in zip(true_names, predicted_names)]
+    tile = (images.shape[1] if len(images) else 28) * THUMBNAIL_SCALE
     cell_width = max([tile, *(font.getlength(line) for pair in captions for line in pair)]) + 2 * _GRID_GAP
     cell_width = int(np.ceil(cell_width))
     cell_height = 2 * _LINE_HEIGHT + tile + 2 * _GRID_GAP
@@ -102,6 +107,12 @@ def misclassified_grid_png(images: np.ndarray, true_names: Sequence[str], predic
         draw.text((centre, top + _LINE_HEIGHT), predicted_line, fill=0, font=font, anchor="mt")
         canvas.paste(_ink_on_white(image), (centre - tile // 2, top + 2 * _LINE_HEIGHT + _GRID_GAP))
     return _pil_png(canvas)
+
+
+def _shortened(class_name: str) -> str:
+    """A class name cut to _CAPTION_CHARACTERS, so one long name cannot widen every cell of the grid."""
+    name = str(class_name)
+    return name if len(name) <= _CAPTION_CHARACTERS else name[:_CAPTION_CHARACTERS - 1] + "\u2026"
 
 
 def thumbnail_png(image: np.ndarray) -> bytes:

@@ -67,3 +67,8 @@ def test_fixed_and_marginal_cost_come_from_a_least_squares_line():
 def test_verdict_for_higher_is_better():
     assert verdict("x", 0.9, 0.87, lower_is_better=False) == "x: target met (0.9 >= 0.87)"
     assert verdict("x", 0.8, 0.87, lower_is_better=False) == "x: target missed: 0.8 vs >= 0.87"
+
+
+def test_a_fit_needs_two_different_sizes():
+    with pytest.raises(ValueError, match=r"at least two different image counts; found \[1000\]"):
+        fixed_and_marginal([{"images": 1000, "t": 1.0}, {"images": 1000, "t": 1.2}], "t")

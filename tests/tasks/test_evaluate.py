@@ -57,3 +57,10 @@ def test_confusion_matrix_and_per_class_report_equal_sklearn(seed):
 def test_a_label_outside_0_to_9_is_refused_with_what_was_found():
     with pytest.raises(ValueError, match=r"predicted labels must be integers in 0\.\.9; found 0\.\.12"):
         summarize_predictions(np.array([0, 1]), np.array([0, 12]), DIGITS)
+
+
+def test_labels_of_other_shapes_or_float_labels_are_refused_naming_what_was_found():
+    with pytest.raises(ValueError, match=r"1-D arrays of one length; found shapes \(3,\) and \(2,\)"):
+        summarize_predictions(np.array([0, 1, 2]), np.array([0, 1]), DIGITS)
+    with pytest.raises(TypeError, match="true labels must be integers in 0..9; found dtype float32"):
+        summarize_predictions(np.array([0.0, 1.0], dtype=np.float32), np.array([0, 1]), DIGITS)

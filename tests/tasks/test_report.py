@@ -21,7 +21,7 @@ from tasks.evaluate import evaluate_model
 from tasks.paths import DatasetPaths
 from tasks.promote import promote_model
 from tasks.report import ReportInputError, most_confident_mistakes, read_history, write_report
-from tasks.report_figures import THUMBNAIL_SCALE, row_normalized
+from tasks.report_figures import THUMBNAIL_SCALE, misclassified_grid_png, row_normalized
 from tasks.timings import timed_stage
 from tasks.validate import validate_dataset
 from tests.conftest import PROJECT_ROOT, project_params_document
@@ -78,13 +78,27 @@ def test_counts_heatmap_and_mistakes_grid_are_also_png_files(reported):
 
 def test_mistakes_grid_shows_the_mistakes_enlarged_in_rows_of_five(reported):
     grid = np.asarray(Image.open(reported.misclassified_png))
+    predicted = np.load(reported.test_predictions_file)["predicted"]
+    labels = np.load(reported.processed_file("test"))["labels"]
+    shown = min(SHOWN, int(np.sum(predicted != labels)))
     tile = 28 * THUMBNAIL_SCALE
-    rows = -(-SHOWN // 5)
+    rows = -(-shown // 5)
 
     assert grid.ndim == 2  # grayscale
-    assert grid.shape[1] >= 5 * tile
+    assert grid.shape[1] >= min(5, shown) * tile
     assert rows * tile < grid.shape[0] < rows * (tile + 3 * tile // 4) + tile // 2  # tiles plus two caption lines
     assert (grid < 128).mean() > 0.05  # dark ink on white, not a blank page
+
+
+def test_mistakes_grid_cuts_long_class_names_and_needs_one_caption_per_image():
+    images = np.zeros((2, 28, 28), dtype=np.float32)
+    long_name = "a class name far longer than any caption should be"
+
+    grid = Image.open(io.BytesIO(misclassified_grid_png(images, [long_name, "b"], ["c", long_name])))
+
+    assert grid.width < 5 * 28 * THUMBNAIL_SCALE  # two cells, not widened by the long name
+    with pytest.raises(ValueError, match="one caption per image expected: 2 images, 1 true and 2 predicted"):
+        misclassified_grid_png(images, ["a"], ["b", "c"])
 
 
 def test_headline_and_promotion_match_their_files(reported):
