@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +23,6 @@ logging.getLogger("great_expectations").setLevel(logging.WARNING)
 IMAGE_SIDE = 28
 PIXEL_MAX = 255
 _DOCS_SITE = "pipeline_reports"
-
-
-@dataclass(frozen=True)
-class SplitData:
-    """One split's parsed arrays and the file each came from, so failures can name it."""
-
-    split: str
-    images: np.ndarray
-    labels: np.ndarray
-    images_file: Path
-    labels_file: Path
 
 
 def summarize_images(images: np.ndarray, labels: np.ndarray) -> pd.DataFrame:

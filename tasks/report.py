@@ -29,8 +29,6 @@ from tasks.fileio import sha256_of_file, write_bytes_atomic, write_text_atomic
 from tasks.inference import load_network
 from tasks.normalize import load_split
 from tasks.paths import IDX_FILE_NAMES, DatasetPaths
-from tasks.report_figures import (confusion_heatmap_png, data_uri, misclassified_grid_png, thumbnail_png,
-                                  training_curves_png)
 from tasks.report_html import Mistake, ReportPage, RunCard, render_page
 from tasks.timings import read_timings
 from tasks.train import HISTORY_COLUMNS
@@ -151,6 +149,10 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
 
     Raises ReportInputError naming any missing or malformed input file.
     """
+    # Imported here, not at the top: matplotlib is only needed once a page is drawn (a no-op flow run never does).
+    from tasks.report_figures import (confusion_heatmap_png, data_uri, misclassified_grid_png, thumbnail_png,
+                                      training_curves_png)
+
     check_inputs(paths)
     metrics = read_json(paths.metrics_file, METRICS_KEYS)
     training = read_json(paths.training_summary_file, TRAINING_KEYS)

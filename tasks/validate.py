@@ -15,16 +15,28 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from tasks import idx
 from tasks.config import DatasetParams, ValidateParams
 from tasks.errors import DataValidationError
-from tasks.expectations import SplitData, build_expectations, run_suite, summarize_images
 from tasks.fileio import atomic_directory, write_json_atomic
 from tasks.paths import SPLITS, DatasetPaths
 from tasks.startup import exit_process
 
 logger = logging.getLogger(__name__)
 _LABEL_COLUMNS = {"label", "label_share"}
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One split's parsed arrays and the file each came from, so failures can name it."""
+
+    split: str
+    images: np.ndarray
+    labels: np.ndarray
+    images_file: Path
+    labels_file: Path
 
 
 @dataclass(frozen=True)
@@ -50,6 +62,10 @@ def load_split(paths: DatasetPaths, split: str) -> SplitData:
 
 def validate_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: ValidateParams) -> ValidationReport:
     """Validate the raw train and test files; raise DataValidationError (listing every failure) if any fails."""
+    # Imported here, not at the top: Great Expectations takes 1.5-2 s to import, which a process that only
+    # imports this module (the Prefect flow deciding that nothing changed) should not pay.
+    from tasks.expectations import build_expectations, run_suite, summarize_images
+
     started = time.perf_counter()
     splits = {split: load_split(paths, split) for split in SPLITS}
     summaries = {split: summarize_images(data.images, data.labels) for split, data in splits.items()}
