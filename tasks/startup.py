@@ -27,15 +27,17 @@ from types import ModuleType
 from typing import NoReturn
 
 
-def import_large(name: str) -> ModuleType:
+def import_large(name: str, freeze: bool | None = None) -> ModuleType:
     """Import module `name` with the garbage collector paused; a module already imported is returned as is.
 
-    In a stage command, garbage from before the import is collected first (cheap, the heap is still small)
-    and everything is frozen after it, so later collections skip the library's objects.
+    With `freeze` (by default: in a stage command), garbage from before the import is collected first
+    (cheap, the heap is still small) and everything is frozen after it, so later collections skip the
+    library's objects.
     """
     if name in sys.modules:
         return importlib.import_module(name)  # waits for an import still running in another thread
-    freeze = in_stage_command()
+    if freeze is None:
+        freeze = in_stage_command()
     enabled = gc.isenabled()
     if freeze:
         gc.collect()

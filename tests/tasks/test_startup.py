@@ -84,3 +84,12 @@ def test_exit_process_keeps_the_exit_code_output_logs_threads_and_atexit_handler
     assert "on stderr" in completed.stderr and "INFO a log line" in completed.stderr
     assert (tmp_path / "atexit-ran").read_text() == "yes"
     assert (tmp_path / "thread-done").read_text() == "yes"  # a running thread is waited for
+
+
+def test_import_large_freezes_on_request_outside_a_stage_command(tmp_path):
+    completed = run_python(IMPORT_AND_REPORT.replace('import_large("email.mime.multipart")\n',
+                                                     'import_large("email.mime.multipart", freeze=True)\n', 1),
+                           tmp_path)
+
+    outcome = json.loads(completed.stdout)
+    assert outcome["stage"] is False and outcome["frozen"] > 0
