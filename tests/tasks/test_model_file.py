@@ -13,13 +13,16 @@ from tasks.train import build_model
 
 
 def twin_models():
-    """Two distinct model objects with the same weights and layer names, as two training processes make them
+    """Two distinct trained model objects with the same weights and layer names, as two training processes make them
     (Python object ids differ between them)."""
     models = []
     for _ in range(2):
         keras.backend.clear_session()  # layer names restart at "dense", as in a new process
         keras.utils.set_random_seed(7)
-        models.append(build_model(units=8, learning_rate=0.01))
+        model = build_model(units=8, learning_rate=0.01)
+        images = np.random.default_rng(1).random((16, 28, 28), dtype=np.float32)
+        model.fit(images, np.arange(16) % 10, epochs=1, verbose=0)  # optimizer state is saved too
+        models.append(model)
     return models
 
 
