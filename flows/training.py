@@ -1,4 +1,5 @@
-"""The training pipeline as a Prefect flow: download -> validate -> normalize -> train -> evaluate -> promote.
+"""The training pipeline as a Prefect flow: download -> validate -> normalize -> train -> evaluate -> promote
+-> report.
 
 Every run re-checks the data (download verifies checksums). When DVC says nothing changed since the last
 successful run (data, params and code), the run stops there and says so; `force=True` retrains anyway.
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from prefect import flow, get_run_logger
 
@@ -99,15 +101,22 @@ def _run(stage_task, *arguments):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.training", description=__doc__)
-    parser.add_argument("--dataset", default="fashion-mnist")
+    parser = argparse.ArgumentParser(prog="python -m flows.training", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="fashion-mnist", choices=get_args(DatasetName),
+                        help="a dataset defined under `data` in params.yaml (default: %(default)s)")
     parser.add_argument("--params-file", default=PARAMS_FILE)
     parser.add_argument("--overrides", type=json.loads, default=None,
                         help='JSON object of dotted params keys, e.g. \'{"train.epochs": 3}\'')
     parser.add_argument("--force", action="store_true", help="retrain even when nothing changed")
     arguments = parser.parse_args(argv)
-    outcome = training_pipeline(dataset=arguments.dataset, params_file=arguments.params_file,
-                                overrides=arguments.overrides, force=arguments.force)
+    try:
+        load_params(Path(arguments.params_file)).dataset(arguments.dataset)  # before Prefect starts anything
+        outcome = training_pipeline(dataset=arguments.dataset, params_file=arguments.params_file,
+                                    overrides=arguments.overrides, force=arguments.force)
+    except PipelineError as error:  # a user's mistake or bad data: its message says what and where
+        print(f"{FLOW_NAME} failed for {arguments.dataset}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     print(outcome.message)
     return 0
 

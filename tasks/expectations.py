@@ -12,13 +12,13 @@ import pandas as pd
 from tasks.config import NUM_CLASSES
 from tasks.startup import import_large
 
+# Before the import: GX logs hundreds of INFO lines while importing and every context setup step after it;
+# the stage logs what a user needs. Analytics are off before GX reads the setting.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-import_large("great_expectations")  # analytics off first; see tasks/startup.py
+import_large("great_expectations")  # see tasks/startup.py
 import great_expectations as gx  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
-
-# GX logs every context setup step at INFO; the stage logs what a user needs.
-logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 IMAGE_SIDE = 28
 PIXEL_MAX = 255
