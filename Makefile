@@ -60,6 +60,7 @@ flow: setup ## Run the Prefect flow for one dataset without a server: make flow 
 	$(PYTHON) -m flows.training --dataset $(or $(DATASET),fashion-mnist)
 
 predict: setup ## Top-3 classes for image files: make predict IMAGES="shirt.jpg shoe.png" DATASET=fashion-mnist
+	@if [ -z "$(IMAGES)" ]; then echo 'name the image files: make predict IMAGES="shirt.jpg shoe.png"' >&2; exit 2; fi
 	$(PYTHON) -m tasks.predict --dataset $(or $(DATASET),fashion-mnist) $(IMAGES)
 
 serve: setup ## Start a Prefect server on 127.0.0.1:4200, the work pool, the deployments and a worker

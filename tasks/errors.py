@@ -49,6 +49,10 @@ class TrainingError(PipelineError):
     """Training could not start or did not produce a usable model."""
 
 
+class ModelFileError(PipelineError, ValueError):
+    """A model file that Keras cannot load safely: not a `.keras` archive, truncated, or unsafe (a Lambda layer)."""
+
+
 class StageFailedError(PipelineError):
     """A pipeline stage failed; the message names the stage, the error type and its message."""
 

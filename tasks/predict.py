@@ -56,10 +56,19 @@ def _background_is_light(pixels: np.ndarray) -> bool:
 
 
 def predict_files(model_file: Path, files: list[Path], class_names: tuple[str, ...], top_k: int = 3) -> list[Prediction]:
+    """Top-k classes of every file; raise ImageFileError listing every file that is missing or not an image."""
     from tasks.inference import load_network
 
-    inputs = np.stack([image_to_input(path) for path in files])
-    probabilities = load_network(model_file).predict(inputs, verbose=0)
+    inputs, problems = [], []
+    for path in files:
+        try:
+            inputs.append(image_to_input(path))
+        except ImageFileError as error:
+            problems.append(str(error))
+    if problems:
+        raise ImageFileError(f"{len(problems)} of {len(files)} files cannot be classified:\n  - "
+                             + "\n  - ".join(problems))
+    probabilities = load_network(model_file).predict(np.stack(inputs), verbose=0)
     return [Prediction(path, [(class_names[index], float(row[index])) for index in np.argsort(row)[::-1][:top_k]])
             for path, row in zip(files, probabilities)]
 

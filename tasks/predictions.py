@@ -6,12 +6,13 @@ Saving predictions lets the promote stage compare champion and challenger withou
 
 from __future__ import annotations
 
+import zipfile
 from hashlib import sha256
 from pathlib import Path
 
 import numpy as np
 
-from tasks.errors import TrainingError
+from tasks.errors import ModelFileError, TrainingError
 from tasks.fileio import atomic_path, load_arrays
 
 
@@ -21,7 +22,11 @@ def load_model(path: Path):
 
     if not path.exists():
         raise TrainingError(f"{path}: no model file; run the train stage first")
-    return keras.saving.load_model(path, safe_mode=True)
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
+        raise ModelFileError(f"{path}: expected a Keras 3 `.keras` model that loads in safe mode; "
+                             f"Keras says: {error}") from error
 
 
 def predict_labels(model, images: np.ndarray) -> np.ndarray:

@@ -60,3 +60,29 @@ def test_command_prints_top_three_and_fails_clearly(trained_digits, tmp_path, ca
     assert main([str(tmp_path / "missing.png"), "--dataset", "mnist-sample",
                  "--params", str(PROJECT_ROOT / "params.yaml")]) == 1
     assert "predict failed: ImageFileError:" in capsys.readouterr().err
+
+
+def test_every_bad_file_is_named_at_once(trained_digits, tmp_path):
+    good = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(good)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+
+    with pytest.raises(ImageFileError) as error:
+        predict_files(trained_digits.model_file, [text, good, tmp_path / "absent.png"], DIGITS)
+
+    message = str(error.value)
+    assert message.startswith("2 of 3 files cannot be classified:")
+    assert "notes.png: not an image PIL can read" in message and "absent.png: no such file" in message
+    assert "digit.png" not in message
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n not a model", b"PK\x03\x04 truncated zip"])
+def test_a_file_that_is_not_a_keras_model_is_named_with_what_was_expected(tmp_path, content):
+    from tasks.errors import ModelFileError
+
+    not_a_model = tmp_path / "model.keras"
+    not_a_model.write_bytes(content)
+
+    with pytest.raises(ModelFileError, match=r"model.keras: expected a Keras 3 `.keras` model that loads in safe mode"):
+        load_model(not_a_model)
