@@ -73,12 +73,12 @@ def _two_sided_binomial_half(successes: int, trials: int) -> float:
 
 
 def per_class_recall(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> dict[str, float]:
-    """Recall of each class 0..n-1; 0.0 for a class absent from `labels` (sklearn's zero_division=0)."""
-    recalls = {}
-    for index, name in enumerate(class_names):
-        of_class = labels == index
-        recalls[name] = float(np.mean(predicted[of_class] == index)) if of_class.any() else 0.0
-    return recalls
+    """Recall of each class 0..n-1; 0.0 for a class absent from `labels` (sklearn's zero_division=0).
+    The same numbers as evaluate's per-class report, from the same function."""
+    from tasks.evaluate import summarize_predictions
+
+    _, per_class = summarize_predictions(labels, predicted, class_names)
+    return {name: scores["recall"] for name, scores in per_class.items()}
 
 
 def decide(dataset: str, labels: np.ndarray, challenger_predicted: np.ndarray, champion_predicted: np.ndarray | None,
