@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dataset chromium run test bench flow predict serve stop deployment-run clean-outputs
+.PHONY: help setup dataset chromium run test bench flow predict serve stop status deployment-run clean-outputs
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -68,6 +68,9 @@ serve: setup ## Start a Prefect server on 127.0.0.1:4200, the work pool, the dep
 
 stop: ## Stop the server and worker that `make serve` started
 	$(PYTHON) -m flows.serve stop
+
+status: setup ## Server health, worker, each deployment's next and last run, service errors of the last hour
+	$(PYTHON) -m flows.serve status
 
 deployment-run: ## Run a deployment on the served Prefect: make deployment-run DATASET=mnist-sample
 	prefect deployment run 'training-pipeline/$(or $(DATASET),fashion-mnist)' --watch

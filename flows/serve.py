@@ -1,4 +1,4 @@
-"""`make serve` / `make stop`: a Prefect server on loopback, the work pool, the deployments and a worker.
+"""`make serve` / `make stop` / `make status`: a Prefect server on loopback, the work pool, the deployments and a worker.
 
 Everything lives under PREFECT_HOME (default: the project's .prefect/): the server's database, logs and
 the PID files `stop` uses to end exactly what `serve` started.
@@ -15,6 +15,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from flows.server_log import DATE_FORMAT
 
 WORK_POOL = "training"
 DEFAULT_PORT = 4200
@@ -81,14 +83,21 @@ def run_cli(service: Service, *arguments: str, check: bool = True) -> subprocess
     return completed
 
 
+def start_server(service: Service) -> None:
+    """Start the server alone (its log: `service.log_file("server")`) and wait until it answers."""
+    server_environment = {key: value for key, value in service.environment().items() if key != "PREFECT_API_URL"}
+    # Dated log lines, so that `make status` can tell this hour's errors from older ones.
+    server_environment["PREFECT_LOGGING_FORMATTERS_STANDARD_DATEFMT"] = DATE_FORMAT
+    start_process(service, "server", prefect_command("server", "start", "--host", service.host,
+                                                     "--port", str(service.port)), server_environment)
+    wait_for_server(service)
+
+
 def serve(service: Service) -> None:
     """Start the server, create the work pool if missing, deploy prefect.yaml and start a worker."""
     if any(is_running(service, name) for name in PROCESS_NAMES):
         raise RuntimeError(f"already serving from {service.home} (run `make stop` first)")
-    server_environment = {key: value for key, value in service.environment().items() if key != "PREFECT_API_URL"}
-    start_process(service, "server", prefect_command("server", "start", "--host", service.host,
-                                                     "--port", str(service.port)), server_environment)
-    wait_for_server(service)
+    start_server(service)
     if run_cli(service, "work-pool", "inspect", WORK_POOL, check=False).returncode != 0:
         run_cli(service, "work-pool", "create", WORK_POOL, "--type", "process")
     run_cli(service, "config", "set", f"PREFECT_API_URL={service.api_url}")
@@ -147,7 +156,7 @@ def _alive(pid: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__)
-    parser.add_argument("action", choices=["serve", "stop"])
+    parser.add_argument("action", choices=["serve", "stop", "status"])
     parser.add_argument("--port", type=int, default=int(os.environ.get("PREFECT_SERVER_PORT", DEFAULT_PORT)))
     arguments = parser.parse_args(argv)
     root = Path.cwd()
@@ -155,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.action == "stop":
         print("stopped: " + (", ".join(stop(service)) or "nothing was running"))
         return 0
+    if arguments.action == "status":
+        from flows.status import read_status, render
+
+        status = read_status(service)
+        print(render(status))
+        return 0 if status.healthy else 1
     serve(service)
     print(f"Prefect UI:   http://{service.host}:{service.port}\n"
           f"Run a deployment now:\n  make deployment-run DATASET=fashion-mnist\n"

@@ -118,3 +118,18 @@ def trained_digits(real_digits_root, tmp_path_factory) -> DatasetPaths:
     paths = DatasetPaths(root, "mnist-sample")
     train_model(paths, TrainParams(epochs=3, threshold=1.0))
     return paths
+
+
+@pytest.fixture(autouse=True)
+def _temporary_servers_are_checked():
+    """Fail a test that leaves running a temporary Prefect server whose log nobody reads (see prefect_server.py)."""
+    yield
+    server_module = __import__("sys").modules.get("prefect.server.api.server")
+    if server_module is None:
+        return
+    from tests.prefect_server import CHECKED_TEMPORARY_PORTS
+
+    unchecked = sorted(server.port for server in set(server_module.SubprocessASGIServer._instances.values())
+                       if server.running and server.port not in CHECKED_TEMPORARY_PORTS)
+    assert not unchecked, (f"a temporary Prefect server on port(s) {unchecked} was started outside "
+                           "tests.prefect_server.temporary_server, so its log is never checked")

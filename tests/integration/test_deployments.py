@@ -6,21 +6,15 @@ rejected with the champion unchanged. Everything started here is stopped here.
 """
 
 import re
-import socket
 
 import pytest
 
-from flows.serve import Service, is_running, run_cli, serve, stop
+from flows.serve import Service, is_running, run_cli
 from tests.integration.repo import copy_repository, run
+from tests.prefect_server import free_port, serving
 
 pytestmark = pytest.mark.integration
 DEPLOYMENT = "training-pipeline/mnist-sample"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +24,8 @@ def served(tmp_path_factory):
 
     repo = copy_repository(tmp_path_factory.mktemp("served-repo"), only_mnist_sample)
     service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
-    try:
-        serve(service)
+    with serving(service):
         yield service
-    finally:
-        stop(service)
     assert not is_running(service, "server") and not is_running(service, "worker")
 
 

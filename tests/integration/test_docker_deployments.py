@@ -7,24 +7,17 @@ containers (no Docker daemon on this machine, and prefect-docker is only needed 
 is started; the test checks what the worker would receive.
 """
 
-import socket
-
 import pytest
 import yaml
 
-from flows.serve import Service, prefect_command, run_cli, start_process, stop, wait_for_server
+from flows.serve import Service, run_cli, start_server, stop
 from tests.conftest import PROJECT_ROOT
 from tests.integration.repo import copy_repository
+from tests.prefect_server import assert_no_service_errors, free_port
 
 pytestmark = pytest.mark.integration
 DOCKER_POOL = "training-docker"
 IMAGE = "mnist-pipeline:test"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def deployments_in(file_name: str) -> dict[str, dict]:
@@ -45,14 +38,12 @@ def test_docker_variant_runs_the_same_flows_on_the_same_schedules_as_the_default
 
 @pytest.fixture(scope="module")
 def docker_deployed(tmp_path_factory):
-    """A server on loopback, the docker work pool and the two docker deployments; the server is stopped after."""
+    """A server on loopback, the docker work pool and the two docker deployments; the server is stopped after
+    and its log checked."""
     repo = copy_repository(tmp_path_factory.mktemp("docker-repo"), lambda document: None)
     service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
-    server_environment = {key: value for key, value in service.environment().items() if key != "PREFECT_API_URL"}
     try:
-        start_process(service, "server", prefect_command("server", "start", "--host", service.host,
-                                                         "--port", str(service.port)), server_environment)
-        wait_for_server(service)
+        start_server(service)
         run_cli(service, "work-pool", "create", DOCKER_POOL, "--type", "docker")
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("PIPELINE_IMAGE", IMAGE)  # Service.environment() passes it on to `prefect deploy`
@@ -60,6 +51,7 @@ def docker_deployed(tmp_path_factory):
         yield service, deployed
     finally:
         stop(service)
+    assert_no_service_errors(service.log_file("server"))
 
 
 def read_from_server(service: Service):

@@ -8,17 +8,17 @@ import re
 
 import pytest
 import yaml
-from prefect.testing.utilities import prefect_test_harness
-
 from tests.integration.repo import copy_repository, run
+from tests.prefect_server import temporary_server
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def prefect_server():
-    """A real Prefect server on loopback with a temporary database, stopped at the end of the module."""
-    with prefect_test_harness(server_startup_timeout=120):
+    """A real Prefect server on loopback with a temporary database, stopped at the end of the module;
+    its log is checked for errors then."""
+    with temporary_server():
         yield
 
 

@@ -8,9 +8,8 @@ must order them by test accuracy, and the workspace must be as the user left it.
 import json
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
-
 from tests.integration.repo import copy_repository, run
+from tests.prefect_server import temporary_server
 
 pytestmark = pytest.mark.integration
 TRIALS = [{"units": 16, "epochs": 2, "batch_size": 256}, {"units": 64, "epochs": 2, "batch_size": 64}]
@@ -25,7 +24,7 @@ def swept(tmp_path_factory):
 
     repo = copy_repository(tmp_path_factory.mktemp("sweep-repo"), only_mnist_sample)
     params_before = (repo / "params.yaml").read_bytes()
-    with prefect_test_harness(server_startup_timeout=120):
+    with temporary_server():
         outcome = sweep(dataset="mnist-sample", trials=TRIALS, workers=2, name_prefix="trial", root=str(repo))
         artifact = latest_artifact("mnist-sample-sweep")
     return repo, outcome, artifact, params_before

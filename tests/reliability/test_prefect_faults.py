@@ -8,7 +8,6 @@ with concurrency 1 all end Completed, one at a time, none crashed or lost.
 from __future__ import annotations
 
 import gzip
-import os
 import signal
 import subprocess
 import sys
@@ -18,23 +17,20 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-from flows.serve import Service, serve, stop
+from flows.serve import Service
 from flows.stages import download
 from tasks.config import DownloadParams, parse_params
 from tasks.paths import DatasetPaths
 from tests.conftest import project_params_document
 from tests.https_server import https_server, tls_ca  # noqa: F401 (pytest fixtures)
 from tests.integration.repo import copy_repository
-from tests.integration.test_deployments import free_port
+from tests.prefect_server import FAST_POLLING, free_port, serving
 from tests.reliability.conftest import snapshot
 from tests.reliability.test_dvc_faults import HOLD_THE_LOCK
 from tests.tasks.test_download import FIRST, PAYLOADS, flip_one_byte, generated_mnist_checksums  # noqa: F401
 
 pytestmark = pytest.mark.integration
 RUNS = 20
-# Only to keep the suite short: how often the worker polls, and how long a run that found the deployment's
-# slot taken waits before it asks again (Prefect's defaults: 10 s and 30 s).
-FAST_POLLING = {"PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +44,8 @@ def served(tmp_path_factory):
 
     repo = copy_repository(tmp_path_factory.mktemp("served-repo"), only_mnist_sample)
     service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
-    saved = {name: os.environ.get(name) for name in FAST_POLLING}
-    os.environ.update(FAST_POLLING)
-    try:
-        serve(service)
+    with serving(service, environment=FAST_POLLING):
         yield service
-    finally:
-        stop(service)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture

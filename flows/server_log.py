@@ -1,0 +1,116 @@
+"""Read a Prefect server's log: its records, and the errors its services logged.
+
+The server's services (scheduler, late runs, foreman, triggers...) run in the background and report a failure only
+in this log: a scheduler that fails on every pass still answers /health. `make status` and the tests read the log
+with `service_errors`, which drops the few errors that are routine when a server stops (`ROUTINE_AT_SHUTDOWN`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+# Prefect's standard format, "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s"; `make serve`
+# gives asctime a date (DATE_FORMAT), Prefect's default datefmt has only the time of day.
+_RECORD = re.compile(r"^(?:(?P<date>\d{4}-\d{2}-\d{2}) )?(?P<time>\d{2}:\d{2}:\d{2})\.(?P<msecs>\d{3}) \| "
+                     r"(?P<level>[A-Z]+)\s* \| (?P<logger>\S+) - (?P<message>.*)$")
+# What uvicorn's own log format writes ("ERROR:    Exception in ASGI application").
+_UVICORN_RECORD = re.compile(r"^(?P<level>ERROR|CRITICAL):\s+(?P<message>.*)$")
+ERROR_LEVELS = ("ERROR", "CRITICAL")
+TRACEBACK = "Traceback (most recent call last):"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One record of the log: its header line and the lines that follow it (a traceback, a multi-line message)."""
+
+    line_number: int
+    level: str
+    logger: str
+    message: str
+    time: datetime | None = None
+    details: tuple[str, ...] = field(default=())
+
+    @property
+    def is_error(self) -> bool:
+        return self.level in ERROR_LEVELS or TRACEBACK in self.details
+
+    @property
+    def exception(self) -> str:
+        """The traceback's last line (the exception and its message), or '' without a traceback."""
+        if TRACEBACK not in self.details:
+            return ""
+        return next((line.strip() for line in reversed(self.details) if line.strip()), "")
+
+    def summary(self) -> str:
+        when = f"{self.time:%Y-%m-%d %H:%M:%S} " if self.time else ""
+        cause = f": {self.exception}" if self.exception else ""
+        return f"line {self.line_number}: {when}{self.level} {self.logger} - {self.message}{cause}"
+
+
+@dataclass(frozen=True)
+class RoutineError:
+    """An error that is expected in a server's log, matched exactly on the logger, message and exception."""
+
+    logger: str
+    message: str
+    exception: str
+    reason: str
+
+    def matches(self, record: LogRecord) -> bool:
+        return (record.logger, record.message, record.exception) == (self.logger, self.message, self.exception)
+
+
+# Errors a server logs when it is stopped while it works. Each entry is matched exactly and says why it is harmless.
+ROUTINE_AT_SHUTDOWN: tuple[RoutineError, ...] = ()
+
+
+def parse_log(text: str) -> list[LogRecord]:
+    """The records of a server's log text; lines before the first record (the banner) that hold a traceback
+    become a record of their own (logger '-'), so that no traceback goes unseen."""
+    records: list[LogRecord] = []
+    header: dict | None = None
+    details: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        match = _RECORD.match(line) or _UVICORN_RECORD.match(line)
+        if match is None and line.startswith(TRACEBACK) and header is None:
+            header = {"line_number": number, "level": "ERROR", "logger": "-", "message": "(traceback)"}
+        if match is None:
+            if header is not None:
+                details.append(line)
+            continue
+        if header is not None:
+            records.append(LogRecord(**header, details=tuple(details)))
+        header, details = _header(number, match.groupdict()), []
+    if header is not None:
+        records.append(LogRecord(**header, details=tuple(details)))
+    return records
+
+
+def _header(number: int, fields: dict) -> dict:
+    time = None
+    if fields.get("date"):
+        time = datetime.strptime(f"{fields['date']} {fields['time']}", DATE_FORMAT)
+    return {"line_number": number, "level": fields["level"], "logger": fields.get("logger") or "uvicorn",
+            "message": fields["message"], "time": time}
+
+
+def service_errors(text: str, expected: tuple[RoutineError, ...] = (), since: datetime | None = None,
+                   ) -> list[LogRecord]:
+    """The error records of a log (ERROR or CRITICAL, or holding a traceback) that neither `ROUTINE_AT_SHUTDOWN`
+    nor `expected` allows; with `since`, only the dated records at or after it."""
+    allowed = ROUTINE_AT_SHUTDOWN + tuple(expected)
+    return [record for record in parse_log(text)
+            if record.is_error and not any(entry.matches(record) for entry in allowed)
+            and (since is None or (record.time is not None and record.time >= since))]
+
+
+def read_service_errors(log_file: Path, expected: tuple[RoutineError, ...] = (),
+                        since: datetime | None = None) -> list[LogRecord]:
+    """`service_errors` of a log file; a missing file has none."""
+    if not log_file.exists():
+        return []
+    return service_errors(log_file.read_text(errors="replace"), expected, since)

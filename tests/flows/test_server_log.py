@@ -1,0 +1,70 @@
+"""Reading a Prefect server's log: the errors its services logged, what is allowed, and since when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from flows.server_log import RoutineError, parse_log, read_service_errors, service_errors
+
+# The first 80 seconds of `make serve` with sqlalchemy 2.1.9 in the lock (issue 12): two scheduler passes.
+SQLALCHEMY_21_LOG = Path(__file__).parent / "data" / "server-sqlalchemy-2.1.9.log"
+BULK_DML = ("sqlalchemy.exc.InvalidRequestError: Can't evaluate bulk DML statement; please supply a bulk_dml "
+            "decorated function")
+CLEAN = """
+ ___ ___ ___ ___ ___ ___ _____
+Configure Prefect to communicate with the server with:
+2026-12-02 01:00:00.100 | INFO    | prefect.server - started
+2026-12-02 01:00:05.200 | WARNING | prefect.server.services.late_runs - slow pass
+"""
+
+
+def test_the_scheduler_failures_of_the_sqlalchemy_21_server_are_found():
+    errors = read_service_errors(SQLALCHEMY_21_LOG)
+
+    assert [(error.logger, error.exception) for error in errors] == [("docket.dependencies", BULK_DML)] * 2
+    assert "schedule_recent_deployments()" in errors[0].message and "schedule_deployments()" in errors[1].message
+    assert errors[0].summary().startswith("line 17: ERROR docket.dependencies - ")
+
+
+def test_a_clean_log_has_no_errors_and_warnings_are_not_errors():
+    assert [record.level for record in parse_log(CLEAN)] == ["INFO", "WARNING"]
+    assert service_errors(CLEAN) == []
+
+
+def test_a_traceback_outside_any_record_and_uvicorn_errors_are_errors():
+    text = ("banner\nTraceback (most recent call last):\n  File \"x.py\", line 1\nKeyError: 'x'\n"
+            "ERROR:    Exception in ASGI application\n")
+
+    errors = service_errors(text)
+
+    assert [(error.logger, error.exception) for error in errors] == [("-", "KeyError: 'x'"), ("uvicorn", "")]
+    assert errors[1].message == "Exception in ASGI application"
+
+
+def test_an_info_record_with_a_traceback_is_an_error():
+    text = "01:00:00.000 | INFO    | prefect.server.x - note\nTraceback (most recent call last):\nOSError: gone\n"
+
+    assert [error.exception for error in service_errors(text)] == ["OSError: gone"]
+
+
+def test_an_expected_error_is_allowed_only_when_it_matches_exactly():
+    (first, second) = read_service_errors(SQLALCHEMY_21_LOG)
+    expected = RoutineError(first.logger, first.message, first.exception, reason="this test expects it")
+    near_miss = RoutineError(first.logger, first.message, first.exception + ".", reason="one character more")
+
+    assert read_service_errors(SQLALCHEMY_21_LOG, (expected,)) == [second]
+    assert len(read_service_errors(SQLALCHEMY_21_LOG, (near_miss,))) == 2
+
+
+def test_since_keeps_the_dated_errors_at_or_after_it():
+    text = ("2026-12-02 00:10:00.000 | ERROR   | docket.worker - old\n"
+            "2026-12-02 01:10:00.000 | ERROR   | docket.worker - new\n")
+
+    recent = service_errors(text, since=datetime(2026, 12, 2, 1, 0))
+
+    assert [(error.message, error.time) for error in recent] == [("new", datetime(2026, 12, 2, 1, 10))]
+
+
+def test_a_missing_log_file_has_no_errors(tmp_path):
+    assert read_service_errors(tmp_path / "server.log") == []

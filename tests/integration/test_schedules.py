@@ -1,0 +1,163 @@
+"""Scheduled retraining, proven by its effect: runs the server's scheduler creates by itself, that the worker picks up.
+
+A copy of the repository (mnist-sample only) is served as `make serve` does, with one change: the mnist-sample
+deployment's daily cron is replaced by an interval of INTERVAL_SECONDS. Nobody calls `prefect deployment run`.
+The scheduler creates the runs ahead (many, all queued behind the deployment's concurrency limit of 1); the
+worker runs them; the first trains and promotes, the next finds nothing changed and skips. Then the schedules
+are paused and every run still queued is cancelled, so no run is left behind. The server's log is checked for
+errors when it stops (tests/prefect_server.py), as for every server the tests start.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from flows.serve import Service, run_cli
+from tests.integration.repo import copy_repository, run
+from tests.prefect_server import FAST_POLLING, free_port, serving
+
+pytestmark = pytest.mark.integration
+DEPLOYMENT = "training-pipeline/mnist-sample"
+INTERVAL_SECONDS = 15
+RUNS_TO_WATCH = 2
+
+
+def short_schedule_copy(destination):
+    def only_mnist_sample(document):
+        document["datasets"] = ["mnist-sample"]
+        document["data"]["mnist-sample"]["train"]["epochs"] = 2
+        # The first run's model must be promoted, whatever its accuracy after 2 epochs.
+        document["data"]["mnist-sample"]["min_accuracy"] = 0.0
+
+    repo = copy_repository(destination, only_mnist_sample)
+    deployments_file = repo / "prefect.yaml"
+    document = yaml.safe_load(deployments_file.read_text())
+    (deployment,) = [entry for entry in document["deployments"] if entry["name"] == "mnist-sample"]
+    deployment["schedules"] = [{"interval": INTERVAL_SECONDS, "active": True}]
+    deployments_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    run(["git", "commit", "-qam", f"mnist-sample every {INTERVAL_SECONDS} s"], repo)
+    return repo
+
+
+def flow_runs(service: Service):
+    """The mnist-sample deployment's flow runs, earliest expected start first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                                     sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=200)
+
+
+def wait_for(service: Service, condition, timeout_seconds: float, what: str):
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        runs = flow_runs(service)
+        if condition(runs):
+            return runs
+        if time.monotonic() > deadline:
+            states = [(run.name, run.state_name) for run in runs[:6]]
+            raise AssertionError(f"{what}: not within {timeout_seconds:.0f} s; first runs: {states}")
+        time.sleep(2)
+
+
+def decision(service: Service, flow_run_id) -> str:
+    """The promotion decision artifact that flow run published."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["mnist-sample-decision"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    return artifact.data
+
+
+@pytest.fixture(scope="module")
+def scheduled(tmp_path_factory):
+    """Serve the short-schedule copy; watch the first runs end; pause, cancel what is queued; stop the server."""
+    repo = short_schedule_copy(tmp_path_factory.mktemp("scheduled-repo"))
+    service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
+    with serving(service, environment=FAST_POLLING):
+        created = wait_for(service, lambda runs: len(runs) >= 3, 60, "the scheduler created 3 runs")
+        finished = wait_for(service, lambda runs: all(run.state.is_final() for run in runs[:RUNS_TO_WATCH]), 420,
+                            f"the first {RUNS_TO_WATCH} scheduled runs ended")[:RUNS_TO_WATCH]
+        decisions = [decision(service, run.id) for run in finished]
+        status = subprocess.run([sys.executable, "-m", "flows.serve", "status", "--port", str(service.port)],
+                                cwd=repo, env=service.environment(), capture_output=True, text=True, timeout=120)
+        model = (repo / "models/mnist-sample/production/model.keras").is_file()
+        dvc_status = run(["dvc", "status"], repo).stdout.strip()
+        run_cli(service, "deployment", "schedule", "pause", "--all")
+        for queued in [run for run in flow_runs(service) if not run.state.is_final()]:
+            run_cli(service, "flow-run", "cancel", str(queued.id))
+        left = wait_for(service, lambda runs: all(run.state.is_final() for run in runs), 120,
+                        "every run ended after the cancel")
+        time.sleep(2 * 5)  # two passes of the scheduler's recent-deployments loop (every 5 s)
+        after_pause = flow_runs(service)
+    cancelled = sum(run.state_name == "Cancelled" for run in left)
+    print(f"\nscheduler created {len(left)} runs {INTERVAL_SECONDS} s apart; {RUNS_TO_WATCH} watched to Completed, "
+          f"{len(left) - cancelled - RUNS_TO_WATCH} more completed, {cancelled} cancelled after the pause")
+    yield {"status": status, "created": created, "finished": finished, "decisions": decisions, "production_model": model,
+           "dvc_status": dvc_status, "left": left, "after_pause": after_pause}
+
+
+def test_the_scheduler_creates_runs_by_itself_an_interval_apart(scheduled):
+    created = scheduled["created"]
+
+    assert all(run.auto_scheduled for run in created), [(run.name, run.created_by) for run in created]
+    starts = [run.expected_start_time for run in created]
+    assert {(later - earlier).total_seconds() for earlier, later in zip(starts, starts[1:])} == {INTERVAL_SECONDS}
+
+
+def test_the_worker_runs_them_and_they_complete(scheduled):
+    finished = scheduled["finished"]
+
+    assert [run.state_name for run in finished] == ["Completed"] * RUNS_TO_WATCH, [
+        run.state.message for run in finished]
+    assert all(run.work_pool_name == "training" and run.infrastructure_pid for run in finished)
+    assert finished[0].end_time <= finished[1].start_time  # one at a time
+
+
+def test_the_first_run_trains_and_promotes_and_the_next_skips(scheduled):
+    first, second = scheduled["finished"]
+    promoted, skipped = scheduled["decisions"]
+
+    assert promoted.startswith("# mnist-sample: promoted")
+    assert "skipped" in skipped and f"nothing changed since run {first.name}" in skipped
+    assert scheduled["production_model"]
+    assert scheduled["dvc_status"] == "Data and pipelines are up to date."
+
+
+def test_make_status_shows_the_schedule_the_next_and_the_last_run(scheduled):
+    status, finished = scheduled["status"], scheduled["finished"]
+
+    assert status.returncode == 0, status.stdout + status.stderr
+    output = status.stdout
+    assert ": healthy\n" in output and "in pool 'training': online" in output
+    section = output.split("training-pipeline/mnist-sample\n", 1)[1]
+    assert section.startswith(f"    schedule:  every {INTERVAL_SECONDS} s\n    next run:  ")
+    last_run = section.splitlines()[2]
+    assert last_run.startswith("    last run:  ") and any(f" {run.name}: " in last_run for run in flow_runs_seen(scheduled))
+    assert "service errors in the last 1 h" in output and "): none\n" in output
+    assert output.rstrip().endswith("status: OK")
+
+
+def flow_runs_seen(scheduled):
+    return scheduled["left"]
+
+
+def test_pausing_and_cancelling_leaves_no_run_behind(scheduled):
+    left, after_pause = scheduled["left"], scheduled["after_pause"]
+
+    assert len(left) > RUNS_TO_WATCH  # the scheduler had queued more runs than were watched
+    assert {run.state_name for run in left} <= {"Completed", "Cancelled"}, [(run.name, run.state_name) for run in left]
+    assert [run.id for run in after_pause] == [run.id for run in left]  # no new run once paused
+    assert all(run.state.is_final() for run in after_pause)

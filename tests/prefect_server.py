@@ -1,0 +1,98 @@
+"""Prefect servers started by the tests, and the check that they ran clean.
+
+A server's services report their failures only in its log (the scheduler failed on every pass for weeks while
+/health answered 200), so every server a test starts is read when it stops: any ERROR or traceback fails the
+test unless `flows.server_log.ROUTINE_AT_SHUTDOWN` or the test's own `expected` allows it.
+
+- `serving(service)`: a server, work pool, deployments and worker started as `make serve` does; its log is
+  `service.log_file("server")`.
+- `temporary_server()`: Prefect's test harness, the temporary server Prefect starts in the test process. That
+  server writes to the test process's standard streams, so the harness is entered with both streams pointed at
+  a file of its own, which the server process keeps after they are restored.
+`conftest.py` fails any test that leaves a temporary server running that did not come from here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import pytest
+
+from flows.serve import Service, serve, stop
+from flows.server_log import RoutineError, read_service_errors
+
+# Only to keep the suite short: how often the worker polls, and how long a run that found its deployment's
+# concurrency slot taken waits before it asks again (Prefect's defaults: 10 s and 30 s).
+FAST_POLLING = {"PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2"}
+# The ports of the temporary servers started by `temporary_server` (checked when they stop).
+CHECKED_TEMPORARY_PORTS: set[int] = set()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def assert_no_service_errors(log_file: Path, expected: tuple[RoutineError, ...] = ()) -> None:
+    errors = read_service_errors(log_file, expected)
+    assert not errors, (f"the Prefect server logged {len(errors)} unexpected error(s) in {log_file}:\n"
+                        + "\n".join(error.summary() for error in errors))
+
+
+@contextmanager
+def serving(service: Service, expected: tuple[RoutineError, ...] = (),
+            environment: dict[str, str] | None = None) -> Iterator[Service]:
+    """`make serve` for `service`, with `environment` added to what the server and worker see; on the way out
+    `make stop`, then the check of the server's log."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (environment or {}).items():
+            patch.setenv(name, value)
+        try:
+            serve(service)
+            yield service
+        finally:
+            stop(service)
+    assert_no_service_errors(service.log_file("server"), expected)
+
+
+@contextmanager
+def temporary_server(expected: tuple[RoutineError, ...] = ()) -> Iterator[Path]:
+    """`prefect_test_harness` with the server's output in a log file (yielded), checked once the server stopped."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.testing.utilities import prefect_test_harness
+
+    handle, name = tempfile.mkstemp(prefix="prefect-temporary-server-", suffix=".log")
+    os.close(handle)
+    log_file = Path(name)
+    with ExitStack() as harness:
+        with _standard_streams_to(log_file):
+            harness.enter_context(prefect_test_harness(server_startup_timeout=120))
+        CHECKED_TEMPORARY_PORTS.add(SubprocessASGIServer._instances[None].port)
+        yield log_file
+    assert_no_service_errors(log_file, expected)
+    log_file.unlink()  # kept only when the check fails, for reading
+
+
+@contextmanager
+def _standard_streams_to(log_file: Path) -> Iterator[None]:
+    """Point file descriptors 1 and 2 at `log_file` (for the processes started meanwhile), then restore them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    target = os.open(log_file, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for descriptor in (target, *saved):
+            os.close(descriptor)
