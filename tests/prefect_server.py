@@ -6,6 +6,7 @@ test unless `flows.server_log.ROUTINE_AT_SHUTDOWN` or the test's own `expected` 
 
 - `serving(service)`: a server, work pool, deployments and worker started as `make serve` does; its log is
   `service.log_file("server")`.
+- `checked_log(log_file, stop_server=...)`: the same check around a server started some other way.
 - `temporary_server()`: Prefect's test harness, the temporary server Prefect starts in the test process. That
   server writes to the test process's standard streams, so the harness is entered with both streams pointed at
   a file of its own, which the server process keeps after they are restored.
@@ -41,9 +42,32 @@ def free_port() -> int:
 
 
 def assert_no_service_errors(log_file: Path, expected: tuple[RoutineError, ...] = ()) -> None:
+    errors = _described_errors(log_file, expected)
+    assert not errors, errors
+
+
+def _described_errors(log_file: Path, expected: tuple[RoutineError, ...]) -> str:
     errors = read_service_errors(log_file, expected)
-    assert not errors, (f"the Prefect server logged {len(errors)} unexpected error(s) in {log_file}:\n"
-                        + "\n".join(error.summary() for error in errors))
+    if not errors:
+        return ""
+    return (f"the Prefect server logged {len(errors)} unexpected error(s) in {log_file}:\n"
+            + "\n".join(error.summary() for error in errors))
+
+
+@contextmanager
+def checked_log(log_file: Path, expected: tuple[RoutineError, ...] = (), *, stop_server) -> Iterator[None]:
+    """Run the body, call `stop_server`, then check the log; when the body failed, its error carries the
+    server's errors as a note (a scheduler that never ran is often why)."""
+    try:
+        yield
+    except BaseException as error:
+        stop_server()
+        described = _described_errors(log_file, expected)
+        if described:
+            error.add_note(described)
+        raise
+    stop_server()
+    assert_no_service_errors(log_file, expected)
 
 
 @contextmanager
@@ -54,12 +78,9 @@ def serving(service: Service, expected: tuple[RoutineError, ...] = (),
     with pytest.MonkeyPatch.context() as patch:
         for name, value in (environment or {}).items():
             patch.setenv(name, value)
-        try:
+        with checked_log(service.log_file("server"), expected, stop_server=lambda: stop(service)):
             serve(service)
             yield service
-        finally:
-            stop(service)
-    assert_no_service_errors(service.log_file("server"), expected)
 
 
 @contextmanager
@@ -71,12 +92,12 @@ def temporary_server(expected: tuple[RoutineError, ...] = ()) -> Iterator[Path]:
     handle, name = tempfile.mkstemp(prefix="prefect-temporary-server-", suffix=".log")
     os.close(handle)
     log_file = Path(name)
-    with ExitStack() as harness:
+    harness = ExitStack()
+    with checked_log(log_file, expected, stop_server=harness.close):
         with _standard_streams_to(log_file):
             harness.enter_context(prefect_test_harness(server_startup_timeout=120))
         CHECKED_TEMPORARY_PORTS.add(SubprocessASGIServer._instances[None].port)
         yield log_file
-    assert_no_service_errors(log_file, expected)
     log_file.unlink()  # kept only when the check fails, for reading
 
 
