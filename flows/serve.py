@@ -170,13 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         status = read_status(service)
         print(render(status))
         return 0 if status.healthy else 1
+    from flows.status import render, wait_until_settled
+
     serve(service)
-    print(f"Prefect UI:   http://{service.host}:{service.port}\n"
+    status = wait_until_settled(service)
+    print(f"{render(status)}\n\n"
+          f"Prefect UI:   http://{service.host}:{service.port}\n"
           f"Run a deployment now:\n  make deployment-run DATASET=fashion-mnist\n"
           f"  (or: PREFECT_HOME={service.home} {prefect_command()[0]} deployment run 'training-pipeline/fashion-mnist')\n"
-          f"Schedules: fashion-mnist weekly (Mon 03:00 UTC), mnist-sample daily (02:00 UTC).\n"
-          f"Logs: {service.home / 'logs'}; stop with: make stop")
-    return 0
+          f"Check on it: make status. Logs: {service.home / 'logs'}; stop with: make stop")
+    return 0 if status.settled else 1
 
 
 if __name__ == "__main__":

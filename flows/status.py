@@ -7,6 +7,7 @@ does not answer, no worker is online, or a service logged an error, so that cron
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,6 +25,7 @@ class DeploymentStatus:
     schedules: list[str]
     next_run: str
     last_run: str
+    waiting_for_a_run: bool = False  # an active schedule, and no scheduled run yet
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,11 @@ class ServiceStatus:
     def healthy(self) -> bool:
         return self.server_up and self.worker_online and not self.errors
 
+    @property
+    def settled(self) -> bool:
+        """Healthy, and every active schedule has its next run created."""
+        return self.healthy and not any(deployment.waiting_for_a_run for deployment in self.deployments)
+
 
 def read_status(service: Service, now: datetime | None = None) -> ServiceStatus:
     """What `make status` reports for `service`; the deployments are read only when the server answers."""
@@ -53,6 +60,17 @@ def read_status(service: Service, now: datetime | None = None) -> ServiceStatus:
         workers.append(f"no worker process of `make serve` ({service.pid_file('worker')})")
     return ServiceStatus(server, server_up, workers, worker_online, deployments, errors,
                          str(service.log_file("server")))
+
+
+def wait_until_settled(service: Service, timeout_seconds: float = 60) -> ServiceStatus:
+    """`read_status` once the worker is online and the scheduler has created each active schedule's next run
+    (both take a few seconds after `make serve`), or as it stands after `timeout_seconds`."""
+    deadline = time.monotonic() + timeout_seconds
+    status = read_status(service)
+    while not status.settled and time.monotonic() < deadline:
+        time.sleep(2)
+        status = read_status(service)
+    return status
 
 
 def _health(service: Service) -> tuple[bool, str]:
@@ -90,6 +108,7 @@ def _deployment_status(client, deployment) -> DeploymentStatus:
         return runs[0] if runs else None
 
     schedules = [f"{_describe(entry.schedule)}{'' if entry.active else ' (paused)'}" for entry in deployment.schedules]
+    active = not deployment.paused and any(entry.active for entry in deployment.schedules)
     upcoming = first_run(["SCHEDULED"], FlowRunSort.EXPECTED_START_TIME_ASC)
     last = first_run(FINISHED_OR_RUNNING, FlowRunSort.START_TIME_DESC)
     flow_name = client.read_flow(deployment.flow_id).name
@@ -97,7 +116,8 @@ def _deployment_status(client, deployment) -> DeploymentStatus:
         name=f"{flow_name}/{deployment.name}" + (" (paused)" if deployment.paused else ""),
         schedules=schedules or ["no schedule"],
         next_run=f"{upcoming.name} at {_when(upcoming.expected_start_time)}" if upcoming else "none scheduled",
-        last_run=(f"{last.name}: {last.state_name} (started {_when(last.start_time)})" if last else "none yet"))
+        last_run=(f"{last.name}: {last.state_name} (started {_when(last.start_time)})" if last else "none yet"),
+        waiting_for_a_run=active and upcoming is None)
 
 
 def _describe(schedule) -> str:
@@ -119,6 +139,9 @@ def render(status: ServiceStatus) -> str:
     for deployment in status.deployments:
         lines += [f"  {deployment.name}", f"    schedule:  {', '.join(deployment.schedules)}",
                   f"    next run:  {deployment.next_run}", f"    last run:  {deployment.last_run}"]
+    for deployment in status.deployments:
+        if deployment.waiting_for_a_run:
+            lines.append(f"  {deployment.name}: its schedule is active but the scheduler created no run")
     if status.server_up and not status.deployments:
         lines.append(f"  none on pool '{WORK_POOL}' (make serve deploys them)")
     lines.append(f"service errors in the last {ERROR_WINDOW.total_seconds() / 3600:g} h ({status.log_file}): "

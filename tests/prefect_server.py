@@ -2,7 +2,8 @@
 
 A server's services report their failures only in its log (the scheduler failed on every pass for weeks while
 /health answered 200), so every server a test starts is read when it stops: any ERROR or traceback fails the
-test unless `flows.server_log.ROUTINE_AT_SHUTDOWN` or the test's own `expected` allows it.
+test unless `flows.server_log.ROUTINE` (Prefect's routine errors, each with its reason) or the test's own
+`expected` allows it.
 
 - `serving(service)`: a server, work pool, deployments and worker started as `make serve` does; its log is
   `service.log_file("server")`.

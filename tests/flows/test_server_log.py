@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from flows.server_log import RoutineError, parse_log, read_service_errors, service_errors
+from flows.server_log import ROUTINE, RoutineError, parse_log, read_service_errors, service_errors
 
 # The first 80 seconds of `make serve` with sqlalchemy 2.1.9 in the lock (issue 12): two scheduler passes.
 SQLALCHEMY_21_LOG = Path(__file__).parent / "data" / "server-sqlalchemy-2.1.9.log"
 BULK_DML = ("sqlalchemy.exc.InvalidRequestError: Can't evaluate bulk DML statement; please supply a bulk_dml "
             "decorated function")
+# A schedule test's server (issue 12): twice, a worker's channel heartbeat lost the race for SQLite's write lock.
+HEARTBEAT_LOCKED_LOG = Path(__file__).parent / "data" / "server-heartbeat-database-locked.log"
 CLEAN = """
  ___ ___ ___ ___ ___ ___ _____
 Configure Prefect to communicate with the server with:
@@ -68,3 +70,15 @@ def test_since_keeps_the_dated_errors_at_or_after_it():
 
 def test_a_missing_log_file_has_no_errors(tmp_path):
     assert read_service_errors(tmp_path / "server.log") == []
+
+
+def test_the_routine_heartbeat_lock_error_is_allowed_and_only_for_a_process_worker_name():
+    records = [record for record in parse_log(HEARTBEAT_LOCKED_LOG.read_text()) if record.is_error]
+    other_worker = records[0].message.replace("ProcessWorker ", "DockerWorker ")
+    renamed = [record.__class__(**{**record.__dict__, "message": other_worker}) for record in records]
+
+    assert [record.exception for record in records] == [
+        "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked"] * 2
+    assert read_service_errors(HEARTBEAT_LOCKED_LOG) == []
+    assert all(not entry.matches(record) for entry in ROUTINE for record in renamed)
+    assert all(entry.reason for entry in ROUTINE)

@@ -1,6 +1,6 @@
 """Scheduled retraining, proven by its effect: runs the server's scheduler creates by itself, that the worker picks up.
 
-A copy of the repository (mnist-sample only) is served as `make serve` does, with one change: the mnist-sample
+A copy of the repository (mnist-sample only) is served by `make serve`'s command, with one change: the mnist-sample
 deployment's daily cron is replaced by an interval of INTERVAL_SECONDS. Nobody calls `prefect deployment run`.
 The scheduler creates the runs ahead (many, all queued behind the deployment's concurrency limit of 1); the
 worker runs them; the first trains and promotes, the next finds nothing changed and skips. Then the schedules
@@ -17,9 +17,9 @@ import time
 import pytest
 import yaml
 
-from flows.serve import Service, run_cli
+from flows.serve import Service, run_cli, stop
 from tests.integration.repo import copy_repository, run
-from tests.prefect_server import FAST_POLLING, free_port, serving
+from tests.prefect_server import FAST_POLLING, checked_log, free_port
 
 pytestmark = pytest.mark.integration
 DEPLOYMENT = "training-pipeline/mnist-sample"
@@ -69,6 +69,12 @@ def wait_for(service: Service, condition, timeout_seconds: float, what: str):
         time.sleep(2)
 
 
+def started_first(runs):
+    """The runs that ended, in the order they started (a run queued behind the concurrency limit may get the slot
+    before one that was due earlier)."""
+    return sorted((run for run in runs if run.state.is_final()), key=lambda run: run.start_time)
+
+
 def decision(service: Service, flow_run_id) -> str:
     """The promotion decision artifact that flow run published."""
     from prefect.client.orchestration import get_client
@@ -81,23 +87,32 @@ def decision(service: Service, flow_run_id) -> str:
     return artifact.data
 
 
+def status_command(service: Service, action: str, environment: dict[str, str]) -> subprocess.CompletedProcess:
+    """`make serve` or `make status` in the copy: `python -m flows.serve <action>` with its PREFECT_HOME."""
+    return subprocess.run([sys.executable, "-m", "flows.serve", action, "--port", str(service.port)],
+                          cwd=service.root, env=environment, capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def scheduled(tmp_path_factory):
     """Serve the short-schedule copy; watch the first runs end; pause, cancel what is queued; stop the server."""
     repo = short_schedule_copy(tmp_path_factory.mktemp("scheduled-repo"))
     service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
-    with serving(service, environment=FAST_POLLING):
+    environment = {**service.environment(), **FAST_POLLING}
+    with checked_log(service.log_file("server"), stop_server=lambda: stop(service)):
+        served = status_command(service, "serve", environment)
         created = wait_for(service, lambda runs: len(runs) >= 3, 60, "the scheduler created 3 runs")
-        finished = wait_for(service, lambda runs: all(run.state.is_final() for run in runs[:RUNS_TO_WATCH]), 420,
-                            f"the first {RUNS_TO_WATCH} scheduled runs ended")[:RUNS_TO_WATCH]
+        finished = started_first(wait_for(service, lambda runs: len(started_first(runs)) >= RUNS_TO_WATCH, 420,
+                                          f"{RUNS_TO_WATCH} scheduled runs ended"))[:RUNS_TO_WATCH]
         decisions = [decision(service, run.id) for run in finished]
-        status = subprocess.run([sys.executable, "-m", "flows.serve", "status", "--port", str(service.port)],
-                                cwd=repo, env=service.environment(), capture_output=True, text=True, timeout=120)
+        status = status_command(service, "status", environment)
         model = (repo / "models/mnist-sample/production/model.keras").is_file()
         dvc_status = run(["dvc", "status"], repo).stdout.strip()
         run_cli(service, "deployment", "schedule", "pause", "--all")
         for queued in [run for run in flow_runs(service) if not run.state.is_final()]:
-            run_cli(service, "flow-run", "cancel", str(queued.id))
+            cancel = run_cli(service, "flow-run", "cancel", str(queued.id), check=False)
+            # A run may end between the listing and its cancel.
+            assert cancel.returncode == 0 or "already in terminal state" in cancel.stdout, cancel.stdout
         left = wait_for(service, lambda runs: all(run.state.is_final() for run in runs), 120,
                         "every run ended after the cancel")
         time.sleep(2 * 5)  # two passes of the scheduler's recent-deployments loop (every 5 s)
@@ -105,7 +120,7 @@ def scheduled(tmp_path_factory):
     cancelled = sum(run.state_name == "Cancelled" for run in left)
     print(f"\nscheduler created {len(left)} runs {INTERVAL_SECONDS} s apart; {RUNS_TO_WATCH} watched to Completed, "
           f"{len(left) - cancelled - RUNS_TO_WATCH} more completed, {cancelled} cancelled after the pause")
-    yield {"status": status, "created": created, "finished": finished, "decisions": decisions, "production_model": model,
+    yield {"served": served, "status": status, "created": created, "finished": finished, "decisions": decisions, "production_model": model,
            "dvc_status": dvc_status, "left": left, "after_pause": after_pause}
 
 
@@ -136,6 +151,17 @@ def test_the_first_run_trains_and_promotes_and_the_next_skips(scheduled):
     assert scheduled["dvc_status"] == "Data and pipelines are up to date."
 
 
+def test_make_serve_ends_once_the_worker_polls_and_the_first_scheduled_run_exists(scheduled):
+    served, created = scheduled["served"], scheduled["created"]
+
+    assert served.returncode == 0, served.stdout + served.stderr
+    section = served.stdout.split("training-pipeline/mnist-sample\n", 1)[1]
+    assert section.startswith(f"    schedule:  every {INTERVAL_SECONDS} s\n    next run:  ")
+    next_run = section.splitlines()[1]
+    assert any(next_run.startswith(f"    next run:  {run.name} at ") for run in created), next_run
+    assert "in pool 'training': online" in served.stdout and "status: OK\n" in served.stdout
+
+
 def test_make_status_shows_the_schedule_the_next_and_the_last_run(scheduled):
     status, finished = scheduled["status"], scheduled["finished"]
 
@@ -157,7 +183,6 @@ def flow_runs_seen(scheduled):
 def test_pausing_and_cancelling_leaves_no_run_behind(scheduled):
     left, after_pause = scheduled["left"], scheduled["after_pause"]
 
-    assert len(left) > RUNS_TO_WATCH  # the scheduler had queued more runs than were watched
     assert {run.state_name for run in left} <= {"Completed", "Cancelled"}, [(run.name, run.state_name) for run in left]
     assert [run.id for run in after_pause] == [run.id for run in left]  # no new run once paused
     assert all(run.state.is_final() for run in after_pause)
