@@ -69,7 +69,7 @@ serve: setup ## Start a Prefect server on 127.0.0.1:4200, the work pool, the dep
 stop: ## Stop the server and worker that `make serve` started
 	$(PYTHON) -m flows.serve stop
 
-status: setup ## Server health, worker, each deployment's next and last run, service errors of the last hour
+status: $(VENV)/.installed ## Server health, worker, each deployment's next and last run, service errors of the last hour
 	$(PYTHON) -m flows.serve status
 
 deployment-run: ## Run a deployment on the served Prefect: make deployment-run DATASET=mnist-sample

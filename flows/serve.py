@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
           f"Run a deployment now:\n  make deployment-run DATASET=fashion-mnist\n"
           f"  (or: PREFECT_HOME={service.home} {prefect_command()[0]} deployment run 'training-pipeline/fashion-mnist')\n"
           f"Check on it: make status. Logs: {service.home / 'logs'}; stop with: make stop")
-    return 0 if status.settled else 1
+    return 0 if status.healthy else 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 # Prefect's standard format, "%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s"; `make serve`
@@ -36,33 +36,35 @@ class LogRecord:
 
     @property
     def is_error(self) -> bool:
-        return self.level in ERROR_LEVELS or TRACEBACK in self.details
+        return self.level in ERROR_LEVELS or any(_unframed(line).endswith(TRACEBACK) for line in self.details)
 
     @property
     def exception(self) -> str:
         """The line naming the exception the traceback ends with ("sqlalchemy.exc.OperationalError: ..."), or ''
-        without a traceback: the first unindented line after the last frame (SQLAlchemy adds lines after it)."""
-        if TRACEBACK not in self.details:
+        without a traceback: the first unindented line after the last frame (SQLAlchemy adds lines after it).
+        Exception groups' "|" margins are looked through."""
+        lines = [_unframed(line) for line in self.details]
+        frames = [number for number, line in enumerate(lines) if line.startswith("  File ") or line.endswith(TRACEBACK)]
+        if not frames:
             return ""
-        last_frame = max(number for number, line in enumerate(self.details) if line.startswith(("  File ", TRACEBACK)))
-        return next((line for line in self.details[last_frame + 1:] if line.strip() and not line.startswith(" ")),
-                    "")
+        return next((line for line in lines[frames[-1] + 1:] if line.strip() and not line.startswith((" ", "-"))), "")
 
     def summary(self) -> str:
-        when = f"{self.time:%Y-%m-%d %H:%M:%S} " if self.time else ""
+        when = f"{self.time.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC " if self.time else ""
         cause = f": {self.exception}" if self.exception else ""
         return f"line {self.line_number}: {when}{self.level} {self.logger} - {self.message}{cause}"
 
 
-# The one variable part an entry's message may hold: a process worker's name, as Prefect makes it.
-WORKER_NAME = "{worker}"
-_WORKER_NAME_PATTERN = r"ProcessWorker [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# The variable parts an entry's message may hold, and exactly what each stands for.
+WORKER_NAME, WORK_POOL_NAME = "{worker}", "{work_pool}"
+_PLACEHOLDERS = {WORKER_NAME: r"ProcessWorker [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                 WORK_POOL_NAME: r"[\w-]+"}
 
 
 @dataclass(frozen=True)
 class RoutineError:
     """An error that is expected in a server's log, matched exactly on the logger, message and exception; in the
-    message, WORKER_NAME stands for the name of the worker it concerns."""
+    message, WORKER_NAME and WORK_POOL_NAME stand for the names of the worker and pool it concerns."""
 
     logger: str
     message: str
@@ -72,7 +74,9 @@ class RoutineError:
     def matches(self, record: LogRecord) -> bool:
         if (record.logger, record.exception) != (self.logger, self.exception):
             return False
-        pattern = re.escape(self.message).replace(re.escape(WORKER_NAME), _WORKER_NAME_PATTERN)
+        pattern = re.escape(self.message)
+        for placeholder, meaning in _PLACEHOLDERS.items():
+            pattern = pattern.replace(re.escape(placeholder), meaning)
         return re.fullmatch(pattern, record.message) is not None
 
 
@@ -81,7 +85,7 @@ class RoutineError:
 ROUTINE: tuple[RoutineError, ...] = (
     RoutineError(
         logger="prefect.server.utilities.worker_channel",
-        message=f"Worker channel heartbeat persistence failed: work_pool=training worker_name={WORKER_NAME}",
+        message=f"Worker channel heartbeat persistence failed: work_pool={WORK_POOL_NAME} worker_name={WORKER_NAME}",
         exception="sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked",
         reason="SQLite lets one writer in at a time, and Prefect 3.8 records a worker's channel heartbeat in a "
                "transaction that cannot wait for it (it reads first: SQLITE_BUSY_SNAPSHOT, no busy timeout). When "
@@ -92,39 +96,48 @@ ROUTINE: tuple[RoutineError, ...] = (
 
 
 def parse_log(text: str) -> list[LogRecord]:
-    """The records of a server's log text; lines before the first record (the banner) that hold a traceback
-    become a record of their own (logger '-'), so that no traceback goes unseen."""
+    """The records of a server's log text. A traceback outside any record (before the first one) becomes a record
+    of its own (logger '-'), so that none goes unseen; a record without a date of its own (uvicorn's, that one)
+    takes the date of the dated record before it, so that `since` keeps it."""
     records: list[LogRecord] = []
     header: dict | None = None
     details: list[str] = []
+    last_time: datetime | None = None
     for number, line in enumerate(text.splitlines(), start=1):
         match = _RECORD.match(line) or _UVICORN_RECORD.match(line)
         if match is None and line.startswith(TRACEBACK) and header is None:
-            header = {"line_number": number, "level": "ERROR", "logger": "-", "message": "(traceback)"}
+            header = {"line_number": number, "level": "ERROR", "logger": "-", "message": "(traceback)",
+                      "time": last_time}
         if match is None:
             if header is not None:
                 details.append(line)
             continue
         if header is not None:
             records.append(LogRecord(**header, details=tuple(details)))
-        header, details = _header(number, match.groupdict()), []
+        header, details = _header(number, match.groupdict(), last_time), []
+        last_time = header["time"]
     if header is not None:
         records.append(LogRecord(**header, details=tuple(details)))
     return records
 
 
-def _header(number: int, fields: dict) -> dict:
-    time = None
-    if fields.get("date"):
-        time = datetime.strptime(f"{fields['date']} {fields['time']}", DATE_FORMAT)
+def _header(number: int, fields: dict, last_time: datetime | None) -> dict:
+    time = last_time
+    if fields.get("date"):  # the server's local time, as logging writes it
+        time = datetime.strptime(f"{fields['date']} {fields['time']}", DATE_FORMAT).astimezone()
     return {"line_number": number, "level": fields["level"], "logger": fields.get("logger") or "uvicorn",
             "message": fields["message"], "time": time}
+
+
+def _unframed(line: str) -> str:
+    """`line` without the "|" or "+" margin Python draws around an exception group's members."""
+    return re.sub(r"^\s*[|+] ?", "", line) if re.match(r"^\s*[|+]", line) else line
 
 
 def service_errors(text: str, expected: tuple[RoutineError, ...] = (), since: datetime | None = None,
                    ) -> list[LogRecord]:
     """The error records of a log (ERROR or CRITICAL, or holding a traceback) that neither `ROUTINE` nor
-    `expected` allows; with `since`, only the dated records at or after it."""
+    `expected` allows; with `since` (timezone-aware), only the dated records at or after it."""
     allowed = ROUTINE + tuple(expected)
     return [record for record in parse_log(text)
             if record.is_error and not any(entry.matches(record) for entry in allowed)

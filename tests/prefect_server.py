@@ -67,8 +67,10 @@ def checked_log(log_file: Path, expected: tuple[RoutineError, ...] = (), *, stop
         if described:
             error.add_note(described)
         raise
-    stop_server()
-    assert_no_service_errors(log_file, expected)
+    try:
+        stop_server()
+    finally:
+        assert_no_service_errors(log_file, expected)
 
 
 @contextmanager
@@ -107,8 +109,8 @@ def _standard_streams_to(log_file: Path) -> Iterator[None]:
     """Point file descriptors 1 and 2 at `log_file` (for the processes started meanwhile), then restore them."""
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
     target = os.open(log_file, os.O_WRONLY | os.O_APPEND)
+    saved = [os.dup(1), os.dup(2)]
     try:
         os.dup2(target, 1)
         os.dup2(target, 2)

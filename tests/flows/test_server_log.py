@@ -59,13 +59,30 @@ def test_an_expected_error_is_allowed_only_when_it_matches_exactly():
     assert len(read_service_errors(SQLALCHEMY_21_LOG, (near_miss,))) == 2
 
 
-def test_since_keeps_the_dated_errors_at_or_after_it():
+def test_since_keeps_the_errors_at_or_after_it_and_undated_ones_take_the_date_before_them():
     text = ("2026-12-02 00:10:00.000 | ERROR   | docket.worker - old\n"
-            "2026-12-02 01:10:00.000 | ERROR   | docket.worker - new\n")
+            "2026-12-02 01:00:00.000 | ERROR   | docket.worker - at the boundary\n"
+            "2026-12-02 01:10:00.000 | INFO    | prefect.server - fine\n"
+            "ERROR:    Exception in ASGI application\nTraceback (most recent call last):\nKeyError: 'x'\n")
+    local = datetime(2026, 12, 2, 1, 0).astimezone()  # the log's times are the server's local time
 
-    recent = service_errors(text, since=datetime(2026, 12, 2, 1, 0))
+    recent = service_errors(text, since=local)
 
-    assert [(error.message, error.time) for error in recent] == [("new", datetime(2026, 12, 2, 1, 10))]
+    assert [(error.message, error.time) for error in recent] == [
+        ("at the boundary", local), ("Exception in ASGI application", datetime(2026, 12, 2, 1, 10).astimezone())]
+
+
+def test_an_exception_group_logged_at_info_is_an_error_naming_the_group():
+    text = ("01:00:00.000 | INFO    | prefect.server.x - done\n"
+            "  + Exception Group Traceback (most recent call last):\n"
+            "  |   File \"x.py\", line 1, in <module>\n"
+            "  |     raise ExceptionGroup(\"two failed\", [ValueError(\"a\"), KeyError(\"b\")])\n"
+            "  | ExceptionGroup: two failed (2 sub-exceptions)\n"
+            "  +-+---------------- 1 ----------------\n"
+            "    | ValueError: a\n"
+            "    +------------------------------------\n")
+
+    assert [error.exception for error in service_errors(text)] == ["ExceptionGroup: two failed (2 sub-exceptions)"]
 
 
 def test_a_missing_log_file_has_no_errors(tmp_path):
@@ -81,4 +98,3 @@ def test_the_routine_heartbeat_lock_error_is_allowed_and_only_for_a_process_work
         "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked"] * 2
     assert read_service_errors(HEARTBEAT_LOCKED_LOG) == []
     assert all(not entry.matches(record) for entry in ROUTINE for record in renamed)
-    assert all(entry.reason for entry in ROUTINE)

@@ -17,14 +17,17 @@ import time
 import pytest
 import yaml
 
-from flows.serve import Service, run_cli, stop
+from flows.serve import WORK_POOL, Service, run_cli, stop
 from tests.integration.repo import copy_repository, run
+from tests.integration.test_deployments import DEPLOYMENT
 from tests.prefect_server import FAST_POLLING, checked_log, free_port
 
 pytestmark = pytest.mark.integration
-DEPLOYMENT = "training-pipeline/mnist-sample"
 INTERVAL_SECONDS = 15
 RUNS_TO_WATCH = 2
+# The main scheduler pass every 5 s instead of 60 s, so that a pause that did not stop the schedule would show
+# as new runs within the wait after it.
+SCHEDULER_LOOP = {"PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5"}
 
 
 def short_schedule_copy(destination):
@@ -98,7 +101,7 @@ def scheduled(tmp_path_factory):
     """Serve the short-schedule copy; watch the first runs end; pause, cancel what is queued; stop the server."""
     repo = short_schedule_copy(tmp_path_factory.mktemp("scheduled-repo"))
     service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
-    environment = {**service.environment(), **FAST_POLLING}
+    environment = {**service.environment(), **FAST_POLLING, **SCHEDULER_LOOP}
     with checked_log(service.log_file("server"), stop_server=lambda: stop(service)):
         served = status_command(service, "serve", environment)
         created = wait_for(service, lambda runs: len(runs) >= 3, 60, "the scheduler created 3 runs")
@@ -115,12 +118,13 @@ def scheduled(tmp_path_factory):
             assert cancel.returncode == 0 or "already in terminal state" in cancel.stdout, cancel.stdout
         left = wait_for(service, lambda runs: all(run.state.is_final() for run in runs), 120,
                         "every run ended after the cancel")
-        time.sleep(2 * 5)  # two passes of the scheduler's recent-deployments loop (every 5 s)
+        time.sleep(3 * 5)  # three passes of the scheduler (SCHEDULER_LOOP)
         after_pause = flow_runs(service)
+        paused_status = status_command(service, "status", environment)
     cancelled = sum(run.state_name == "Cancelled" for run in left)
     print(f"\nscheduler created {len(left)} runs {INTERVAL_SECONDS} s apart; {RUNS_TO_WATCH} watched to Completed, "
           f"{len(left) - cancelled - RUNS_TO_WATCH} more completed, {cancelled} cancelled after the pause")
-    yield {"served": served, "status": status, "created": created, "finished": finished, "decisions": decisions, "production_model": model,
+    yield {"served": served, "status": status, "paused_status": paused_status, "created": created, "finished": finished, "decisions": decisions, "production_model": model,
            "dvc_status": dvc_status, "left": left, "after_pause": after_pause}
 
 
@@ -137,7 +141,7 @@ def test_the_worker_runs_them_and_they_complete(scheduled):
 
     assert [run.state_name for run in finished] == ["Completed"] * RUNS_TO_WATCH, [
         run.state.message for run in finished]
-    assert all(run.work_pool_name == "training" and run.infrastructure_pid for run in finished)
+    assert all(run.work_pool_name == WORK_POOL and run.infrastructure_pid for run in finished)
     assert finished[0].end_time <= finished[1].start_time  # one at a time
 
 
@@ -159,7 +163,7 @@ def test_make_serve_ends_once_the_worker_polls_and_the_first_scheduled_run_exist
     assert section.startswith(f"    schedule:  every {INTERVAL_SECONDS} s\n    next run:  ")
     next_run = section.splitlines()[1]
     assert any(next_run.startswith(f"    next run:  {run.name} at ") for run in created), next_run
-    assert "in pool 'training': online" in served.stdout and "status: OK\n" in served.stdout
+    assert f"in pool '{WORK_POOL}': online" in served.stdout and "status: OK\n" in served.stdout
 
 
 def test_make_status_shows_the_schedule_the_next_and_the_last_run(scheduled):
@@ -167,17 +171,13 @@ def test_make_status_shows_the_schedule_the_next_and_the_last_run(scheduled):
 
     assert status.returncode == 0, status.stdout + status.stderr
     output = status.stdout
-    assert ": healthy\n" in output and "in pool 'training': online" in output
+    assert ": healthy\n" in output and f"in pool '{WORK_POOL}': online" in output
     section = output.split("training-pipeline/mnist-sample\n", 1)[1]
     assert section.startswith(f"    schedule:  every {INTERVAL_SECONDS} s\n    next run:  ")
     last_run = section.splitlines()[2]
-    assert last_run.startswith("    last run:  ") and any(f" {run.name}: " in last_run for run in flow_runs_seen(scheduled))
+    assert last_run.startswith("    last run:  ") and any(f" {run.name}: " in last_run for run in scheduled["left"])
     assert "service errors in the last 1 h" in output and "): none\n" in output
     assert output.rstrip().endswith("status: OK")
-
-
-def flow_runs_seen(scheduled):
-    return scheduled["left"]
 
 
 def test_pausing_and_cancelling_leaves_no_run_behind(scheduled):
@@ -186,3 +186,5 @@ def test_pausing_and_cancelling_leaves_no_run_behind(scheduled):
     assert {run.state_name for run in left} <= {"Completed", "Cancelled"}, [(run.name, run.state_name) for run in left]
     assert [run.id for run in after_pause] == [run.id for run in left]  # no new run once paused
     assert all(run.state.is_final() for run in after_pause)
+    section = scheduled["paused_status"].stdout.split("training-pipeline/mnist-sample\n", 1)[1]
+    assert section.startswith(f"    schedule:  every {INTERVAL_SECONDS} s (paused)\n    next run:  none scheduled\n")
