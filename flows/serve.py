@@ -1,4 +1,4 @@
-"""`make serve` / `make stop` / `make status`: a Prefect server on loopback, the work pool, the deployments and a worker.
+"""`make serve` / `make stop` / `make status`: a Prefect server on loopback, the work pool, deployments, a worker.
 
 Everything lives under PREFECT_HOME (default: the project's .prefect/): the server's database, logs and
 the PID files `stop` uses to end exactly what `serve` started.
@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{render(status)}\n\n"
           f"Prefect UI:   http://{service.host}:{service.port}\n"
           f"Run a deployment now:\n  make deployment-run DATASET=fashion-mnist\n"
-          f"  (or: PREFECT_HOME={service.home} {prefect_command()[0]} deployment run 'training-pipeline/fashion-mnist')\n"
+          f"  (or: PREFECT_HOME={service.home} {prefect_command()[0]} deployment run "
+          f"'training-pipeline/fashion-mnist')\n"
           f"Check on it: make status. Logs: {service.home / 'logs'}; stop with: make stop")
     return 0 if status.healthy else 1
 

@@ -86,7 +86,8 @@ def decision(service: Service, flow_run_id) -> str:
 
     with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
         (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["mnist-sample-decision"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+            key=ArtifactFilterKey(any_=["mnist-sample-decision"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
     return artifact.data
 
 
@@ -122,10 +123,11 @@ def scheduled(tmp_path_factory):
         after_pause = flow_runs(service)
         paused_status = status_command(service, "status", environment)
     cancelled = sum(run.state_name == "Cancelled" for run in left)
-    print(f"\nscheduler created {len(left)} runs {INTERVAL_SECONDS} s apart; {RUNS_TO_WATCH} watched to Completed, "
-          f"{len(left) - cancelled - RUNS_TO_WATCH} more completed, {cancelled} cancelled after the pause")
-    yield {"served": served, "status": status, "paused_status": paused_status, "created": created, "finished": finished, "decisions": decisions, "production_model": model,
-           "dvc_status": dvc_status, "left": left, "after_pause": after_pause}
+    print(f"\n{len(left)} scheduled runs ({INTERVAL_SECONDS} s apart) kept once paused: {RUNS_TO_WATCH} watched to "
+          f"Completed, {len(left) - cancelled - RUNS_TO_WATCH} more completed, {cancelled} cancelled after the pause")
+    yield {"served": served, "status": status, "paused_status": paused_status, "created": created,
+           "finished": finished, "decisions": decisions, "production_model": model, "dvc_status": dvc_status,
+           "left": left, "after_pause": after_pause}
 
 
 def test_the_scheduler_creates_runs_by_itself_an_interval_apart(scheduled):
