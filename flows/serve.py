@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from flows.server_log import DATE_FORMAT
 
 WORK_POOL = "training"
@@ -101,9 +103,44 @@ def serve(service: Service) -> None:
     if run_cli(service, "work-pool", "inspect", WORK_POOL, check=False).returncode != 0:
         run_cli(service, "work-pool", "create", WORK_POOL, "--type", "process")
     run_cli(service, "config", "set", f"PREFECT_API_URL={service.api_url}")
+    hold_queued_runs(service)
     run_cli(service, "deploy", "--all")
     start_process(service, "worker", prefect_command("worker", "start", "--pool", WORK_POOL),
                   service.environment())
+
+
+def queue_limits(prefect_file: Path) -> dict[tuple[str, str], int]:
+    """(work pool, work queue) -> the run limit of the deployment that queue serves, from prefect.yaml."""
+    limits: dict[tuple[str, str], int] = {}
+    for deployment in yaml.safe_load(prefect_file.read_text())["deployments"]:
+        queue = (deployment["work_pool"]["name"], deployment["work_pool"]["work_queue_name"])
+        if queue in limits:
+            raise ValueError(f"{prefect_file}: deployments.{deployment['name']}.work_pool: work queue {queue[1]!r} "
+                             f"is already another deployment's; each deployment needs a queue of its own")
+        limits[queue] = deployment["concurrency_limit"]["limit"]
+    return limits
+
+
+def hold_queued_runs(service: Service) -> None:
+    """Give each deployment's work queue the deployment's own run limit.
+
+    A deployment's concurrency limit alone lets the worker pick up every queued run, have it refused and
+    rescheduled: with 19 runs waiting, that is a few SQLite writes a second, enough for the server to answer 503
+    and the worker to crash runs it could not submit (the load test, `make test-slow`, in CI on 2026-12-02). A
+    queue's limit is applied by the server's query for scheduled runs, so waiting runs are not touched at all.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        for (pool, queue), limit in queue_limits(service.root / "prefect.yaml").items():
+            try:
+                existing = client.read_work_queue_by_name(queue, work_pool_name=pool)
+            except ObjectNotFound:
+                client.create_work_queue(queue, work_pool_name=pool, concurrency_limit=limit)
+            else:
+                client.update_work_queue(existing.id, concurrency_limit=limit)
 
 
 def is_running(service: Service, name: str) -> bool:

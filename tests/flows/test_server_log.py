@@ -13,6 +13,8 @@ BULK_DML = ("sqlalchemy.exc.InvalidRequestError: Can't evaluate bulk DML stateme
             "decorated function")
 # A schedule test's server (issue 12): twice, a worker's channel heartbeat lost the race for SQLite's write lock.
 HEARTBEAT_LOCKED_LOG = Path(__file__).parent / "data" / "server-heartbeat-database-locked.log"
+# The 20-run load test's server (issue 12's CI failure): marking waiting runs Late lost the race for the write lock.
+LATE_LOCKED_LOG = Path(__file__).parent / "data" / "server-late-runs-database-locked.log"
 CLEAN = """
  ___ ___ ___ ___ ___ ___ _____
 Configure Prefect to communicate with the server with:
@@ -98,3 +100,13 @@ def test_the_routine_heartbeat_lock_error_is_allowed_and_only_for_a_process_work
         "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked"] * 2
     assert read_service_errors(HEARTBEAT_LOCKED_LOG) == []
     assert all(not entry.matches(record) for entry in ROUTINE for record in renamed)
+
+
+def test_a_late_mark_that_lost_the_write_lock_is_allowed_but_no_other_state_write_is():
+    text = LATE_LOCKED_LOG.read_text()
+    records = [record for record in parse_log(text) if record.is_error]
+    other_state = text.replace("'name': 'Late', ", "'name': 'Running', ")
+
+    assert [record.message for record in records] == ["Encountered error during state validation"] * 2
+    assert service_errors(text) == []
+    assert [record.line_number for record in service_errors(other_state)] == [record.line_number for record in records]
