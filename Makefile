@@ -54,23 +54,23 @@ chromium: ## Install Debian's chromium (the test that renders the report page us
 
 run: setup ## Run the whole pipeline (dvc repro) on the datasets in params.yaml and say where the outputs are
 	dvc repro
-	@$(PYTHON) -m flows.outputs
+	@$(PYTHON) -m tools.outputs
 
 flow: setup ## Run the Prefect flow for one dataset without a server: make flow DATASET=mnist-sample
 	$(PYTHON) -m flows.training --dataset $(or $(DATASET),fashion-mnist)
 
 predict: setup ## Top-3 classes for image files: make predict IMAGES="shirt.jpg shoe.png" DATASET=fashion-mnist
 	@if [ -z "$(IMAGES)" ]; then echo 'name the image files: make predict IMAGES="shirt.jpg shoe.png"' >&2; exit 2; fi
-	$(PYTHON) -m tasks.predict --dataset $(or $(DATASET),fashion-mnist) $(IMAGES)
+	$(PYTHON) -m tools.predict --dataset $(or $(DATASET),fashion-mnist) $(IMAGES)
 
 serve: setup ## Start a Prefect server on 127.0.0.1:4200, the work pool, the deployments and a worker
-	$(PYTHON) -m flows.serve serve
+	$(PYTHON) -m orchestration.serve serve
 
 stop: ## Stop the server and worker that `make serve` started
-	$(PYTHON) -m flows.serve stop
+	$(PYTHON) -m orchestration.serve stop
 
 status: $(VENV)/.installed ## Server health, worker, each deployment's next and last run, service errors of the last hour
-	$(PYTHON) -m flows.serve status
+	$(PYTHON) -m orchestration.serve status
 
 deployment-run: ## Run a deployment on the served Prefect: make deployment-run DATASET=mnist-sample
 	prefect deployment run 'training-pipeline/$(or $(DATASET),fashion-mnist)' --watch

@@ -26,7 +26,7 @@ BASELINE = ["python", str(PROJECT_ROOT / "benchmarks" / "baseline_plain_keras.py
 
 def training_and_end_to_end(workspace: Path, log) -> dict:
     """Targets 1 and 2: baseline process, pipeline train stage, pipeline `dvc repro`, alternated."""
-    from tasks.config import load_params
+    from tasks.common.config import load_params
 
     # The same files the pipeline's download stage reads (Debian's gzipped Fashion-MNIST).
     source_dir = str(load_params(workspace / "params.yaml").dataset(FASHION).local_dir)
@@ -55,8 +55,8 @@ def no_op(workspace: Path) -> dict:
 
 def validation_throughput(workspace: Path) -> dict:
     """Target 4: parse, check and validate all 70,000 images in-process, imports excluded."""
-    from tasks.config import load_params
-    from tasks.paths import DatasetPaths
+    from tasks.common.config import load_params
+    from tasks.common.paths import DatasetPaths
     from tasks.validate import validate_dataset
 
     params = load_params(workspace / "params.yaml")
@@ -72,7 +72,7 @@ def validation_throughput(workspace: Path) -> dict:
 
 def memory(workspace: Path) -> dict:
     """Target 5: peak RSS of each stage's process and of the whole flow (with its children)."""
-    from tasks import STAGES
+    from tasks.common.paths import STAGES
 
     peaks = {}
     for stage in STAGES:
@@ -97,11 +97,11 @@ def scaling(workspace: Path) -> dict:
     Epochs are timed by a callback inside one `fit` of SCALING_EPOCHS epochs: the first includes graph
     tracing, the later ones are the steady cost (their median is reported).
     """
-    from tasks import idx
-    from tasks.config import load_params
-    from tasks.expectations import build_expectations, run_suite, summarize_images
+    from tasks.lib import idx
+    from tasks.common.config import load_params
+    from tasks.lib.expectations import build_expectations, run_suite, summarize_images
     from tasks.normalize import load_split
-    from tasks.paths import DatasetPaths
+    from tasks.common.paths import DatasetPaths
     from tasks.train import build_model, fit_model
 
     paths = DatasetPaths(workspace, FASHION)
@@ -154,7 +154,7 @@ def accuracy(workspace: Path) -> dict:
     """Target 7: test accuracy and stop epoch per dataset at default params (after the runs above)."""
     import json
 
-    from tasks.paths import DatasetPaths
+    from tasks.common.paths import DatasetPaths
 
     figures = {}
     for dataset in (FASHION, "mnist-sample"):

@@ -1,7 +1,7 @@
 """Prefect tasks: thin wrappers (retries, logging) over the stage functions in tasks/.
 
 Task names equal the DVC stage names and the module names in tasks/. Each task logs one line with its
-duration and outcome and records its wall time for the report (tasks/timings.py).
+duration and outcome and records its wall time for the report (tasks/common/timings.py).
 """
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.artifacts import publish_report, training_progress
-from tasks.config import DatasetParams, DownloadParams, EvaluateParams, PromoteParams, TrainParams, ValidateParams
+from orchestration.artifacts import publish_report, training_progress
+from tasks.common.config import DatasetParams, DownloadParams, EvaluateParams, PromoteParams, TrainParams, ValidateParams
 from tasks.download import DownloadResult, download_dataset
-from tasks.errors import ChecksumError, ConfigError, DownloadError, InsecureURLError
+from tasks.common.errors import ChecksumError, ConfigError, DownloadError, InsecureURLError
 from tasks.evaluate import EvaluationResult, evaluate_model
 from tasks.normalize import NormalizeResult, normalize_dataset
-from tasks.paths import DatasetPaths
+from tasks.common.paths import DatasetPaths
 from tasks.promote import PromotionDecision, promote_model
 from tasks.report import write_report
-from tasks.timings import timed_stage
+from tasks.common.timings import timed_stage
 from tasks.train import TrainResult, train_model
 from tasks.validate import ValidationReport, validate_dataset
 

@@ -29,11 +29,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.artifacts import artifact_key
-from tasks.config import parse_params
-from tasks.errors import ConfigError, PipelineError
-from tasks.paths import PARAMS_FILE, DatasetPaths
-from tasks.sweep import TrialResult, check_trials, expand_grid, param_overrides, rank_trials, ranking_table
+from orchestration.artifacts import artifact_key
+from tasks.common.config import parse_params
+from tasks.common.errors import ConfigError, PipelineError
+from tasks.common.paths import PARAMS_FILE, DatasetPaths
+from tasks.lib.sweep import TrialResult, check_trials, expand_grid, param_overrides, rank_trials, ranking_table
 
 FLOW_NAME = "sweep"
 TRIAL_TIMEOUT_SECONDS = 3600

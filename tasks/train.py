@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import distribution
-from tasks.config import NUM_CLASSES, TrainParams
-from tasks.errors import ConfigError, TrainingError
-from tasks.fileio import write_json_atomic, write_text_atomic
-from tasks.model_file import save_model
+from tasks.lib import distribution
+from tasks.common.config import NUM_CLASSES, TrainParams
+from tasks.common.errors import ConfigError, TrainingError
+from tasks.common.fileio import write_json_atomic, write_text_atomic
+from tasks.lib.model_file import save_model
 from tasks.normalize import load_split
-from tasks.paths import DatasetPaths
-from tasks.startup import exit_process, import_large
+from tasks.common.paths import DatasetPaths
+from tasks.common.startup import exit_process, import_large
 
 logger = logging.getLogger(__name__)
 # What `fit` logs with metrics=["accuracy"] and validation data; anything else cannot be monitored.
@@ -125,7 +125,7 @@ def fit_model(model, train_data, validation_data, params: TrainParams, backup_di
     """
     import keras
 
-    from tasks.callbacks import EpochRecorder, ThresholdStop
+    from tasks.lib.callbacks import EpochRecorder, ThresholdStop
 
     batches = batches_of(*train_data.pop(), params.batch_size, params.seed)
     validation_batches = validation_batches_of(*validation_data, params.batch_size)
@@ -161,7 +161,7 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
 
     `extra_callbacks` are Keras callbacks added after the pipeline's own (see `fit_model`)."""
     check_monitor(params)
-    import_large("keras")  # see tasks/startup.py
+    import_large("keras")  # see tasks/common/startup.py
     import keras
 
     # No name keeps the loaded arrays alive: only the split copies stay in memory until batching.
@@ -184,7 +184,7 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
         raise TrainingError(f"{paths.dataset}: training diverged at epoch {stop_epoch} (final metrics {final}); "
                             f"lower train.learning_rate (now {params.learning_rate}); no model was written")
     outputs = distribution.writer_paths(paths, params.distribution)  # a temporary root on non-chief workers
-    save_model(model, outputs.model_file)  # the same weights give the same bytes (tasks/model_file.py)
+    save_model(model, outputs.model_file)  # the same weights give the same bytes (tasks/lib/model_file.py)
     result = TrainResult(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
                          round(seconds, 3), train_count, len(validation_data[0]),
                          str(paths.model_file.relative_to(paths.root)))
@@ -220,7 +220,7 @@ def _history_csv(history: dict[str, list[float]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli import run_stage
+    from tasks.common.cli import run_stage
 
     return run_stage("train", argv, lambda paths, params: train_model(paths, params.train_for(paths.dataset)))
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks import idx
-from tasks.config import DatasetParams, ValidateParams
-from tasks.errors import DataValidationError
-from tasks.fileio import atomic_directory, write_json_atomic
-from tasks.paths import SPLITS, DatasetPaths
-from tasks.startup import exit_process
+from tasks.lib import idx
+from tasks.common.config import DatasetParams, ValidateParams
+from tasks.common.errors import DataValidationError
+from tasks.common.fileio import atomic_directory, write_json_atomic
+from tasks.common.paths import SPLITS, DatasetPaths
+from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
 _LABEL_COLUMNS = {"label", "label_share"}
@@ -64,7 +64,7 @@ def validate_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: Vali
     """Validate the raw train and test files; raise DataValidationError (listing every failure) if any fails."""
     # Imported here, not at the top: Great Expectations takes 1.5-2 s to import, which a process that only
     # imports this module (the Prefect flow deciding that nothing changed) should not pay.
-    from tasks.expectations import build_expectations, run_suite, summarize_images
+    from tasks.lib.expectations import build_expectations, run_suite, summarize_images
 
     started = time.perf_counter()
     splits = {split: load_split(paths, split) for split in SPLITS}
@@ -127,7 +127,7 @@ def _failure_line(split: SplitData, result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tasks.cli import run_stage
+    from tasks.common.cli import run_stage
 
     return run_stage("validate", argv, lambda paths, params: validate_dataset(
         paths, params.dataset(paths.dataset), params.validate_))

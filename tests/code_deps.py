@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PROJECT_PACKAGES = ("tasks", "flows")
+PROJECT_PACKAGES = ("tasks", "flows", "orchestration", "tools")
 
 
 def module_file(root: Path, module: str) -> Path | None:
@@ -56,3 +56,27 @@ def code_dependencies(root: Path, module: str) -> set[str]:
         found.add(source)
         pending.extend(imported_modules(source, name))
     return {str(path.relative_to(root)) for path in found if path.name != "__init__.py"}
+
+
+SHARED_FOLDER = "tasks/common"
+
+
+def declared_covers(declared: str, module_path: str) -> bool:
+    """Whether the dvc.yaml dependency `declared` (a file or a folder) holds `module_path`."""
+    return module_path == declared or module_path.startswith(declared.rstrip("/") + "/")
+
+
+def is_code(dependency: str) -> bool:
+    return dependency.split("/")[0] in PROJECT_PACKAGES
+
+
+def check_stage_deps(root: Path, stage: str, declared: list[str]) -> list[str]:
+    """Problems with the code dependencies dvc.yaml declares for `stage`: a module it runs that no dependency
+    covers, or a declared module it does not run; empty when they agree."""
+    runs = code_dependencies(root, f"tasks.{stage}")
+    code = [dependency for dependency in declared if is_code(dependency)]
+    problems = [f"{stage}: runs {module} but dvc.yaml does not list it (nor a folder holding it) in its deps"
+                for module in sorted(runs) if not any(declared_covers(dependency, module) for dependency in code)]
+    problems += [f"{stage}: dvc.yaml lists {dependency} in its deps, but the stage does not import it"
+                 for dependency in code if dependency != SHARED_FOLDER and dependency not in runs]
+    return problems

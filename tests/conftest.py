@@ -20,9 +20,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from tasks import idx  # noqa: E402
-from tasks.config import Params, parse_params  # noqa: E402
-from tasks.paths import IDX_FILE_NAMES, DatasetPaths  # noqa: E402
+from tasks.lib import idx  # noqa: E402
+from tasks.common.config import Params, parse_params  # noqa: E402
+from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,7 @@ def custom_params(tmp_path: Path) -> Params:
 @pytest.fixture(scope="session")
 def real_digits_root(tmp_path_factory) -> Path:
     """A repository root with a small real subset of mnist-sample (600 train / 200 test digits), normalized."""
-    from tasks.mnist_sample import build_mnist_sample
+    from tasks.lib.mnist_sample import build_mnist_sample
     from tasks.normalize import normalize_dataset
 
     root = tmp_path_factory.mktemp("real-digits")
@@ -110,7 +110,7 @@ def trained_digits(real_digits_root, tmp_path_factory) -> DatasetPaths:
     """A model trained for 3 epochs on the real-digits subset (outputs in their own root, shared read-mostly)."""
     import shutil
 
-    from tasks.config import TrainParams
+    from tasks.common.config import TrainParams
     from tasks.train import train_model
 
     root = tmp_path_factory.mktemp("trained-digits")

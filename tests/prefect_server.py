@@ -2,7 +2,7 @@
 
 A server's services report their failures only in its log (the scheduler failed on every pass for weeks while
 /health answered 200), so every server a test starts is read when it stops: any ERROR or traceback fails the
-test unless `flows.server_log.ROUTINE` (Prefect's routine errors, each with its reason) or the test's own
+test unless `orchestration.server_log.ROUTINE` (Prefect's routine errors, each with its reason) or the test's own
 `expected` allows it.
 
 - `serving(service)`: a server, work pool, deployments and worker started as `make serve` does; its log is
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.serve import Service, serve, stop
-from flows.server_log import RoutineError, read_service_errors
+from orchestration.serve import Service, serve, stop
+from orchestration.server_log import RoutineError, read_service_errors
 
 # Only to keep the suite short: how often the worker polls, and how long a run that found its deployment's
 # concurrency slot taken waits before it asks again (Prefect's defaults: 10 s and 30 s).

@@ -1,12 +1,13 @@
-"""Guard against drift: dvc.yaml, tasks/paths.py, params.yaml and the Prefect flow describe the same pipeline."""
+"""Guard against drift: dvc.yaml, tasks/common/paths.py, params.yaml and the Prefect flow describe the same pipeline."""
 
 import importlib
 
 import pytest
 import yaml
 
-from tasks import STAGES
-from tasks.paths import DatasetPaths
+from tasks.common.paths import STAGES
+from tasks.common.paths import DatasetPaths
+from tests.code_deps import is_code
 from tests.conftest import PROJECT_ROOT, project_params_document
 
 DVC_FILE = yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
@@ -20,17 +21,8 @@ def stage_paths(stage: str, section: str, dataset: str) -> set[str]:
 
 
 def declared_outputs(paths: DatasetPaths) -> dict[str, set]:
-    """Every output tasks/paths.py defines, by the stage that writes it."""
-    files = {
-        "download": [paths.raw_dir],
-        "validate": [paths.validation_file, paths.data_docs_dir],
-        "normalize": [paths.processed_dir],
-        "train": [paths.model_file, paths.training_summary_file, paths.training_history_file],
-        "evaluate": [paths.metrics_file, paths.predictions_file, paths.test_predictions_file],
-        "promote": [paths.production_dir, paths.promotion_file],
-        "report": [paths.report_file, paths.confusion_matrix_png, paths.misclassified_png],
-    }
-    return {stage: {str(path.relative_to(paths.root)) for path in stage_files} for stage, stage_files in files.items()}
+    """Every output tasks/common/paths.py defines, by the stage that writes it."""
+    return {stage: {str(path.relative_to(paths.root)) for path in paths.outputs(stage)} for stage in STAGES}
 
 
 def test_stage_names_and_order_match_the_package():
@@ -57,8 +49,8 @@ def test_data_dependencies_are_outputs_of_earlier_stages(dataset):
     produced: set[str] = set()
     for stage in STAGES:
         for dependency in stage_paths(stage, "deps", dataset):
-            if dependency.startswith("tasks/"):
-                assert (PROJECT_ROOT / dependency).is_file(), dependency
+            if is_code(dependency):
+                assert (PROJECT_ROOT / dependency).exists(), dependency  # and tests/test_code_deps.py
             else:
                 assert any(dependency == out or dependency.startswith(out + "/") for out in produced), dependency
         produced |= set().union(*(stage_paths(stage, section, dataset) for section in ("outs", "metrics", "plots")))

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from flows.server_log import parse_log
+from orchestration.server_log import parse_log
 from tests.prefect_server import temporary_server
 
 pytestmark = pytest.mark.integration

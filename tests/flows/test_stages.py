@@ -4,7 +4,7 @@ import pytest
 from prefect.states import Failed
 
 from flows.stages import _is_transient
-from tasks.errors import ChecksumError, ConfigError, DownloadError, InsecureURLError
+from tasks.common.errors import ChecksumError, ConfigError, DownloadError, InsecureURLError
 
 
 @pytest.mark.parametrize("error", [ChecksumError("bad sum"), ConfigError("bad key"), InsecureURLError("http://x")])

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from flows.sweep import _checked_trials, _dvc_error
-from tasks.errors import ConfigError
+from tasks.common.errors import ConfigError
 from tests.conftest import project_params_document
 
 

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from flows.serve import Service, is_running, run_cli
+from orchestration.serve import Service, is_running, run_cli
 from tests.integration.repo import copy_repository, run
 from tests.prefect_server import free_port, serving
 

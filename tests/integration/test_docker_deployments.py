@@ -10,7 +10,7 @@ is started; the test checks what the worker would receive.
 import pytest
 import yaml
 
-from flows.serve import Service, run_cli, start_server, stop
+from orchestration.serve import Service, run_cli, start_server, stop
 from tests.conftest import PROJECT_ROOT
 from tests.integration.repo import copy_repository
 from tests.prefect_server import checked_log, free_port

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks import idx
-from tasks.mnist_sample import build_mnist_sample
-from tasks.paths import IDX_FILE_NAMES
+from tasks.lib import idx
+from tasks.lib.mnist_sample import build_mnist_sample
+from tasks.common.paths import IDX_FILE_NAMES
 from tests.integration.repo import build_custom_only, copy_repository, run
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ import time
 import pytest
 import yaml
 
-from tasks.config import parse_params
+from tasks.common.config import parse_params
 from tasks.normalize import load_split
-from tasks.paths import DatasetPaths
+from tasks.common.paths import DatasetPaths
 from tasks.train import train_model
 from tests.conftest import PROJECT_ROOT, project_params_document
 

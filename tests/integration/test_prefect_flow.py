@@ -123,7 +123,7 @@ def test_progress_artifact_moves_on_every_epoch(prefect_server):
     import numpy as np
     from prefect import flow
 
-    from flows.artifacts import training_progress
+    from orchestration.artifacts import training_progress
     from tasks.train import build_model
 
     key = "progress-check-training-progress"

@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from flows.serve import WORK_POOL, Service, run_cli, stop
+from orchestration.serve import WORK_POOL, Service, run_cli, stop
 from tests.integration.repo import copy_repository, run
 from tests.integration.test_deployments import DEPLOYMENT
 from tests.prefect_server import FAST_POLLING, checked_log, free_port
@@ -92,8 +92,8 @@ def decision(service: Service, flow_run_id) -> str:
 
 
 def status_command(service: Service, action: str, environment: dict[str, str]) -> subprocess.CompletedProcess:
-    """`make serve` or `make status` in the copy: `python -m flows.serve <action>` with its PREFECT_HOME."""
-    return subprocess.run([sys.executable, "-m", "flows.serve", action, "--port", str(service.port)],
+    """`make serve` or `make status` in the copy: `python -m orchestration.serve <action>` with its PREFECT_HOME."""
+    return subprocess.run([sys.executable, "-m", "orchestration.serve", action, "--port", str(service.port)],
                           cwd=service.root, env=environment, capture_output=True, text=True, timeout=300)
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import Params, parse_params
+from tasks.common.config import Params, parse_params
 from tasks.evaluate import evaluate_model
 from tasks.normalize import normalize_dataset
-from tasks.paths import DatasetPaths
+from tasks.common.paths import DatasetPaths
 from tasks.promote import promote_model
 from tasks.report import write_report
 from tasks.train import train_model

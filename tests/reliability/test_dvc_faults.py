@@ -16,9 +16,9 @@ import time
 import pytest
 import yaml
 
-from tasks import idx
-from tasks.mnist_sample import build_mnist_sample
-from tasks.paths import IDX_FILE_NAMES, DatasetPaths
+from tasks.lib import idx
+from tasks.lib.mnist_sample import build_mnist_sample
+from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
 from tests.integration.repo import VENV_BIN, build_custom_only, copy_repository, run
 from tests.reliability.conftest import snapshot
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 RESTORE = "git checkout -- reports && dvc checkout"
 HOLD_THE_LOCK = """
 import sys, time
-from tasks.lock import pipeline_lock
+from tasks.common.lock import pipeline_lock
 with pipeline_lock(sys.argv[1], "flow training-pipeline"):
     print("held", flush=True)
     time.sleep(120)
@@ -95,7 +95,7 @@ def test_two_repro_runs_at_once_one_waits_or_fails_and_dvc_lock_stays_whole(repo
         assert any(reason in refused for reason in (
             "Unable to acquire lock. Most likely another DVC process is running",  # DVC's repository lock
             "is busy, it is being blocked by",  # DVC's per-output lock
-            "another run holds the lock",  # the pipeline lock (tasks/lock.py) a stage command holds
+            "another run holds the lock",  # the pipeline lock (tasks/common/lock.py) a stage command holds
         )), refused
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert lock["stages"]["train@custom"]["params"]["params.yaml"]["train"]["units"] == 64

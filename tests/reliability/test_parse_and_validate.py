@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks import idx
-from tasks.errors import DataValidationError, IDXFormatError
+from tasks.lib import idx
+from tasks.common.errors import DataValidationError, IDXFormatError
 from tests.conftest import make_images
 from tests.reliability.conftest import custom_params, run_pipeline_from_validate, snapshot
 

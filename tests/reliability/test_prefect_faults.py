@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-from flows.serve import Service
+from orchestration.serve import Service
 from flows.stages import download
-from tasks.config import DownloadParams, parse_params
-from tasks.paths import DatasetPaths
+from tasks.common.config import DownloadParams, parse_params
+from tasks.common.paths import DatasetPaths
 from tests.conftest import project_params_document
 from tests.https_server import https_server, tls_ca  # noqa: F401 (pytest fixtures)
 from tests.integration.repo import copy_repository
@@ -136,7 +136,7 @@ def test_twenty_runs_at_once_all_complete_one_at_a_time(api):
     assert [run.state.type.value for run in runs] == ["COMPLETED"] * RUNS, [run.state.message for run in runs]
     # The 19 waiting runs stayed on the server: none was picked up only to be refused a slot and rescheduled.
     # (Before each deployment had a queue of its own with its limit, the worker bounced every waiting run every
-    # few seconds, and in CI those writes made the server answer 503 and crash 3 runs; flows/serve.py.)
+    # few seconds, and in CI those writes made the server answer 503 and crash 3 runs; orchestration/serve.py.)
     with get_client(sync_client=True) as client:
         bounced = {run.name: names for run in runs
                    if (names := [state.name for state in client.read_flow_run_states(run.id)

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import yaml
 
-from tasks.config import ConfigError, parse_params
-from tasks.errors import ArrayFileError, TrainingError
+from tasks.common.config import ConfigError, parse_params
+from tasks.common.errors import ArrayFileError, TrainingError
 from tasks.evaluate import evaluate_model
 from tasks.normalize import load_split, save_split
-from tasks.predictions import load_model, load_predictions
+from tasks.lib.predictions import load_model, load_predictions
 from tests.conftest import PROJECT_ROOT, project_params_document
 from tests.reliability.conftest import custom_params, run_pipeline_from_validate, snapshot
 
@@ -31,8 +31,8 @@ KILL_AT_EPOCH = """
 import os, signal, sys
 from pathlib import Path
 import keras
-from tasks.config import load_params
-from tasks.paths import DatasetPaths
+from tasks.common.config import load_params
+from tasks.common.paths import DatasetPaths
 from tasks.train import train_model
 
 class KillAtEpoch(keras.callbacks.Callback):
@@ -49,8 +49,8 @@ CRASH_WHILE_SAVING = """
 import os, signal, sys
 from pathlib import Path
 import keras
-from tasks.config import load_params
-from tasks.paths import DatasetPaths
+from tasks.common.config import load_params
+from tasks.common.paths import DatasetPaths
 from tasks.train import train_model
 
 save = keras.Model.save
@@ -180,7 +180,7 @@ def test_every_np_load_in_the_code_refuses_pickle():
             if isinstance(node, ast.Call) and ast.unparse(node.func) in ("np.load", "numpy.load"):
                 keywords = {keyword.arg: ast.unparse(keyword.value) for keyword in node.keywords}
                 calls.append((module.name, keywords.get("allow_pickle")))
-    assert calls == [("fileio.py", "False")]  # one loader, tasks.fileio.load_arrays, used everywhere
+    assert calls == [("fileio.py", "False")]  # one loader, tasks.common.fileio.load_arrays, used everywhere
 
 
 @pytest.mark.parametrize("reader", [load_split, lambda path: load_predictions(path, "any")], ids=["split", "predictions"])

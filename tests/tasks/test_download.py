@@ -7,11 +7,11 @@ from hashlib import sha256
 import numpy as np
 import pytest
 
-from tasks import catalog, idx
-from tasks.config import DownloadParams, parse_params
+from tasks.lib import catalog, idx
+from tasks.common.config import DownloadParams, parse_params
 from tasks.download import download_dataset
-from tasks.errors import ConfigError, DownloadError
-from tasks.paths import IDX_FILE_NAMES, DatasetPaths
+from tasks.common.errors import ConfigError, DownloadError
+from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
 from tests.conftest import make_images, project_params_document, write_idx_dataset
 from tests.https_server import https_server, tls_ca  # noqa: F401 (pytest fixtures)
 

@@ -3,8 +3,8 @@ import re
 import numpy as np
 import pytest
 
-from tasks import idx
-from tasks.errors import DataValidationError
+from tasks.lib import idx
+from tasks.common.errors import DataValidationError
 from tasks.normalize import check_normalized, load_split, normalize_dataset, normalize_images, save_split
 from tests.conftest import make_images
 

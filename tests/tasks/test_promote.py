@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from tasks.config import PromoteParams, TrainParams
+from tasks.common.config import PromoteParams, TrainParams
 from tasks.evaluate import evaluate_model
-from tasks.paths import DatasetPaths
+from tasks.common.paths import DatasetPaths
 from tasks.promote import decide, mcnemar_exact, per_class_recall, promote_model
 from tasks.train import train_model
 
@@ -132,7 +132,7 @@ def test_saved_champion_predictions_spare_loading_the_model(digits, project_para
 
 
 def test_challenger_without_matching_predictions_is_an_error(digits, project_params):
-    from tasks.errors import TrainingError
+    from tasks.common.errors import TrainingError
 
     paths = digits
 

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.config import EvaluateParams, parse_params
+from tasks.common.config import EvaluateParams, parse_params
 from tasks.evaluate import evaluate_model
-from tasks.paths import DatasetPaths
+from tasks.common.paths import DatasetPaths
 from tasks.promote import promote_model
 from tasks.report import ReportInputError, most_confident_mistakes, read_history, write_report
-from tasks.report_figures import THUMBNAIL_SCALE, misclassified_grid_png, row_normalized
-from tasks.timings import timed_stage
+from tasks.lib.report_figures import THUMBNAIL_SCALE, misclassified_grid_png, row_normalized
+from tasks.common.timings import timed_stage
 from tasks.validate import validate_dataset
 from tests.conftest import PROJECT_ROOT, project_params_document
 
@@ -144,7 +144,7 @@ def test_validation_summary_and_run_card(reported):
     assert page.count('<span class="pass">pass</span>') >= sum(map(len, validation["splits"].values()))
     link = re.search(r'<a href="([^"]+)">Great Expectations Data Docs</a>', page).group(1)
     assert link == "data_docs/index.html" and (reported.reports_dir / link).is_file()
-    from tasks.fileio import sha256_of_file
+    from tasks.common.fileio import sha256_of_file
 
     assert sha256_of_file(reported.raw_file("test", "labels")) in page
     assert re.search(r"<td>evaluate</td><td>ok</td><td class=\"number\">[\d.]+ s</td>", page)

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from tasks.config import TrainParams
-from tasks.errors import ConfigError
+from tasks.common.config import TrainParams
+from tasks.common.errors import ConfigError
 from tasks.train import split_validation, train_model
 
 

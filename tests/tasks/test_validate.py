@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from tasks import idx
-from tasks.config import ValidateParams
-from tasks.errors import DataValidationError
-from tasks.expectations import summarize_images
+from tasks.lib import idx
+from tasks.common.config import ValidateParams
+from tasks.common.errors import DataValidationError
+from tasks.lib.expectations import summarize_images
 from tasks.validate import ValidationReport, validate_dataset
 from tests.conftest import make_images, write_idx_dataset
 

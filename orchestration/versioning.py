@@ -1,0 +1,48 @@
+"""DVC as the source of truth for "what changed": status before a run, `dvc commit` after it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import yaml
+
+from tasks.common.paths import STAGES
+
+logger = logging.getLogger(__name__)
+
+
+def stage_targets(dataset: str) -> list[str]:
+    """The dataset's stages as DVC names them (`train@fashion-mnist`)."""
+    return [f"{stage}@{dataset}" for stage in STAGES]
+
+
+def changed_stages(root: Path, dataset: str) -> list[str]:
+    """Stages of `dataset` whose code, params, data or outputs differ from dvc.lock (empty: nothing changed)."""
+    from dvc.repo import Repo
+
+    # DVC resolves stage names and paths against the current directory, so work from the repository root.
+    with contextlib.chdir(root), Repo(str(root)) as repo:
+        return sorted(repo.status(targets=[stage_targets(dataset)[-1]], with_deps=True))
+
+
+def record_outputs(root: Path, dataset: str) -> list[str]:
+    """`dvc commit` the dataset's stages: hash their outputs into DVC's cache and update dvc.lock."""
+    from dvc.repo import Repo
+
+    targets = stage_targets(dataset)
+    with contextlib.chdir(root), Repo(str(root)) as repo:
+        for target in targets:
+            repo.commit(target, force=True)
+    logger.info("recorded %s in dvc.lock", ", ".join(targets))
+    return targets
+
+
+def locked_output_hash(root: Path, stage: str, dataset: str) -> str | None:
+    """The md5 dvc.lock records for the first output of `stage@dataset` (None if never recorded)."""
+    lock_file = root / "dvc.lock"
+    if not lock_file.exists():
+        return None
+    entry = (yaml.safe_load(lock_file.read_text()) or {}).get("stages", {}).get(f"{stage}@{dataset}")
+    return entry["outs"][0].get("md5") if entry and entry.get("outs") else None

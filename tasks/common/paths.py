@@ -1,0 +1,147 @@
+"""Every file the pipeline reads or writes, defined once. dvc.yaml mirrors these (tests/test_dvc_yaml.py checks it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PARAMS_FILE = "params.yaml"
+SPLITS = ("train", "test")
+# The standard MNIST file names; the raw folder holds them decompressed.
+# Each stage's outputs (DatasetPaths attributes), in pipeline order. This is the one list of stages: STAGES is its
+# keys, and dvc.yaml's stages and outputs, the Prefect tasks and the flow's order are checked against it
+# (tests/test_dvc_yaml.py, tests/integration/test_prefect_flow.py).
+STAGE_OUTPUTS = {
+    "download": ("raw_dir",),
+    "validate": ("validation_file", "data_docs_dir"),
+    "normalize": ("processed_dir",),
+    "train": ("model_file", "training_summary_file", "training_history_file"),
+    "evaluate": ("metrics_file", "predictions_file", "test_predictions_file"),
+    "promote": ("production_dir", "promotion_file"),
+    "report": ("report_file", "confusion_matrix_png", "misclassified_png"),
+}
+STAGES = tuple(STAGE_OUTPUTS)
+IDX_FILE_NAMES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    """Where one dataset's data, model and reports live, under the repository root."""
+
+    root: Path
+    dataset: str
+
+    def outputs(self, stage: str) -> tuple[Path, ...]:
+        """What `stage` writes for this dataset (as dvc.yaml declares it)."""
+        return tuple(getattr(self, name) for name in STAGE_OUTPUTS[stage])
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "data" / "raw" / self.dataset
+
+    def raw_file(self, split: str, kind: str) -> Path:
+        return self.raw_dir / IDX_FILE_NAMES[(split, kind)]
+
+    @property
+    def processed_dir(self) -> Path:
+        return self.root / "data" / "processed" / self.dataset
+
+    def processed_file(self, split: str) -> Path:
+        return self.processed_dir / f"{split}.npz"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "models" / self.dataset
+
+    @property
+    def model_file(self) -> Path:
+        return self.model_dir / "model.keras"
+
+    @property
+    def production_dir(self) -> Path:
+        return self.model_dir / "production"
+
+    @property
+    def production_model_file(self) -> Path:
+        return self.production_dir / "model.keras"
+
+    @property
+    def production_predictions_file(self) -> Path:
+        return self.production_dir / "test_predictions.npz"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports" / self.dataset
+
+    @property
+    def validation_file(self) -> Path:
+        return self.reports_dir / "validation.json"
+
+    @property
+    def data_docs_dir(self) -> Path:
+        return self.reports_dir / "data_docs"
+
+    @property
+    def training_history_file(self) -> Path:
+        return self.reports_dir / "training_history.csv"
+
+    @property
+    def training_summary_file(self) -> Path:
+        return self.reports_dir / "training.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.reports_dir / "metrics.json"
+
+    @property
+    def predictions_file(self) -> Path:
+        return self.reports_dir / "predictions.csv"
+
+    @property
+    def test_predictions_file(self) -> Path:
+        return self.reports_dir / "test_predictions.npz"
+
+    @property
+    def confusion_matrix_png(self) -> Path:
+        return self.reports_dir / "confusion_matrix.png"
+
+    @property
+    def misclassified_png(self) -> Path:
+        return self.reports_dir / "misclassified.png"
+
+    @property
+    def promotion_file(self) -> Path:
+        return self.reports_dir / "promotion.json"
+
+    @property
+    def report_file(self) -> Path:
+        """The run report page: one self-contained HTML file (images inlined)."""
+        return self.reports_dir / "index.html"
+
+    @property
+    def timings_dir(self) -> Path:
+        """Wall time per stage (local state, not versioned: it differs run to run)."""
+        return self.reports_dir / "timings"
+
+    def stage_timing_file(self, stage: str) -> Path:
+        return self.timings_dir / f"{stage}.json"
+
+    @property
+    def train_backup_dir(self) -> Path:
+        """Keras' BackupAndRestore state of an interrupted training run (local scratch, not versioned)."""
+        return self.model_dir / ".train_backup"
+
+    @property
+    def lock_file(self) -> Path:
+        """Held by the run of this dataset's pipeline in progress (tasks/common/lock.py), beside DVC's own lock."""
+        return self.root / ".dvc" / "tmp" / f"pipeline-{self.dataset}.lock"
+
+    @property
+    def last_run_file(self) -> Path:
+        """Which flow run last completed for this dataset (local state, not versioned)."""
+        return self.reports_dir / "last_run.json"

@@ -1,0 +1,132 @@
+"""The Great Expectations suite for one split, run on a per-image summary table (one row per image)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tasks.common.config import NUM_CLASSES
+from tasks.common.startup import import_large
+
+# Before the import: GX logs hundreds of INFO lines while importing and every context setup step after it;
+# the stage logs what a user needs. Analytics are off before GX reads the setting.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+import_large("great_expectations")  # see tasks/common/startup.py
+import great_expectations as gx  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
+
+IMAGE_SIDE = 28
+PIXEL_MAX = 255
+_DOCS_SITE = "pipeline_reports"
+
+
+def summarize_images(images: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """One row per image: its index, shape, dtype, pixel range, inked pixel count, label and the label's share."""
+    count = len(images)
+    flat = images.reshape(count, -1)
+    label_counts = np.bincount(labels.astype(np.int64), minlength=NUM_CLASSES)
+    return pd.DataFrame({
+        "row": np.arange(count),
+        "height": np.full(count, images.shape[1]),
+        "width": np.full(count, images.shape[2] if images.ndim == 3 else 1),
+        "dtype": np.full(count, str(images.dtype)),
+        "pixel_min": flat.min(axis=1),
+        "pixel_max": flat.max(axis=1),
+        "inked_pixels": np.count_nonzero(flat, axis=1),
+        "label": labels.astype(np.int64),
+        "label_share": label_counts[labels.astype(np.int64)] / max(count, 1),
+    })
+
+
+def build_expectations(expected_rows: int | None, balance_tolerance: float) -> list:
+    """Every expectation a split must meet. `description` is what a failure message shows."""
+    classes = list(range(NUM_CLASSES))
+    uniform_share = 1 / NUM_CLASSES
+    expectations = [
+        gx.expectations.ExpectColumnValuesToBeBetween(
+            column="height", min_value=IMAGE_SIDE, max_value=IMAGE_SIDE, description="image height is 28"),
+        gx.expectations.ExpectColumnValuesToBeBetween(
+            column="width", min_value=IMAGE_SIDE, max_value=IMAGE_SIDE, description="image width is 28"),
+        gx.expectations.ExpectColumnValuesToBeInSet(
+            column="dtype", value_set=["uint8"], description="pixels are uint8"),
+        gx.expectations.ExpectColumnValuesToBeBetween(
+            column="pixel_min", min_value=0, max_value=PIXEL_MAX, description="pixel min >= 0"),
+        gx.expectations.ExpectColumnValuesToBeBetween(
+            column="pixel_max", min_value=0, max_value=PIXEL_MAX, description="pixel max <= 255"),
+        gx.expectations.ExpectColumnValuesToBeBetween(
+            column="inked_pixels", min_value=1, description="no all-blank image"),
+        gx.expectations.ExpectColumnValuesToBeInSet(
+            column="label", value_set=classes, description="label is an integer in 0..9"),
+        gx.expectations.ExpectColumnDistinctValuesToContainSet(
+            column="label", value_set=classes, description="all 10 classes present"),
+        gx.expectations.ExpectColumnValuesToBeBetween(
+            column="label_share", min_value=uniform_share * (1 - balance_tolerance),
+            max_value=uniform_share * (1 + balance_tolerance),
+            description=f"class balance: each class's share within 10 % x (1 +/- {balance_tolerance:g})"),
+    ]
+    if expected_rows is not None:
+        expectations.append(gx.expectations.ExpectTableRowCountToEqual(
+            value=expected_rows, description=f"{expected_rows} images"))
+    return expectations
+
+
+def run_suite(summaries: dict[str, pd.DataFrame], expectations_by_split: dict[str, list], docs_dir: Path,
+              rows_shown: int) -> dict[str, list[dict]]:
+    """Validate each split's summary table; build Data Docs in `docs_dir`; return per-split expectation results."""
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.delete_data_docs_site("local_site")
+    context.add_data_docs_site(site_name=_DOCS_SITE, site_config={
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
+    source = context.data_sources.add_pandas("images")
+    results = {}
+    for split, summary in summaries.items():
+        batch = source.add_dataframe_asset(name=split).add_batch_definition_whole_dataframe(split)
+        suite = context.suites.add(gx.ExpectationSuite(name=f"{split}-images", expectations=expectations_by_split[split]))
+        definition = context.validation_definitions.add(gx.ValidationDefinition(name=split, data=batch, suite=suite))
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name=f"{split}-checkpoint", validation_definitions=[definition],
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["row"],
+                           "partial_unexpected_count": rows_shown},
+        ))
+        run = checkpoint.run(batch_parameters={"dataframe": summary})
+        results[split] = [_describe_result(result, rows_shown)
+                          for validation in run.run_results.values() for result in validation.results]
+    # Once for both splits: a checkpoint's UpdateDataDocsAction would render the whole site after each split.
+    context.build_data_docs(site_names=[_DOCS_SITE])
+    return results
+
+
+def _describe_result(result, rows_shown: int) -> dict:
+    config = result.expectation_config
+    details = result.result or {}
+    offending = details.get("unexpected_index_list") or []
+    return {
+        "expectation": config.type,
+        "description": config.description,
+        "column": config.kwargs.get("column"),
+        "success": bool(result.success),
+        "unexpected_count": int(details.get("unexpected_count") or 0),
+        "element_count": int(details.get("element_count") or 0),
+        "observed_value": _plain(details.get("observed_value")),
+        "missing_values": _plain(details.get("partial_missing_list") or []),
+        "example_rows": [int(entry["row"]) for entry in offending[:rows_shown]],
+        "example_values": [_plain(value) for value in (details.get("partial_unexpected_list") or [])[:rows_shown]],
+    }
+
+
+def _plain(value):
+    """JSON-friendly form of NumPy scalars and lists GX hands back."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

@@ -1,0 +1,52 @@
+"""Loading models safely, and test-set predictions saved with a fingerprint of the test set they belong to.
+
+Saving predictions lets the promote stage compare champion and challenger without loading either model
+(and without importing TensorFlow) as long as the test set is the one they were made on.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from hashlib import sha256
+from pathlib import Path
+
+import numpy as np
+
+from tasks.common.errors import ModelFileError, TrainingError
+from tasks.common.fileio import atomic_path, load_arrays
+
+
+def load_model(path: Path):
+    """Load a model with Keras' safe mode (no arbitrary code from Lambda layers)."""
+    import keras
+
+    if not path.exists():
+        raise TrainingError(f"{path}: no model file; run the train stage first")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
+        raise ModelFileError(f"{path}: expected a Keras 3 `.keras` model that loads in safe mode; "
+                             f"Keras says: {error}") from error
+
+
+def predict_labels(model, images: np.ndarray) -> np.ndarray:
+    return model.predict(images, verbose=0, batch_size=1024).argmax(axis=1).astype(np.uint8)
+
+
+def test_set_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+    digest = sha256(np.ascontiguousarray(images).tobytes())
+    digest.update(np.ascontiguousarray(labels).tobytes())
+    return digest.hexdigest()
+
+
+def save_predictions(path: Path, predicted: np.ndarray, fingerprint: str) -> None:
+    with atomic_path(path) as tmp_path, open(tmp_path, "wb") as stream:
+        np.savez(stream, predicted=predicted.astype(np.uint8), test_set_sha256=np.array(fingerprint))
+
+
+def load_predictions(path: Path, fingerprint: str) -> np.ndarray | None:
+    """The saved predicted labels, or None when they were made on another test set (or never saved)."""
+    if not path.exists():
+        return None
+    arrays = load_arrays(path, ("predicted", "test_set_sha256"))
+    return arrays["predicted"] if str(arrays["test_set_sha256"]) == fingerprint else None

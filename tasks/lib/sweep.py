@@ -1,0 +1,91 @@
+"""Sweep trials: which params each trial sets, checked before anything runs, and how trials rank.
+
+A trial is a few overrides of one dataset's training settings, e.g. `{"units": 64, "learning_rate": 0.001}`.
+They are set under `data.<dataset>` (where they win over the top-level `train` section), the way
+`dvc exp run -S` writes them, so the experiment's params.yaml says exactly what the trial trained with.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.common.config import parse_params, set_dotted
+from tasks.common.errors import ConfigError
+
+# What a sweep may vary, and where params.yaml keeps it for one dataset.
+SWEEP_KEYS = {
+    "units": "data.{dataset}.train.units",
+    "batch_size": "data.{dataset}.train.batch_size",
+    "learning_rate": "data.{dataset}.train.learning_rate",
+    "epochs": "data.{dataset}.train.epochs",
+    "threshold": "data.{dataset}.threshold",
+}
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    name: str
+    overrides: dict[str, Any]
+    test_accuracy: float | None = None
+    test_loss: float | None = None
+    stop_epoch: int | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values: {"units": [64, 128], "learning_rate": [0.001]} -> 2 trials."""
+    for key, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ConfigError(f"sweep grid {key!r}: expected a non-empty list of values, found {values!r}")
+    keys = list(grid)
+    return [dict(zip(keys, combination)) for combination in itertools.product(*(grid[key] for key in keys))]
+
+
+def check_trials(document: dict, dataset: str, trials: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Validate every trial against params.yaml's rules before any trial runs; return them as plain dicts.
+
+    `document` is the parsed params.yaml (not modified). Raises ConfigError naming the trial, key and value.
+    """
+    if not trials:
+        raise ConfigError("sweep: no trials (give a grid or a list of trials)")
+    checked = []
+    for number, trial in enumerate(trials, start=1):
+        unknown = sorted(set(trial) - set(SWEEP_KEYS))
+        if unknown:
+            raise ConfigError(f"sweep trial {number} {dict(trial)}: unknown key(s) {unknown}; "
+                              f"a sweep may vary {sorted(SWEEP_KEYS)}")
+        candidate = copy.deepcopy(document)
+        for dotted_key, value in param_overrides(dataset, trial).items():
+            set_dotted(candidate, dotted_key, value)
+        parse_params(candidate, f"sweep trial {number} {dict(trial)}").dataset(dataset)
+        checked.append(dict(trial))
+    return checked
+
+
+def param_overrides(dataset: str, trial: Mapping[str, Any]) -> dict[str, Any]:
+    """The trial as dotted params.yaml keys: {"units": 64} -> {"data.mnist-sample.train.units": 64}."""
+    return {SWEEP_KEYS[key].format(dataset=dataset): value for key, value in trial.items()}
+
+
+def rank_trials(results: Sequence[TrialResult]) -> list[TrialResult]:
+    """Best first: highest test accuracy, then lowest test loss; failed trials last, in their order."""
+    finished = [result for result in results if result.error is None]
+    failed = [result for result in results if result.error is not None]
+    return sorted(finished, key=lambda result: (-result.test_accuracy, result.test_loss)) + failed
+
+
+def ranking_table(ranked: Sequence[TrialResult]) -> list[dict[str, Any]]:
+    """One row per trial for a table artifact, best first."""
+    keys = sorted({key for result in ranked for key in result.overrides})
+    return [{"rank": position if result.error is None else "-", "experiment": result.name,
+             **{key: result.overrides.get(key, "") for key in keys},
+             "test_accuracy": "" if result.test_accuracy is None else round(result.test_accuracy, 4),
+             "test_loss": "" if result.test_loss is None else round(result.test_loss, 4),
+             "stop_epoch": "" if result.stop_epoch is None else result.stop_epoch,
+             "seconds": round(result.seconds, 1), "error": result.error or ""}
+            for position, result in enumerate(ranked, start=1)]

@@ -1,0 +1,112 @@
+"""Reading a Prefect server's log: the errors its services logged, what is allowed, and since when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from orchestration.server_log import ROUTINE, RoutineError, parse_log, read_service_errors, service_errors
+
+# The first 80 seconds of `make serve` with sqlalchemy 2.1.9 in the lock (issue 12): two scheduler passes.
+SQLALCHEMY_21_LOG = Path(__file__).parent / "data" / "server-sqlalchemy-2.1.9.log"
+BULK_DML = ("sqlalchemy.exc.InvalidRequestError: Can't evaluate bulk DML statement; please supply a bulk_dml "
+            "decorated function")
+# A schedule test's server (issue 12): twice, a worker's channel heartbeat lost the race for SQLite's write lock.
+HEARTBEAT_LOCKED_LOG = Path(__file__).parent / "data" / "server-heartbeat-database-locked.log"
+# The 20-run load test's server (issue 12's CI failure): marking waiting runs Late lost the race for the write lock.
+LATE_LOCKED_LOG = Path(__file__).parent / "data" / "server-late-runs-database-locked.log"
+CLEAN = """
+ ___ ___ ___ ___ ___ ___ _____
+Configure Prefect to communicate with the server with:
+2026-12-02 01:00:00.100 | INFO    | prefect.server - started
+2026-12-02 01:00:05.200 | WARNING | prefect.server.services.late_runs - slow pass
+"""
+
+
+def test_the_scheduler_failures_of_the_sqlalchemy_21_server_are_found():
+    errors = read_service_errors(SQLALCHEMY_21_LOG)
+
+    assert [(error.logger, error.exception) for error in errors] == [("docket.dependencies", BULK_DML)] * 2
+    assert "schedule_recent_deployments()" in errors[0].message and "schedule_deployments()" in errors[1].message
+    assert errors[0].summary().startswith("line 17: ERROR docket.dependencies - ")
+
+
+def test_a_clean_log_has_no_errors_and_warnings_are_not_errors():
+    assert [record.level for record in parse_log(CLEAN)] == ["INFO", "WARNING"]
+    assert service_errors(CLEAN) == []
+
+
+def test_a_traceback_outside_any_record_and_uvicorn_errors_are_errors():
+    text = ("banner\nTraceback (most recent call last):\n  File \"x.py\", line 1\nKeyError: 'x'\n"
+            "ERROR:    Exception in ASGI application\n")
+
+    errors = service_errors(text)
+
+    assert [(error.logger, error.exception) for error in errors] == [("-", "KeyError: 'x'"), ("uvicorn", "")]
+    assert errors[1].message == "Exception in ASGI application"
+
+
+def test_an_info_record_with_a_traceback_is_an_error():
+    text = "01:00:00.000 | INFO    | prefect.server.x - note\nTraceback (most recent call last):\nOSError: gone\n"
+
+    assert [error.exception for error in service_errors(text)] == ["OSError: gone"]
+
+
+def test_an_expected_error_is_allowed_only_when_it_matches_exactly():
+    (first, second) = read_service_errors(SQLALCHEMY_21_LOG)
+    expected = RoutineError(first.logger, first.message, first.exception, reason="this test expects it")
+    near_miss = RoutineError(first.logger, first.message, first.exception + ".", reason="one character more")
+
+    assert read_service_errors(SQLALCHEMY_21_LOG, (expected,)) == [second]
+    assert len(read_service_errors(SQLALCHEMY_21_LOG, (near_miss,))) == 2
+
+
+def test_since_keeps_the_errors_at_or_after_it_and_undated_ones_take_the_date_before_them():
+    text = ("2026-12-02 00:10:00.000 | ERROR   | docket.worker - old\n"
+            "2026-12-02 01:00:00.000 | ERROR   | docket.worker - at the boundary\n"
+            "2026-12-02 01:10:00.000 | INFO    | prefect.server - fine\n"
+            "ERROR:    Exception in ASGI application\nTraceback (most recent call last):\nKeyError: 'x'\n")
+    local = datetime(2026, 12, 2, 1, 0).astimezone()  # the log's times are the server's local time
+
+    recent = service_errors(text, since=local)
+
+    assert [(error.message, error.time) for error in recent] == [
+        ("at the boundary", local), ("Exception in ASGI application", datetime(2026, 12, 2, 1, 10).astimezone())]
+
+
+def test_an_exception_group_logged_at_info_is_an_error_naming_the_group():
+    text = ("01:00:00.000 | INFO    | prefect.server.x - done\n"
+            "  + Exception Group Traceback (most recent call last):\n"
+            "  |   File \"x.py\", line 1, in <module>\n"
+            "  |     raise ExceptionGroup(\"two failed\", [ValueError(\"a\"), KeyError(\"b\")])\n"
+            "  | ExceptionGroup: two failed (2 sub-exceptions)\n"
+            "  +-+---------------- 1 ----------------\n"
+            "    | ValueError: a\n"
+            "    +------------------------------------\n")
+
+    assert [error.exception for error in service_errors(text)] == ["ExceptionGroup: two failed (2 sub-exceptions)"]
+
+
+def test_a_missing_log_file_has_no_errors(tmp_path):
+    assert read_service_errors(tmp_path / "server.log") == []
+
+
+def test_the_routine_heartbeat_lock_error_is_allowed_and_only_for_a_process_worker_name():
+    records = [record for record in parse_log(HEARTBEAT_LOCKED_LOG.read_text()) if record.is_error]
+    other_worker = records[0].message.replace("ProcessWorker ", "DockerWorker ")
+    renamed = [record.__class__(**{**record.__dict__, "message": other_worker}) for record in records]
+
+    assert [record.exception for record in records] == [
+        "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked"] * 2
+    assert read_service_errors(HEARTBEAT_LOCKED_LOG) == []
+    assert all(not entry.matches(record) for entry in ROUTINE for record in renamed)
+
+
+def test_a_late_mark_that_lost_the_write_lock_is_allowed_but_no_other_state_write_is():
+    text = LATE_LOCKED_LOG.read_text()
+    records = [record for record in parse_log(text) if record.is_error]
+    other_state = text.replace("'name': 'Late', ", "'name': 'Running', ")
+
+    assert [record.message for record in records] == ["Encountered error during state validation"] * 2
+    assert service_errors(text) == []
+    assert [record.line_number for record in service_errors(other_state)] == [record.line_number for record in records]

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from tasks.normalize import load_split
+from tools.predict import ImageFileError, image_to_input, main, predict_files
+from tasks.lib.predictions import load_model
+
+DIGITS = tuple(str(digit) for digit in range(10))
+
+
+def test_predict_on_png_files_agrees_with_model_predict(trained_digits, tmp_path):
+    images, _ = load_split(trained_digits.processed_file("test"))
+    files = []
+    for row in range(12):
+        files.append(tmp_path / f"test-{row}.png")
+        Image.fromarray(np.round(images[row] * 255).astype(np.uint8)).save(files[-1])
+
+    predictions = predict_files(trained_digits.model_file, files, DIGITS)
+
+    expected = load_model(trained_digits.model_file).predict(images[:12], verbose=0)
+    for prediction, row in zip(predictions, expected):
+        assert prediction.top[0][0] == DIGITS[int(row.argmax())]
+        assert prediction.top[0][1] == pytest.approx(float(row.max()), abs=1e-5)
+        assert len(prediction.top) == 3 and prediction.top[0][1] >= prediction.top[1][1] >= prediction.top[2][1]
+
+
+def test_large_colour_photo_with_light_background_becomes_a_training_like_input(tmp_path):
+    photo = np.full((300, 200, 3), 240, dtype=np.uint8)   # light background
+    photo[100:200, 60:140] = (20, 30, 200)                 # a dark blue object
+    Image.fromarray(photo).save(tmp_path / "photo.jpg")
+
+    pixels = image_to_input(tmp_path / "photo.jpg")
+
+    assert pixels.shape == (28, 28) and pixels.dtype == np.float32
+    assert pixels[0, 0] < 0.1 and pixels[14, 14] > 0.6   # background dark, object light, as in training
+
+
+def test_not_an_image_is_named(tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+
+    with pytest.raises(ImageFileError, match=r"notes.png: not an image PIL can read"):
+        image_to_input(text)
+    with pytest.raises(ImageFileError, match=r"absent.png: no such file"):
+        image_to_input(tmp_path / "absent.png")
+
+
+def test_command_prints_top_three_and_fails_clearly(trained_digits, tmp_path, capsys, monkeypatch):
+    from tests.conftest import PROJECT_ROOT
+
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(image)
+    monkeypatch.chdir(trained_digits.root)
+
+    assert main([str(image), "--dataset", "mnist-sample", "--params", str(PROJECT_ROOT / "params.yaml")]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{image}: ") and line.count("%") == 3
+
+    assert main([str(tmp_path / "missing.png"), "--dataset", "mnist-sample",
+                 "--params", str(PROJECT_ROOT / "params.yaml")]) == 1
+    assert "predict failed: ImageFileError:" in capsys.readouterr().err
+
+
+def test_every_bad_file_is_named_at_once(trained_digits, tmp_path):
+    good = tmp_path / "digit.png"
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(good)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+
+    with pytest.raises(ImageFileError) as error:
+        predict_files(trained_digits.model_file, [text, good, tmp_path / "absent.png"], DIGITS)
+
+    message = str(error.value)
+    assert message.startswith("2 of 3 files cannot be classified:")
+    assert "notes.png: not an image PIL can read" in message and "absent.png: no such file" in message
+    assert "digit.png" not in message
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n not a model", b"PK\x03\x04 truncated zip"])
+def test_a_file_that_is_not_a_keras_model_is_named_with_what_was_expected(tmp_path, content):
+    from tasks.common.errors import ModelFileError
+
+    not_a_model = tmp_path / "model.keras"
+    not_a_model.write_bytes(content)
+
+    with pytest.raises(ModelFileError, match=r"model.keras: expected a Keras 3 `.keras` model that loads in safe mode"):
+        load_model(not_a_model)
