@@ -100,7 +100,7 @@ def scaling(workspace: Path) -> dict:
     from tasks.lib import idx
     from tasks.common.config import load_params
     from tasks.lib.expectations import build_expectations, run_suite, summarize_images
-    from tasks.normalize import load_split
+    from tasks.lib.outputs import load_split
     from tasks.common.paths import DatasetPaths
     from tasks.train import build_model, fit_model
 

@@ -15,10 +15,11 @@ from orchestration.artifacts import publish_report, training_progress
 from tasks.common.config import DatasetParams, DownloadParams, EvaluateParams, PromoteParams, TrainParams, ValidateParams
 from tasks.download import DownloadResult, download_dataset
 from tasks.common.errors import ChecksumError, ConfigError, DownloadError, InsecureURLError
-from tasks.evaluate import EvaluationResult, evaluate_model
+from tasks.evaluate import evaluate_model
 from tasks.normalize import NormalizeResult, normalize_dataset
+from tasks.lib.outputs import Metrics, PromotionDecision
 from tasks.common.paths import DatasetPaths
-from tasks.promote import PromotionDecision, promote_model
+from tasks.promote import promote_model
 from tasks.report import write_report
 from tasks.common.timings import timed_stage
 from tasks.train import TrainResult, train_model
@@ -60,7 +61,7 @@ def validate(paths: DatasetPaths, dataset: DatasetParams, settings: ValidatePara
     with _timed(paths, "validate"):
         report = validate_dataset(paths, dataset, settings)
     get_run_logger().info("all expectations met for %s images; Data Docs: %s", report.image_counts,
-                          paths.data_docs_dir / "index.html")
+                          paths.data_docs_index)
     return report
 
 
@@ -82,7 +83,7 @@ def train(paths: DatasetPaths, params: TrainParams) -> TrainResult:
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(paths: DatasetPaths, dataset: DatasetParams) -> EvaluationResult:
+def evaluate(paths: DatasetPaths, dataset: DatasetParams) -> Metrics:
     with _timed(paths, "evaluate"):
         result = evaluate_model(paths, dataset)
     get_run_logger().info("test accuracy %.4f, test loss %.4f", result.test_accuracy, result.test_loss)

@@ -21,12 +21,12 @@ from orchestration.artifacts import publish_results, publish_skip
 from orchestration.runs import read_last_run, write_last_run
 from flows.stages import download, evaluate, normalize, promote, report, train, validate
 from orchestration.versioning import changed_stages, record_outputs
-from tasks.common.config import DatasetName, Params, load_params, override_params
+from tasks.common.config import DatasetName, Params, load_params
+from tasks.lib.params_edit import override_params
 from tasks.common.errors import ConfigError, PipelineError, StageFailedError
-from tasks.evaluate import EvaluationResult
 from tasks.common.lock import pipeline_lock
+from tasks.lib.outputs import Metrics, PromotionDecision
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
-from tasks.promote import PromotionDecision
 
 FLOW_NAME = "training-pipeline"
 
@@ -36,7 +36,7 @@ class PipelineOutcome:
     dataset: str
     skipped: bool
     message: str
-    evaluation: EvaluationResult | None = None
+    evaluation: Metrics | None = None
     promotion: PromotionDecision | None = None
 
 

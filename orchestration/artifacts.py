@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import base64
-import json
 
 from prefect.artifacts import (create_image_artifact, create_markdown_artifact, create_progress_artifact,
                                create_table_artifact, update_progress_artifact)
 
-from tasks.evaluate import EvaluationResult
 from orchestration.versioning import locked_output_hash
 from tasks.common.paths import DatasetPaths
-from tasks.promote import PromotionDecision
+from tasks.lib.outputs import Metrics, PromotionDecision, read_record
 from tasks.train import TrainResult
 
 
@@ -21,7 +19,7 @@ def artifact_key(dataset: str, kind: str) -> str:
 
 
 def publish_results(paths: DatasetPaths, class_names: tuple[str, ...], training: TrainResult,
-                    evaluation: EvaluationResult, decision: PromotionDecision) -> None:
+                    evaluation: Metrics, decision: PromotionDecision) -> None:
     create_markdown_artifact(key=artifact_key(paths.dataset, "decision"), markdown=decision_markdown(paths, decision),
                              description=f"Whether this run's model became {paths.dataset}'s production model")
     create_markdown_artifact(key=artifact_key(paths.dataset, "metrics"),
@@ -34,7 +32,7 @@ def publish_results(paths: DatasetPaths, class_names: tuple[str, ...], training:
 
 
 def metrics_markdown(paths: DatasetPaths, class_names: tuple[str, ...], training: TrainResult,
-                     evaluation: EvaluationResult) -> str:
+                     evaluation: Metrics) -> str:
     header = "| true \\ predicted | " + " | ".join(class_names) + " |"
     divider = "|---" * (len(class_names) + 1) + "|"
     body = [f"| **{name}** | " + " | ".join(str(count) for count in row) + " |"
@@ -135,7 +133,7 @@ def epoch_description(epochs_done: int, epochs: int, logs: dict) -> str:
 
 def publish_report(paths: DatasetPaths, class_names: tuple[str, ...]) -> None:
     """Link the run report and show the confusion-matrix heatmap (inlined, so no file server is needed)."""
-    metrics = json.loads(paths.metrics_file.read_text())
+    metrics = read_record(paths.metrics_file, Metrics)
     create_markdown_artifact(key=artifact_key(paths.dataset, "report"), markdown=report_markdown(paths, metrics),
                              description=f"Where {paths.dataset}'s run report is")
     heatmap = base64.b64encode(paths.confusion_matrix_png.read_bytes()).decode("ascii")
@@ -144,9 +142,9 @@ def publish_report(paths: DatasetPaths, class_names: tuple[str, ...]) -> None:
                                       f"(rows: true class, columns: predicted; classes {', '.join(class_names)})")
 
 
-def report_markdown(paths: DatasetPaths, metrics: dict) -> str:
-    promotion = json.loads(paths.promotion_file.read_text()) if paths.promotion_file.exists() else None
-    decision = "no decision" if promotion is None else ("promoted" if promotion["promoted"] else "champion kept")
+def report_markdown(paths: DatasetPaths, metrics: Metrics) -> str:
+    promotion = read_record(paths.promotion_file, PromotionDecision) if paths.promotion_file.exists() else None
+    decision = "no decision" if promotion is None else ("promoted" if promotion.promoted else "champion kept")
     return "\n".join([
         f"# {paths.dataset}: run report",
         "",
@@ -156,6 +154,6 @@ def report_markdown(paths: DatasetPaths, metrics: dict) -> str:
         "training curves, the most confident mistakes, data validation and a run card. Browsers may refuse "
         "`file://` links from a web page: open the path above directly.",
         "",
-        f"Test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
-        f"stopped at epoch {metrics['stop_epoch']}; promotion: {decision}.",
+        f"Test accuracy {metrics.test_accuracy:.4f}, test loss {metrics.test_loss:.4f}, "
+        f"stopped at epoch {metrics.stop_epoch}; promotion: {decision}.",
     ])

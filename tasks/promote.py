@@ -13,42 +13,21 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-from dataclasses import asdict, dataclass
 from fractions import Fraction
 
 import numpy as np
 
 from tasks.common.config import DatasetParams, PromoteParams
 from tasks.common.errors import TrainingError
-from tasks.common.fileio import atomic_directory, write_json_atomic
-from tasks.normalize import load_split
+from tasks.common.fileio import atomic_directory
 from tasks.common.paths import DatasetPaths
 from tasks.lib.inference import load_network
+from tasks.lib.outputs import McNemarResult, PromotionDecision, load_split, write_record
+from tasks.lib.scores import summarize_predictions
 from tasks.lib.predictions import load_predictions, predict_labels, test_set_fingerprint
 from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class McNemarResult:
-    champion_only_correct: int
-    challenger_only_correct: int
-    p_value: float
-    significant: bool
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    dataset: str
-    promoted: bool
-    reason: str
-    challenger_accuracy: float
-    champion_accuracy: float | None
-    accuracy_delta: float | None
-    recall_deltas: dict[str, float]
-    gates: list[dict]
-    mcnemar: McNemarResult | None
 
 
 def mcnemar_exact(champion_correct: np.ndarray, challenger_correct: np.ndarray, level: float) -> McNemarResult:
@@ -75,8 +54,6 @@ def _two_sided_binomial_half(successes: int, trials: int) -> float:
 def per_class_recall(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> dict[str, float]:
     """Recall of each class 0..n-1; 0.0 for a class absent from `labels` (sklearn's zero_division=0).
     The same numbers as evaluate's per-class report, from the same function."""
-    from tasks.evaluate import summarize_predictions
-
     _, per_class = summarize_predictions(labels, predicted, class_names)
     return {name: scores["recall"] for name, scores in per_class.items()}
 
@@ -138,18 +115,15 @@ def promote_model(paths: DatasetPaths, dataset_params: DatasetParams, settings: 
                             "run the evaluate stage first")
     champion_predicted = _champion_predictions(paths, images, fingerprint)
     decision = decide(paths.dataset, labels, challenger_predicted, champion_predicted, dataset_params, settings)
-    document = asdict(decision)
-    if decision.promoted:
+    if decision.promoted or not paths.production_dir.exists():
+        # A rejected first model still gets the folder (a DVC output), holding only the decision, so that
+        # `dvc repro` and the flow's `dvc commit` record the state "no champion".
+        copies = paths.production_copies() if decision.promoted else {}
         with atomic_directory(paths.production_dir) as staging_dir:
-            for source in (paths.model_file, paths.metrics_file, paths.test_predictions_file):
-                shutil.copy2(source, staging_dir / source.name)
-            write_json_atomic(staging_dir / paths.promotion_file.name, document)
-    elif not paths.production_dir.exists():
-        # No champion yet and this model is not good enough: the folder (a DVC output) still exists, holding
-        # only the decision, so `dvc repro` and the flow's `dvc commit` record the state "no champion".
-        with atomic_directory(paths.production_dir) as staging_dir:
-            write_json_atomic(staging_dir / paths.promotion_file.name, document)
-    write_json_atomic(paths.promotion_file, document)
+            for source, destination in copies.items():
+                shutil.copy2(source, staging_dir / destination.relative_to(paths.production_dir))
+            write_record(staging_dir / paths.production_promotion_file.relative_to(paths.production_dir), decision)
+    write_record(paths.promotion_file, decision)
     logger.info("%s: %s", paths.dataset, decision.reason)
     return decision
 

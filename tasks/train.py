@@ -8,8 +8,6 @@ Writes `models/<dataset>/model.keras` atomically, the per-epoch history as a DVC
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -23,17 +21,13 @@ import numpy as np
 
 from tasks.lib import distribution
 from tasks.common.config import NUM_CLASSES, TrainParams
-from tasks.common.errors import ConfigError, TrainingError
-from tasks.common.fileio import write_json_atomic, write_text_atomic
+from tasks.common.errors import TrainingError
 from tasks.lib.model_file import save_model
-from tasks.normalize import load_split
 from tasks.common.paths import DatasetPaths
 from tasks.common.startup import exit_process, import_large
+from tasks.lib.outputs import TrainingSummary, load_split, write_history, write_record
 
 logger = logging.getLogger(__name__)
-# What `fit` logs with metrics=["accuracy"] and validation data; anything else cannot be monitored.
-MONITORABLE_METRICS = ("accuracy", "loss", "val_accuracy", "val_loss")
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 # With train.learning_rate_decay_epochs, the learning rate ends at this share of train.learning_rate.
 FINAL_LEARNING_RATE_SHARE = 0.05
 # Beside Keras' own backup files in the dataset's train_backup_dir.
@@ -53,14 +47,6 @@ class TrainResult:
     train_images: int
     validation_images: int
     model_file: str  # relative to the repository root, so the DVC-tracked summary is the same in every clone
-
-
-def check_monitor(params: TrainParams) -> None:
-    """Fail before training when the threshold callback would watch a metric that `fit` never logs."""
-    if params.monitor not in MONITORABLE_METRICS:
-        raise ConfigError(
-            f"train.monitor: {params.monitor!r} is not a compiled metric; allowed values: {list(MONITORABLE_METRICS)}"
-        )
 
 
 def split_validation(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
@@ -160,7 +146,6 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     """Train on `data/processed/<dataset>/train.npz`; write the model, its history and a summary.
 
     `extra_callbacks` are Keras callbacks added after the pipeline's own (see `fit_model`)."""
-    check_monitor(params)
     import_large("keras")  # see tasks/common/startup.py
     import keras
 
@@ -188,10 +173,10 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     result = TrainResult(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
                          round(seconds, 3), train_count, len(validation_data[0]),
                          str(paths.model_file.relative_to(paths.root)))
-    write_text_atomic(outputs.training_history_file, _history_csv(history))
+    write_history(outputs.training_history_file, history)
     # Wall time varies run to run; it is logged and returned but kept out of this DVC-tracked file.
     summary = {key: value for key, value in asdict(result).items() if key != "train_seconds"}
-    write_json_atomic(outputs.training_summary_file, {**summary, "params": params.model_dump()})
+    write_record(outputs.training_summary_file, TrainingSummary(**summary, params=params.model_dump()))
     distribution.discard_worker_outputs(outputs, paths)
     logger.info("%s: stopped at epoch %d (%s) in %.1f s, %s; model -> %s", paths.dataset, stop_epoch,
                 "threshold reached" if by_threshold else "epoch limit", seconds, final, paths.model_file)
@@ -208,15 +193,6 @@ def _decay_steps(params: TrainParams, train_count: int) -> int | None:
     if params.learning_rate_decay_epochs is None:
         return None
     return params.learning_rate_decay_epochs * math.ceil(train_count / params.batch_size)
-
-
-def _history_csv(history: dict[str, list[float]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(HISTORY_COLUMNS)
-    for epoch in range(len(history["loss"])):
-        writer.writerow([epoch + 1] + [f"{history[name][epoch]:.6f}" for name in HISTORY_COLUMNS[1:]])
-    return buffer.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,9 +20,10 @@ import numpy as np
 from tasks.lib import idx
 from tasks.common.config import DatasetParams, ValidateParams
 from tasks.common.errors import DataValidationError
-from tasks.common.fileio import atomic_directory, write_json_atomic
+from tasks.common.fileio import atomic_directory
 from tasks.common.paths import SPLITS, DatasetPaths
 from tasks.common.startup import exit_process
+from tasks.lib.outputs import ValidationSummary, write_record
 
 logger = logging.getLogger(__name__)
 _LABEL_COLUMNS = {"label", "label_share"}
@@ -72,39 +73,41 @@ def validate_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: Vali
     counts = dataset.expected_counts
     expectations = {split: build_expectations(getattr(counts, split) if counts else None,
                                               settings.class_balance_tolerance) for split in SPLITS}
-    failed_dir = paths.reports_dir / "failed_validation"
+    failed_dir = paths.failed_validation_dir
     paths.reports_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".validate-", dir=paths.reports_dir) as scratch_name:
         scratch_dir = Path(scratch_name)
-        results = run_suite(summaries, expectations, scratch_dir / "data_docs", settings.failed_rows_shown)
+        scratch_docs = scratch_dir / paths.data_docs_dir.name  # laid out as in reports/<dataset>/
+        results = run_suite(summaries, expectations, scratch_docs, settings.failed_rows_shown)
         failures = [_failure_line(splits[split], result) for split in SPLITS
                     for result in results[split] if not result["success"]]
-        document = {"dataset": paths.dataset, "success": not failures,
-                    "image_counts": {split: len(data.images) for split, data in splits.items()},
-                    "splits": results}
-        write_json_atomic(scratch_dir / "validation.json", document)
+        summary = ValidationSummary(paths.dataset, not failures,
+                                    {split: len(data.images) for split, data in splits.items()}, results)
+        write_record(scratch_dir / paths.validation_file.name, summary)
         if not failures:
-            return _publish(paths, scratch_dir, document, failed_dir, started)
+            return _publish(paths, scratch_dir, summary, failed_dir, started)
         with atomic_directory(failed_dir) as kept_dir:
             shutil.copytree(scratch_dir, kept_dir, dirs_exist_ok=True)
     total = sum(len(split_results) for split_results in results.values())
     raise DataValidationError(
         f"data validation failed for {paths.dataset}: {len(failures)} of {total} expectations failed:\n  - "
         + "\n  - ".join(failures)
-        + f"\nFull report: {failed_dir / 'validation.json'}; Data Docs: {failed_dir / 'data_docs' / 'index.html'}"
+        + f"\nFull report: {failed_dir / paths.validation_file.name}; "
+        f"Data Docs: {failed_dir / paths.data_docs_dir.name / paths.data_docs_index.name}"
     )
 
 
-def _publish(paths: DatasetPaths, scratch_dir: Path, document: dict, failed_dir: Path, started: float) -> ValidationReport:
+def _publish(paths: DatasetPaths, scratch_dir: Path, summary: ValidationSummary, failed_dir: Path,
+             started: float) -> ValidationReport:
     """Move a passing report into place (Data Docs swapped in whole, JSON renamed atomically)."""
     with atomic_directory(paths.data_docs_dir) as docs_dir:
-        shutil.copytree(scratch_dir / "data_docs", docs_dir, dirs_exist_ok=True)
-    write_json_atomic(paths.validation_file, document)
+        shutil.copytree(scratch_dir / paths.data_docs_dir.name, docs_dir, dirs_exist_ok=True)
+    write_record(paths.validation_file, summary)
     shutil.rmtree(failed_dir, ignore_errors=True)
     logger.info("%s: all expectations met for %s images in %.2f s; report %s, Data Docs %s",
-                paths.dataset, document["image_counts"], time.perf_counter() - started,
-                paths.validation_file, paths.data_docs_dir / "index.html")
-    return ValidationReport(paths.dataset, True, document["image_counts"], [], paths.validation_file)
+                paths.dataset, summary.image_counts, time.perf_counter() - started,
+                paths.validation_file, paths.data_docs_index)
+    return ValidationReport(paths.dataset, True, summary.image_counts, [], paths.validation_file)
 
 
 def _failure_line(split: SplitData, result: dict) -> str:

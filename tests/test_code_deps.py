@@ -7,8 +7,6 @@ and `dvc repro` re-run it (issue 13: the model was kept after edits to tasks/mod
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -79,3 +77,11 @@ def test_bytecode_beside_the_shared_folder_is_not_a_change(tmp_path):
     with Repo(str(PROJECT_ROOT)) as repo:
         ignored = repo.dvcignore.is_ignored_file(str(PROJECT_ROOT / SHARED_FOLDER / "__pycache__" / "config.pyc"))
     assert ignored
+
+
+def test_no_stage_imports_another_stage():
+    """Stages share code through tasks/common and tasks/lib, and read each other's files through
+    tasks/lib/outputs.py, never by importing each other."""
+    for stage in STAGES:
+        others = {f"tasks/{other}.py" for other in STAGES if other != stage}
+        assert not others & code_dependencies(PROJECT_ROOT, f"tasks.{stage}"), stage

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tasks.common.config import load_params
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
+from tasks.lib.outputs import Metrics, read_record
 
 
 def describe_outputs(root: Path, dataset: str) -> str:
     paths = DatasetPaths(root, dataset)
     lines = [f"{dataset}:"]
     if paths.metrics_file.exists():
-        metrics = json.loads(paths.metrics_file.read_text())
-        lines.append(f"  test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
-                     f"stopped at epoch {metrics['stop_epoch']}")
+        metrics = read_record(paths.metrics_file, Metrics)
+        lines.append(f"  test accuracy {metrics.test_accuracy:.4f}, test loss {metrics.test_loss:.4f}, "
+                     f"stopped at epoch {metrics.stop_epoch}")
     for label, path in [("run report", paths.report_file),
                         ("metrics", paths.metrics_file), ("confusion matrix", paths.confusion_matrix_png),
                         ("misclassified", paths.misclassified_png), ("training curve", paths.training_history_file),
-                        ("Data Docs", paths.data_docs_dir / "index.html"), ("model", paths.model_file)]:
+                        ("Data Docs", paths.data_docs_index), ("model", paths.model_file)]:
         state = "" if path.exists() else "  (missing)"
         lines.append(f"  {label + ':':18}{path.relative_to(root)}{state}")
     return "\n".join(lines)

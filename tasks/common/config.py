@@ -5,11 +5,12 @@ A bad value fails here, before any work, with the key, what is allowed and what 
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from tasks.common.errors import ConfigError
 
@@ -39,24 +40,44 @@ class TrainParams(_Strict):
     steps_per_execution: int = Field(default=32, ge=1, le=10000)
     seed: int = Field(default=42, ge=0)
     validation_fraction: float = Field(default=0.1, gt=0, lt=0.5)
-    monitor: str = "accuracy"
+    # What `fit` logs with metrics=["accuracy"] and validation data; anything else cannot be monitored.
+    monitor: Literal["accuracy", "loss", "val_accuracy", "val_loss"] = "accuracy"
+    # Set per dataset (data.<dataset>.threshold): `train_for` fills it in, and a top-level value is refused.
     threshold: float = Field(default=0.9, gt=0, le=1)
     # tf.distribute strategy (tasks/lib/distribution.py); multi_worker reads the cluster from TF_CONFIG.
     distribution: Literal["none", "mirrored", "multi_worker"] = "none"
 
 
-class TrainOverrides(_Strict):
-    """Per-dataset training settings; anything left out comes from the top-level `train` section."""
+# Training settings a dataset cannot override under `data.<dataset>.train`: its threshold has a key of its own
+# (data.<dataset>.threshold), and the distribution strategy belongs to the machine, not the dataset.
+NOT_PER_DATASET = ("threshold", "distribution")
+# Why a key is refused (dotted key patterns), where a plain "unknown key" would not say enough.
+REFUSED_KEYS = {
+    "train.threshold": "the threshold is set per dataset, as data.<dataset>.threshold (a value here would never "
+                       "be used)",
+    "data.*.train.threshold": "a dataset's threshold is data.<dataset>.threshold, beside its `train` section",
+    "data.*.train.distribution": "the distribution strategy is the machine's, set once as train.distribution",
+}
 
-    units: int | None = Field(default=None, ge=1, le=8192)
-    epochs: int | None = Field(default=None, ge=1, le=1000)
-    batch_size: int | None = Field(default=None, ge=1, le=65536)
-    learning_rate: float | None = Field(default=None, gt=0, le=10)
-    learning_rate_decay_epochs: int | None = Field(default=None, ge=1, le=1000)
-    steps_per_execution: int | None = Field(default=None, ge=1, le=10000)
-    seed: int | None = Field(default=None, ge=0)
-    validation_fraction: float | None = Field(default=None, gt=0, lt=0.5)
-    monitor: str | None = None
+
+def _copy_fields(model: type[BaseModel], name: str, excluded: tuple[str, ...], optional: bool,
+                 doc: str) -> type[_Strict]:
+    """A model with `model`'s fields, types and limits, minus `excluded`; with `optional`, each field defaults to
+    None (not set) instead of its default."""
+    fields = {}
+    for key, info in model.model_fields.items():
+        if key in excluded:
+            continue
+        kind = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        fields[key] = (kind | None, None) if optional else (kind, info.default)
+    return create_model(name, __base__=_Strict, __doc__=doc, __module__=__name__, **fields)
+
+
+TrainSection = _copy_fields(TrainParams, "TrainSection", ("threshold",), optional=False,
+                            doc="The top-level `train` section: TrainParams without the per-dataset threshold.")
+TrainOverrides = _copy_fields(TrainParams, "TrainOverrides", NOT_PER_DATASET, optional=True,
+                              doc="`data.<dataset>.train`: the same keys and limits as `train`, each optional; "
+                                  "anything left out comes from the top-level section.")
 
 
 class DatasetParams(_Strict):
@@ -114,7 +135,7 @@ class Params(_Strict):
     data: dict[DatasetName, DatasetParams]
     download: DownloadParams = DownloadParams()
     validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
-    train: TrainParams = TrainParams()
+    train: TrainSection = TrainSection()
     evaluate: EvaluateParams = EvaluateParams()
     promote: PromoteParams = PromoteParams()
 
@@ -135,7 +156,7 @@ class Params(_Strict):
         """Top-level `train` merged with `data.<name>.train` overrides and `data.<name>.threshold`."""
         dataset = self.dataset(name)
         overrides = dataset.train.model_dump(exclude_none=True)
-        return self.train.model_copy(update={**overrides, "threshold": dataset.threshold})
+        return TrainParams(**{**self.train.model_dump(), **overrides, "threshold": dataset.threshold})
 
 
 def parse_params(document: Any, source: str = "params.yaml") -> Params:
@@ -160,54 +181,15 @@ def load_params(path: Path) -> Params:
     return parse_params(document, str(path))
 
 
-def override_params(path: Path, overrides: dict[str, Any]) -> str:
-    """Set dotted keys (`{"train.epochs": 3}`) in params.yaml, keeping its comments; return the previous text.
-
-    The new document is validated before it is written (atomically), so a bad override changes nothing.
-    Like `dvc exp run -S`, this keeps params.yaml and dvc.lock telling the same story.
-    """
-    from ruamel.yaml import YAML
-
-    from tasks.common.fileio import write_text_atomic
-
-    path = Path(path)
-    original = path.read_text(encoding="utf-8")
-    round_trip = YAML()
-    document = round_trip.load(original)
-    for dotted_key, value in overrides.items():
-        set_dotted(document, dotted_key, value)
-    parse_params(yaml.safe_load(_dump(round_trip, document)), f"{path} with overrides {overrides}")
-    write_text_atomic(path, _dump(round_trip, document))
-    return original
-
-
-def set_dotted(document: Any, dotted_key: str, value: Any) -> None:
-    """Set `a.b.c` in a parsed params document; ConfigError if a section on the way does not exist."""
-    *parents, leaf = dotted_key.split(".")
-    node = document
-    for position, part in enumerate(parents):
-        if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"override {dotted_key!r}: no key {'.'.join(parents[:position + 1])!r} in params.yaml")
-        node = node[part]
-    if not isinstance(node, dict):
-        raise ConfigError(f"override {dotted_key!r}: {'.'.join(parents)!r} is not a section")
-    node[leaf] = value
-
-
-def _dump(round_trip: Any, document: Any) -> str:
-    import io
-
-    buffer = io.StringIO()
-    round_trip.dump(document, buffer)
-    return buffer.getvalue()
-
-
 def _describe(error: ValidationError, source: str) -> str:
     lines = [f"{source}: {error.error_count()} invalid value(s):"]
     for detail in error.errors():
         key = ".".join(str(part) for part in detail["loc"]) or "<top level>"
         found = detail.get("input")
-        if detail["type"] == "extra_forbidden":
+        refusal = next((why for pattern, why in REFUSED_KEYS.items() if fnmatch.fnmatchcase(key, pattern)), None)
+        if detail["type"] == "extra_forbidden" and refusal:
+            lines.append(f"  - {key}: not allowed here (found {found!r}): {refusal}")
+        elif detail["type"] == "extra_forbidden":
             lines.append(f"  - {key}: unknown key (found {found!r}); check the spelling against params.yaml's documented keys")
         else:
             lines.append(f"  - {key}: {detail['msg']} (found {found!r})")

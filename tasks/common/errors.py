@@ -59,3 +59,7 @@ class StageFailedError(PipelineError):
 
 class PipelineLockedError(PipelineError):
     """Another run of the same dataset's pipeline holds the lock."""
+
+
+class OutputFileError(PipelineError, ValueError):
+    """A stage's output file, as a later stage reads it, is missing, malformed or lacks a field."""

@@ -75,6 +75,19 @@ class DatasetPaths:
         return self.production_dir / "test_predictions.npz"
 
     @property
+    def production_metrics_file(self) -> Path:
+        return self.production_dir / "metrics.json"
+
+    @property
+    def production_promotion_file(self) -> Path:
+        return self.production_dir / "promotion.json"
+
+    def production_copies(self) -> dict[Path, Path]:
+        """What promoting a model copies into the production folder: source -> destination."""
+        return {self.model_file: self.production_model_file, self.metrics_file: self.production_metrics_file,
+                self.test_predictions_file: self.production_predictions_file}
+
+    @property
     def reports_dir(self) -> Path:
         return self.root / "reports" / self.dataset
 
@@ -85,6 +98,15 @@ class DatasetPaths:
     @property
     def data_docs_dir(self) -> Path:
         return self.reports_dir / "data_docs"
+
+    @property
+    def data_docs_index(self) -> Path:
+        return self.data_docs_dir / "index.html"
+
+    @property
+    def failed_validation_dir(self) -> Path:
+        """The last failed validation's report and Data Docs, laid out as validation_file and data_docs_dir."""
+        return self.reports_dir / "failed_validation"
 
     @property
     def training_history_file(self) -> Path:

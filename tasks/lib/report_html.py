@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from html import escape
 
 from tasks.common.timings import StageTiming
+from tasks.lib.outputs import Metrics, PromotionDecision, TrainingSummary, ValidationSummary
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }
@@ -52,12 +53,12 @@ class RunCard:
 @dataclass(frozen=True)
 class ReportPage:
     dataset: str
-    metrics: dict
-    promotion: dict | None
-    training: dict
+    metrics: Metrics
+    promotion: PromotionDecision | None
+    training: TrainingSummary
     figures: dict[str, str]  # name -> data URI: confusion_counts, confusion_normalized, curves
     mistakes: list[Mistake]
-    validation: dict
+    validation: ValidationSummary
     data_docs_link: str
     run_card: RunCard
 
@@ -77,24 +78,24 @@ def render_page(page: ReportPage) -> str:
 
 def _headline(page: ReportPage) -> str:
     metrics, training = page.metrics, page.training
-    stop = "threshold reached" if training["stopped_by_threshold"] else "epoch limit"
-    cells = [("test accuracy", "test_accuracy", f"{metrics['test_accuracy']:.4f}"),
-             ("test loss", "test_loss", f"{metrics['test_loss']:.4f}"),
-             (f"stop epoch ({stop})", "stop_epoch", str(metrics["stop_epoch"])),
-             ("test images", "test_images", str(metrics["test_images"]))]
+    stop = "threshold reached" if training.stopped_by_threshold else "epoch limit"
+    cells = [("test accuracy", "test_accuracy", f"{metrics.test_accuracy:.4f}"),
+             ("test loss", "test_loss", f"{metrics.test_loss:.4f}"),
+             (f"stop epoch ({stop})", "stop_epoch", str(metrics.stop_epoch)),
+             ("test images", "test_images", str(metrics.test_images))]
     items = "".join(f'<div>{escape(label)}<span class="value" data-metric="{key}">{escape(value)}</span></div>'
                     for label, key, value in cells)
     return f'<h2 id="headline">Headline</h2><div class="headline">{items}</div>'
 
 
-def _promotion(promotion: dict | None) -> str:
+def _promotion(promotion: PromotionDecision | None) -> str:
     if promotion is None:
         return '<h2 id="promotion">Promotion</h2><p>No promotion decision yet (the promote stage has not run).</p>'
-    verdict = "promoted to production" if promotion["promoted"] else "not promoted: the champion stays"
-    rows = [[gate["gate"], _verdict(gate["passed"]), escape(gate["detail"])] for gate in promotion["gates"]]
-    return (f'<h2 id="promotion">Promotion</h2><p class="{"pass" if promotion["promoted"] else "fail"}" '
-            f'data-promoted="{str(promotion["promoted"]).lower()}">{escape(verdict)}</p>'
-            f"<p>{escape(promotion['reason'])}</p>" + _table(["gate", "result", "detail"], rows, escaped=True))
+    verdict = "promoted to production" if promotion.promoted else "not promoted: the champion stays"
+    rows = [[gate["gate"], _verdict(gate["passed"]), escape(gate["detail"])] for gate in promotion.gates]
+    return (f'<h2 id="promotion">Promotion</h2><p class="{"pass" if promotion.promoted else "fail"}" '
+            f'data-promoted="{str(promotion.promoted).lower()}">{escape(verdict)}</p>'
+            f"<p>{escape(promotion.reason)}</p>" + _table(["gate", "result", "detail"], rows, escaped=True))
 
 
 def _confusion(page: ReportPage) -> str:
@@ -103,18 +104,18 @@ def _confusion(page: ReportPage) -> str:
             f'<img alt="confusion matrix, row-normalized" src="{page.figures["confusion_normalized"]}"></div>')
 
 
-def _per_class(metrics: dict) -> str:
+def _per_class(metrics: Metrics) -> str:
     rows = [[name, f"{scores['precision']:.4f}", f"{scores['recall']:.4f}", f"{scores['f1']:.4f}",
-             str(scores["support"])] for name, scores in metrics["per_class"].items()]
+             str(scores["support"])] for name, scores in metrics.per_class.items()]
     return '<h2 id="per-class">Per class</h2>' + _table(["class", "precision", "recall", "F1", "support"], rows)
 
 
 def _curves(page: ReportPage) -> str:
     training = page.training
-    how = "the threshold callback stopped it" if training["stopped_by_threshold"] else "it ran to the epoch limit"
+    how = "the threshold callback stopped it" if training.stopped_by_threshold else "it ran to the epoch limit"
     return ('<h2 id="training">Training curves</h2>'
-            f"<p>Training stopped after epoch {training['stop_epoch']}: {how} "
-            f"({escape(training['monitor'])} threshold {training['threshold']:g}).</p>"
+            f"<p>Training stopped after epoch {training.stop_epoch}: {how} "
+            f"({escape(training.monitor)} threshold {training.threshold:g}).</p>"
             f'<img alt="training curves" src="{page.figures["curves"]}">')
 
 
@@ -129,15 +130,15 @@ def _mistakes(mistakes: list[Mistake]) -> str:
             f'(true &rarr; predicted, confidence, test row).</p><div class="gallery">{figures}</div>')
 
 
-def _validation(validation: dict, data_docs_link: str) -> str:
+def _validation(validation: ValidationSummary, data_docs_link: str) -> str:
     rows = [[escape(split), escape(result["description"] or ""), f"<code>{escape(result['expectation'])}</code>",
              escape(str(result["column"] or "")), _verdict(result["success"]),
              f"{result['unexpected_count']} / {result['element_count']}",
              escape("" if result["observed_value"] is None else str(result["observed_value"]))]
-            for split, results in validation["splits"].items() for result in results]
-    counts = ", ".join(f"{split} {count}" for split, count in validation["image_counts"].items())
+            for split, results in validation.splits.items() for result in results]
+    counts = ", ".join(f"{split} {count}" for split, count in validation.image_counts.items())
     return ('<h2 id="validation">Data validation</h2>'
-            f"<p>{'All expectations met' if validation['success'] else 'Some expectations failed'} "
+            f"<p>{'All expectations met' if validation.success else 'Some expectations failed'} "
             f"({escape(counts)} images). Full report: "
             f'<a href="{escape(data_docs_link)}">Great Expectations Data Docs</a>.</p>'
             + _table(["split", "expectation", "type", "column", "result", "unexpected / rows", "observed"], rows,

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.common.config import parse_params, set_dotted
+from tasks.common.config import parse_params
+from tasks.lib.params_edit import set_dotted
 from tasks.common.errors import ConfigError
 
 # What a sweep may vary, and where params.yaml keeps it for one dataset.

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tasks.common.config import parse_params
-from tasks.normalize import load_split
+from tasks.lib.outputs import load_split
 from tasks.common.paths import DatasetPaths
 from tasks.train import train_model
 from tests.conftest import PROJECT_ROOT, project_params_document

@@ -1,8 +1,8 @@
 """The pure parts of the Prefect artifacts (the artifacts themselves are checked on a real server in
 tests/integration/test_prefect_flow.py)."""
 
-import json
 
+from tasks.lib.outputs import Metrics, PromotionDecision, write_record
 from orchestration.artifacts import epoch_description, epoch_progress, report_markdown
 from tasks.common.paths import DatasetPaths
 
@@ -20,9 +20,12 @@ def test_epoch_description_names_the_epoch_and_its_metrics():
 def test_report_markdown_links_the_page_and_gives_the_decision(tmp_path):
     paths = DatasetPaths(tmp_path, "mnist-sample")
     paths.reports_dir.mkdir(parents=True)
-    paths.promotion_file.write_text(json.dumps({"promoted": False}))
+    write_record(paths.promotion_file, PromotionDecision("mnist-sample", False, "rejected: ...", 0.91, 0.93, -0.02,
+                                                         {}, [], None))
+    metrics = Metrics(test_accuracy=0.91234, test_loss=0.3, stop_epoch=4, test_images=10, per_class={},
+                      confusion_matrix=[])
 
-    text = report_markdown(paths, {"test_accuracy": 0.91234, "test_loss": 0.3, "stop_epoch": 4})
+    text = report_markdown(paths, metrics)
 
     assert f"[Open the run report]({paths.report_file.as_uri()})" in text
     assert "Test accuracy 0.9123" in text and "promotion: champion kept" in text

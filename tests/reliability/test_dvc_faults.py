@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -66,12 +65,13 @@ def set_param(repo, section, key, value):
 
 def test_failed_stage_keeps_dvc_lock_and_one_command_restores_the_outputs(repo):
     before = outputs(repo)
-    set_param(repo, "train", "monitor", "precision")
+    # A failure only the train stage can find: multi-worker training on a machine with no cluster described.
+    set_param(repo, "train", "distribution", "multi_worker")
 
-    failed = run(["dvc", "repro"], repo, check=False)
+    failed = run(["dvc", "repro"], repo, check=False)  # TF_CONFIG is not set here
 
     assert failed.returncode != 0
-    assert "train failed for custom: ConfigError: train.monitor: 'precision' is not a compiled metric" in failed.stderr
+    assert "train failed for custom: ConfigError: " in failed.stderr and "TF_CONFIG" in failed.stderr
     assert outputs(repo)["dvc.lock"] == before["dvc.lock"]
     print("missing after the failed stage:", sorted(set(before) - set(outputs(repo))))
     run(["git", "checkout", "--", "params.yaml"], repo)

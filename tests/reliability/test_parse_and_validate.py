@@ -158,7 +158,7 @@ PROCESSED_FAULTS = {"NaN": nan_pixels, "values > 1": above_one, "normalized twic
 def test_bad_normalized_data_stops_before_training(good_root, fault):
     """The processed split changed after normalize wrote it (a bad copy, a second normalization): the train
     stage re-checks it on load and refuses it before fitting."""
-    from tasks.normalize import save_split
+    from tasks.lib.outputs import save_split
     from tasks.train import train_model
 
     processed = good_root.processed_file("train")

@@ -20,7 +20,8 @@ from tasks.common.config import EvaluateParams, parse_params
 from tasks.evaluate import evaluate_model
 from tasks.common.paths import DatasetPaths
 from tasks.promote import promote_model
-from tasks.report import ReportInputError, most_confident_mistakes, read_history, write_report
+from tasks.common.errors import OutputFileError
+from tasks.report import most_confident_mistakes, write_report
 from tasks.lib.report_figures import THUMBNAIL_SCALE, misclassified_grid_png, row_normalized
 from tasks.common.timings import timed_stage
 from tasks.validate import validate_dataset
@@ -158,26 +159,10 @@ def test_missing_input_is_named(reported, tmp_path):
     paths = DatasetPaths(tmp_path / "copy", "mnist-sample")
     paths.metrics_file.unlink()
 
-    with pytest.raises(ReportInputError, match=re.escape(f"missing {paths.metrics_file} (written by the evaluate "
+    with pytest.raises(OutputFileError, match=re.escape(f"missing {paths.metrics_file} (written by the evaluate "
                                                          "stage). Run the earlier stages first")):
         write_report(paths, digits_params().dataset("mnist-sample"), EvaluateParams())
     assert not paths.report_file.exists() or paths.report_file.read_bytes() == reported.report_file.read_bytes()
-
-
-def test_malformed_history_names_file_and_line(tmp_path):
-    history = tmp_path / "training_history.csv"
-    history.write_text("epoch,loss,accuracy,val_loss,val_accuracy\n1,0.5,0.8,0.6,0.7\n2,nan?,0.9,0.5,0.8\n")
-
-    with pytest.raises(ReportInputError, match=re.escape(f"{history}, line 3: expected numbers")):
-        read_history(history)
-
-
-def test_history_without_validation_columns_is_refused(tmp_path):
-    history = tmp_path / "training_history.csv"
-    history.write_text("epoch,loss,accuracy\n1,0.5,0.8\n")
-
-    with pytest.raises(ReportInputError, match=r"missing columns \['val_loss', 'val_accuracy'\]"):
-        read_history(history)
 
 
 def test_most_confident_mistakes_come_first():

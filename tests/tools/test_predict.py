@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.normalize import load_split
+from tasks.lib.outputs import load_split
 from tools.predict import ImageFileError, image_to_input, main, predict_files
 from tasks.lib.predictions import load_model
 

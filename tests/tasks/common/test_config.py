@@ -1,9 +1,8 @@
 import pytest
-import yaml
 
-from tasks.common.config import load_params, override_params, parse_params
+from tasks.common.config import load_params, parse_params
 from tasks.common.errors import ConfigError
-from tests.conftest import PROJECT_ROOT, project_params_document
+from tests.conftest import project_params_document
 
 
 def test_project_params_load_and_merge_overrides(project_params):
@@ -20,6 +19,17 @@ def test_project_params_load_and_merge_overrides(project_params):
     ("train", "epochs", 0, "train.epochs: Input should be greater than or equal to 1 (found 0)"),
     ("train", "epochs", "ten", "train.epochs: Input should be a valid integer, unable to parse string as an integer (found 'ten')"),
     ("train", "unit", 64, "train.unit: unknown key (found 64)"),
+    ("train", "monitor", "precision",
+     "train.monitor: Input should be 'accuracy', 'loss', 'val_accuracy' or 'val_loss' (found 'precision')"),
+    ("data.fashion-mnist.train", "monitor", "f1", "data.fashion-mnist.train.monitor: Input should be 'accuracy'"),
+    ("train", "threshold", 0.5, "train.threshold: not allowed here (found 0.5): the threshold is set per dataset, "
+                                "as data.<dataset>.threshold (a value here would never be used)"),
+    ("data.mnist-sample.train", "threshold", 0.5, "data.mnist-sample.train.threshold: not allowed here (found 0.5): "
+                                                  "a dataset's threshold is data.<dataset>.threshold"),
+    ("data.mnist-sample.train", "distribution", "mirrored", "data.mnist-sample.train.distribution: not allowed here"),
+    ("data.mnist-sample.train", "units", 0, "data.mnist-sample.train.units: Input should be greater than or equal to 1"),
+    ("data.mnist-sample.train", "validation_fraction", 0.7,
+     "data.mnist-sample.train.validation_fraction: Input should be less than 0.5 (found 0.7)"),
 ])
 def test_bad_value_names_key_rule_and_value(section, key, value, expected):
     document = project_params_document()
@@ -79,29 +89,23 @@ def test_missing_and_malformed_files(tmp_path):
         load_params(broken)
 
 
-def test_override_keeps_comments_and_validates(tmp_path):
-    path = tmp_path / "params.yaml"
-    original = (PROJECT_ROOT / "params.yaml").read_text()
-    path.write_text(original)
+def test_every_training_setting_but_threshold_and_distribution_can_be_set_per_dataset_with_the_same_limits():
+    """The per-dataset section is derived from the top-level one: a new training setting is one field, once."""
+    from tasks.common.config import NOT_PER_DATASET, TrainOverrides, TrainParams, TrainSection
 
-    returned = override_params(path, {"train.epochs": 3, "data.mnist-sample.threshold": 0.5})
-
-    assert returned == original
-    rewritten = path.read_text()
-    assert "# The datasets `dvc repro` builds." in rewritten
-    document = yaml.safe_load(rewritten)
-    assert document["train"]["epochs"] == 3 and document["data"]["mnist-sample"]["threshold"] == 0.5
+    assert set(TrainOverrides.model_fields) == set(TrainParams.model_fields) - set(NOT_PER_DATASET)
+    assert set(TrainSection.model_fields) == set(TrainParams.model_fields) - {"threshold"}
+    for name, field in TrainOverrides.model_fields.items():
+        assert field.default is None
+        assert TrainSection.model_fields[name].default == TrainParams.model_fields[name].default
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"train.epochs": 0}, "train.epochs: Input should be greater than or equal to 1"),
-    ({"trian.epochs": 3}, "override 'trian.epochs': no key 'trian' in params.yaml"),
-])
-def test_bad_override_changes_nothing(tmp_path, overrides, message):
-    path = tmp_path / "params.yaml"
-    path.write_text((PROJECT_ROOT / "params.yaml").read_text())
-    before = path.read_bytes()
+def test_a_dataset_override_and_its_threshold_reach_the_training_params():
+    document = project_params_document()
+    document["data"]["mnist-sample"]["train"] = {"monitor": "val_loss", "units": 32}
+    document["data"]["mnist-sample"]["threshold"] = 0.4
 
-    with pytest.raises(ConfigError, match=message):
-        override_params(path, overrides)
-    assert path.read_bytes() == before
+    merged = parse_params(document).train_for("mnist-sample")
+
+    assert (merged.monitor, merged.units, merged.threshold) == ("val_loss", 32, 0.4)
+    assert merged.epochs == document["train"]["epochs"]  # not overridden any more

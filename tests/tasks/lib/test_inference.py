@@ -7,7 +7,7 @@ import pytest
 from tasks.common.errors import TrainingError
 from tasks.lib.inference import (DenseNetwork, UnsupportedModel, load_network, read_dense_network,
                              sparse_categorical_crossentropy)
-from tasks.normalize import load_split
+from tasks.lib.outputs import load_split
 from tasks.lib.predictions import load_model
 
 
