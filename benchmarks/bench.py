@@ -102,7 +102,7 @@ def scaling(workspace: Path) -> dict:
     from tasks.lib.expectations import build_expectations, run_suite, summarize_images
     from tasks.lib.outputs import load_split
     from tasks.common.paths import DatasetPaths
-    from tasks.train import build_model, fit_model
+    from tasks.train import batches_of, build_model, fit_model
 
     paths = DatasetPaths(workspace, FASHION)
     params = load_params(workspace / "params.yaml").train_for(FASHION).model_copy(
@@ -121,7 +121,8 @@ def scaling(workspace: Path) -> dict:
         model = build_model(params.units, params.learning_rate, params.steps_per_execution)
         epoch_seconds = _epoch_timer()
         with tempfile.TemporaryDirectory() as backup_dir:
-            fit_model(model, [(images[:count], labels[:count])], (images[:1000], labels[:1000]), params,
+            fit_model(model, batches_of(images[:count], labels[:count], params.batch_size, params.seed),
+                      (images[:1000], labels[:1000]), params,
                       Path(backup_dir), [epoch_seconds])
         rows.append({"fraction": fraction, "images": count, "validate_seconds": validate_seconds,
                      "first_epoch_seconds": epoch_seconds.seconds[0],

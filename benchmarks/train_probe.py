@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 started = time.perf_counter()
-from tasks.common.startup import import_large  # noqa: E402
+from tasks.lib.startup import import_large  # noqa: E402
 
-import_large("keras", freeze=True)  # as `python -m tasks.train` imports it (tasks/common/startup.py)
+import_large("keras", freeze=True)  # as `python -m tasks.train` imports it (tasks/lib/startup.py)
 from tasks.common.config import load_params  # noqa: E402
 from tasks.evaluate import evaluate_model  # noqa: E402
 from tasks.common.paths import PARAMS_FILE, DatasetPaths  # noqa: E402

@@ -20,7 +20,6 @@ from tasks.common.fileio import sha256_of_file, write_bytes_atomic
 from tasks.lib.http import FetchFailure, fetch_with_retries
 from tasks.lib.mnist_sample import build_mnist_sample
 from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
-from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
 
@@ -135,4 +134,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    raise SystemExit(main())

@@ -18,7 +18,6 @@ from tasks.lib.inference import load_network, sparse_categorical_crossentropy
 from tasks.lib.outputs import Metrics, TrainingSummary, load_split, read_record, write_record
 from tasks.lib.predictions import save_predictions, test_set_fingerprint
 from tasks.lib.scores import summarize_predictions
-from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
 CLASS_LABELS = list(range(NUM_CLASSES))
@@ -72,4 +71,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    raise SystemExit(main())

@@ -10,7 +10,6 @@ import numpy as np
 from tasks.lib import idx
 from tasks.common.paths import SPLITS, DatasetPaths
 from tasks.lib.outputs import check_normalized, save_split
-from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
 PIXEL_SCALE = np.float32(255.0)
@@ -52,4 +51,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    raise SystemExit(main())

@@ -25,7 +25,6 @@ from tasks.lib.inference import load_network
 from tasks.lib.outputs import McNemarResult, PromotionDecision, load_split, write_record
 from tasks.lib.scores import summarize_predictions
 from tasks.lib.predictions import load_predictions, predict_labels, test_set_fingerprint
-from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
 
@@ -145,4 +144,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    raise SystemExit(main())

@@ -30,7 +30,6 @@ from tasks.lib.outputs import (Metrics, PromotionDecision, TrainingSummary, Vali
                                read_history, read_record)
 from tasks.lib.report_html import Mistake, ReportPage, RunCard, render_page
 from tasks.common.timings import read_timings
-from tasks.common.startup import exit_process
 
 logger = logging.getLogger(__name__)
 LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn", "great-expectations", "prefect", "dvc", "matplotlib")
@@ -143,4 +142,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    raise SystemExit(main())

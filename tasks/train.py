@@ -24,7 +24,7 @@ from tasks.common.config import NUM_CLASSES, TrainParams
 from tasks.common.errors import TrainingError
 from tasks.lib.model_file import save_model
 from tasks.common.paths import DatasetPaths
-from tasks.common.startup import exit_process, import_large
+from tasks.lib.startup import import_large
 from tasks.lib.outputs import TrainingSummary, load_split, write_history, write_record
 
 logger = logging.getLogger(__name__)
@@ -99,21 +99,19 @@ def validation_batches_of(images: np.ndarray, labels: np.ndarray, batch_size: in
     return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).cache()
 
 
-def fit_model(model, train_data, validation_data, params: TrainParams, backup_dir: Path,
+def fit_model(model, batches, validation_data, params: TrainParams, backup_dir: Path,
               extra_callbacks: Sequence = ()):
     """Train with the threshold callback; return (history dict, stop epoch, stopped by threshold).
 
     Each epoch is backed up in `backup_dir` (Keras' BackupAndRestore): a run killed at epoch k resumes after
     epoch k when started again with the same data and params, and the returned history covers every epoch.
-    `train_data` is a one-element list holding (images, labels): it is emptied once the batches hold their
-    own copy, so the NumPy arrays can be freed during training. `extra_callbacks` (Keras callbacks) run after
-    the pipeline's own, for instance to report progress to an orchestrator.
+    `batches` are the training batches (`batches_of`); `validation_data` is (images, labels). `extra_callbacks`
+    (Keras callbacks) run after the pipeline's own, for instance to report progress to an orchestrator.
     """
     import keras
 
     from tasks.lib.callbacks import EpochRecorder, ThresholdStop
 
-    batches = batches_of(*train_data.pop(), params.batch_size, params.seed)
     validation_batches = validation_batches_of(*validation_data, params.batch_size)
     threshold_stop = ThresholdStop(params.monitor, params.threshold)
     # The recorder writes an epoch's line before the backup records that epoch as done.
@@ -146,7 +144,7 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     """Train on `data/processed/<dataset>/train.npz`; write the model, its history and a summary.
 
     `extra_callbacks` are Keras callbacks added after the pipeline's own (see `fit_model`)."""
-    import_large("keras")  # see tasks/common/startup.py
+    import_large("keras")  # see tasks/lib/startup.py
     import keras
 
     # No name keeps the loaded arrays alive: only the split copies stay in memory until batching.
@@ -159,9 +157,9 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     train_count = len(train_data[0])
     model = distribution.build_under(strategy, build_model, params, _decay_steps(params, train_count))
     started = time.perf_counter()
-    handed_over = [train_data]
-    del train_data  # fit_model empties `handed_over`, so the arrays are freed once batched
-    history, stop_epoch, by_threshold = fit_model(model, handed_over, validation_data, params,
+    batches = batches_of(*train_data, params.batch_size, params.seed)
+    del train_data  # the batches hold their own copy: the NumPy arrays are freed before training starts
+    history, stop_epoch, by_threshold = fit_model(model, batches, validation_data, params,
                                                    paths.train_backup_dir, extra_callbacks)
     seconds = time.perf_counter() - started
     final = {name: float(values[-1]) for name, values in history.items()}
@@ -202,4 +200,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    raise SystemExit(main())

@@ -22,7 +22,6 @@ from tasks.common.config import DatasetParams, ValidateParams
 from tasks.common.errors import DataValidationError
 from tasks.common.fileio import atomic_directory
 from tasks.common.paths import SPLITS, DatasetPaths
-from tasks.common.startup import exit_process
 from tasks.lib.outputs import ValidationSummary, write_record
 
 logger = logging.getLogger(__name__)
@@ -137,4 +136,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    raise SystemExit(main())

@@ -17,7 +17,6 @@ import numpy as np
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
-from tasks.common.startup import exit_process
 
 IMAGE_SIDE = 28
 
@@ -95,4 +94,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """What every stage runs: params (config), paths, errors, atomic file I/O, the pipeline lock, the stage command
-line, process start-up and stage timings.
+line and stage timings.
 
-dvc.yaml lists this folder as a dependency of every stage (one entry instead of eight per stage): every stage
+dvc.yaml lists this folder as a dependency of every stage (one entry instead of seven per stage): every stage
 imports every module here (tests/test_code_deps.py checks it), so an edit re-runs every stage, as the exact list
 would.
 """

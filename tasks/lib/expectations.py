@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 
 from tasks.common.config import NUM_CLASSES
-from tasks.common.startup import import_large
+from tasks.lib.startup import import_large
 
 # Before the import: GX logs hundreds of INFO lines while importing and every context setup step after it;
 # the stage logs what a user needs. Analytics are off before GX reads the setting.
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-import_large("great_expectations")  # see tasks/common/startup.py
+import_large("great_expectations")  # see tasks/lib/startup.py
 import great_expectations as gx  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 

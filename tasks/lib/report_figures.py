@@ -10,10 +10,10 @@ import base64
 import io
 from collections.abc import Sequence
 
-from tasks.common.startup import import_large
+from tasks.lib.startup import import_large
 
 import_large("matplotlib").use("Agg")  # files only, no display
-import_large("matplotlib.pyplot")  # see tasks/common/startup.py
+import_large("matplotlib.pyplot")  # see tasks/lib/startup.py
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402

@@ -1,4 +1,4 @@
-"""tasks/common/startup.py: each case runs in its own interpreter, since both functions act on the whole process."""
+"""tasks/lib/startup.py: each case runs in its own interpreter, since import_large acts on the whole process."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 IMPORT_AND_REPORT = """
     import gc, json, sys
-    from tasks.common.startup import import_large, in_stage_command
+    from tasks.lib.startup import import_large, in_stage_command
     frozen_before = gc.get_freeze_count()
     module = import_large("email.mime.multipart")
     print(json.dumps({"name": module.__name__, "same": module is sys.modules["email.mime.multipart"],
@@ -53,7 +53,7 @@ def test_import_large_elsewhere_freezes_nothing(tmp_path):
 def test_import_large_leaves_a_disabled_collector_disabled_and_raises_import_errors(tmp_path):
     completed = run_python("""
         import gc
-        from tasks.common.startup import import_large
+        from tasks.lib.startup import import_large
         gc.disable()
         try:
             import_large("no_such_module_here")
@@ -61,29 +61,6 @@ def test_import_large_leaves_a_disabled_collector_disabled_and_raises_import_err
             print("refused:", error.name, "enabled:", gc.isenabled())
     """, tmp_path)
     assert completed.stdout.strip() == "refused: no_such_module_here enabled: False", completed.stderr
-
-
-def test_exit_process_keeps_the_exit_code_output_logs_threads_and_atexit_handlers(tmp_path):
-    completed = run_python("""
-        import atexit, logging, os, sys, threading, time
-        from pathlib import Path
-        from tasks.common.startup import exit_process
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-        marker = Path(os.environ["TMP_DIR"]) / "atexit-ran"
-        atexit.register(marker.write_text, "yes")
-        worker = threading.Thread(target=lambda: (time.sleep(0.3), marker.with_name("thread-done").write_text("yes")))
-        worker.start()
-        print("on stdout, not yet flushed", end="")
-        sys.stderr.write("on stderr\\n")
-        logging.getLogger("stage").info("a log line")
-        exit_process(3)
-        print("never printed")
-    """, tmp_path)
-    assert completed.returncode == 3
-    assert completed.stdout == "on stdout, not yet flushed"
-    assert "on stderr" in completed.stderr and "INFO a log line" in completed.stderr
-    assert (tmp_path / "atexit-ran").read_text() == "yes"
-    assert (tmp_path / "thread-done").read_text() == "yes"  # a running thread is waited for
 
 
 def test_import_large_freezes_on_request_outside_a_stage_command(tmp_path):
