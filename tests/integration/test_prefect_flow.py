@@ -48,6 +48,21 @@ def test_flow_completes_and_writes_the_outputs(flow_run):
     assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["mnist-sample"]["threshold"] == 0.95
 
 
+def test_the_flow_runs_every_stage_once_in_the_pipelines_order(flow_run):
+    """The flow's body is wiring written by hand; the one stage list (tasks/common/paths.py) is what it must run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from tasks.common.paths import STAGES
+
+    _, state = flow_run
+    with get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+            any_=[state.state_details.flow_run_id])))
+    started = sorted((run for run in task_runs if run.state.is_completed()), key=lambda run: run.start_time)
+    assert tuple(run.name.rsplit("-", 1)[0] for run in started) == STAGES  # task run names: <task>-<3 hex>
+
+
 def test_dvc_accepts_the_flow_outputs_as_up_to_date(flow_run):
     repo, _ = flow_run
     assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
