@@ -28,7 +28,7 @@ _DOCS_SITE = "pipeline_reports"
 def summarize_images(images: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     """One row per image: its index, shape, dtype, pixel range, inked pixel count, label and the label's share."""
     count = len(images)
-    flat = images.reshape(count, -1)
+    flat = images.reshape(count, int(np.prod(images.shape[1:])))  # -1 cannot be resolved for 0 images
     label_counts = np.bincount(labels.astype(np.int64), minlength=NUM_CLASSES)
     return pd.DataFrame({
         "row": np.arange(count),

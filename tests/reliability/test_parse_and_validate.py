@@ -137,6 +137,19 @@ def test_bad_data_fails_validation_before_training(good_root, fault):
     assert (good_root.root / FAILED_REPORT / "validation.json").is_file()
 
 
+def test_an_empty_split_fails_validation_naming_its_files(good_root):
+    """An IDX file may declare 0 images; that split fails its expectations (it once crashed in NumPy instead)."""
+    for kind, empty in (("images", np.zeros((0, 28, 28), dtype=np.uint8)), ("labels", np.zeros(0, dtype=np.uint8))):
+        good_root.raw_file("train", kind).write_bytes(idx.encode_idx(empty))
+    before = snapshot(good_root.root)
+
+    with pytest.raises(DataValidationError) as raised:
+        run_pipeline_from_validate(good_root, custom_params())
+
+    assert f"  - {good_root.raw_file('train', 'labels')} [train]: all 10 classes present" in str(raised.value)
+    assert snapshot(good_root.root, ignore=(FAILED_REPORT,)) == before
+
+
 def nan_pixels(images):
     images = images.copy()
     images[5, 3, 3] = np.nan
