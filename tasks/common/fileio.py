@@ -82,7 +82,10 @@ def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     naming the file (NumPy's own messages do not).
     """
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a single .npy array saved under an .npz name
+            raise ValueError(f"a single {loaded.dtype} array of shape {loaded.shape}, not an .npz archive")
+        with loaded as archive:
             return {name: archive[name] for name in names}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise ArrayFileError(f"{path}: cannot read arrays {list(names)} ({type(error).__name__}: {error}); "
