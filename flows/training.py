@@ -13,7 +13,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from prefect import flow, get_run_logger
 
@@ -23,7 +23,7 @@ from flows.stages import download, evaluate, normalize, promote, report, train, 
 from orchestration.versioning import changed_stages, record_outputs
 from tasks.common.config import DatasetName, Params, load_params
 from tasks.lib.params_edit import override_params
-from tasks.common.errors import ConfigError, PipelineError, StageFailedError
+from tasks.common.errors import PipelineError, StageFailedError
 from tasks.common.lock import pipeline_lock
 from tasks.lib.outputs import Metrics, PromotionDecision
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
@@ -62,10 +62,7 @@ def training_pipeline(dataset: DatasetName = "fashion-mnist", params_file: str =
 
 
 def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> PipelineOutcome:
-    dataset_params = params.dataset(dataset)
-    if dataset not in params.datasets:
-        raise ConfigError(f"dataset {dataset!r} is not listed under `datasets` in params.yaml "
-                          f"(listed: {list(params.datasets)}); add it so DVC versions its outputs")
+    dataset_params = params.listed_dataset(dataset)
     paths = DatasetPaths(repo_root, dataset)
     with pipeline_lock(paths.lock_file, f"flow {FLOW_NAME}"):
         return _run_locked(paths, dataset_params, params, force)
@@ -103,15 +100,15 @@ def _run(stage_task, *arguments):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="fashion-mnist", choices=get_args(DatasetName),
-                        help="a dataset defined under `data` in params.yaml (default: %(default)s)")
+    parser.add_argument("--dataset", default="fashion-mnist",
+                        help="a dataset listed under `datasets` in the params file (default: %(default)s)")
     parser.add_argument("--params-file", default=PARAMS_FILE)
     parser.add_argument("--overrides", type=json.loads, default=None,
                         help='JSON object of dotted params keys, e.g. \'{"train.epochs": 3}\'')
     parser.add_argument("--force", action="store_true", help="retrain even when nothing changed")
     arguments = parser.parse_args(argv)
     try:
-        load_params(Path(arguments.params_file)).dataset(arguments.dataset)  # before Prefect starts anything
+        load_params(Path(arguments.params_file)).listed_dataset(arguments.dataset)  # before Prefect starts
         outcome = training_pipeline(dataset=arguments.dataset, params_file=arguments.params_file,
                                     overrides=arguments.overrides, force=arguments.force)
     except PipelineError as error:  # a user's mistake or bad data: its message says what and where

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,7 +153,9 @@ def is_running(service: Service, name: str) -> bool:
 
 
 def stop(service: Service, timeout_seconds: float = 20) -> list[str]:
-    """End the worker and the server that `serve` started (their whole process groups), by PID file."""
+    """End the worker and the server that `serve` started (their whole process groups), by PID file, and take
+    the server's address out of the project's Prefect profile, so that every target runs as before serving."""
+    forget_api_url(service)
     stopped = []
     for name in PROCESS_NAMES:
         pid_file = service.pid_file(name)
@@ -168,6 +171,18 @@ def stop(service: Service, timeout_seconds: float = 20) -> list[str]:
         pid_file.unlink()
         stopped.append(name)
     return stopped
+
+
+def forget_api_url(service: Service) -> None:
+    """Unset PREFECT_API_URL in the active profile of PREFECT_HOME when it is this service's address (`serve`
+    set it there, for the prefect CLI); an address the user set for another server is left alone."""
+    profiles_file = service.home / "profiles.toml"
+    if not profiles_file.exists():
+        return
+    document = tomllib.loads(profiles_file.read_text())
+    active = document.get("active", "ephemeral")
+    if document.get("profiles", {}).get(active, {}).get("PREFECT_API_URL") == service.api_url:
+        run_cli(service, "config", "unset", "PREFECT_API_URL")
 
 
 def _signal_group(pid: int, signal_number: int) -> None:

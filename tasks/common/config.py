@@ -152,6 +152,14 @@ class Params(_Strict):
             raise ConfigError(f"unknown dataset {name!r}: params.yaml `data` defines {sorted(self.data)}")
         return self.data[name]
 
+    def listed_dataset(self, name: str) -> DatasetParams:
+        """Settings of a dataset listed under `datasets` (the ones dvc.yaml has stages for), or a ConfigError."""
+        settings = self.dataset(name)
+        if name not in self.datasets:
+            raise ConfigError(f"dataset {name!r} is not listed under `datasets` in params.yaml "
+                              f"(listed: {list(self.datasets)}); add it so DVC versions its outputs")
+        return settings
+
     def train_for(self, name: str) -> TrainParams:
         """Top-level `train` merged with `data.<name>.train` overrides and `data.<name>.threshold`."""
         dataset = self.dataset(name)

@@ -122,12 +122,17 @@ def scheduled(tmp_path_factory):
         time.sleep(3 * 5)  # three passes of the scheduler (SCHEDULER_LOOP)
         after_pause = flow_runs(service)
         paused_status = status_command(service, "status", environment)
+    # `make stop`, then `make flow` as after any stop: the flow runs without a server, as before serving.
+    stopped = status_command(service, "stop", environment)
+    without_server = {key: value for key, value in service.environment().items() if key != "PREFECT_API_URL"}
+    flow_after_stop = subprocess.run([sys.executable, "-m", "flows.training", "--dataset", "mnist-sample"], cwd=repo,
+                                     env=without_server, capture_output=True, text=True, timeout=300)
     cancelled = sum(run.state_name == "Cancelled" for run in left)
     print(f"\n{len(left)} scheduled runs ({INTERVAL_SECONDS} s apart) kept once paused: {RUNS_TO_WATCH} watched to "
           f"Completed, {len(left) - cancelled - RUNS_TO_WATCH} more completed, {cancelled} cancelled after the pause")
     yield {"served": served, "status": status, "paused_status": paused_status, "created": created,
            "finished": finished, "decisions": decisions, "production_model": model, "dvc_status": dvc_status,
-           "left": left, "after_pause": after_pause}
+           "left": left, "after_pause": after_pause, "stopped": stopped, "flow_after_stop": flow_after_stop}
 
 
 def test_the_scheduler_creates_runs_by_itself_an_interval_apart(scheduled):
@@ -190,3 +195,14 @@ def test_pausing_and_cancelling_leaves_no_run_behind(scheduled):
     assert all(run.state.is_final() for run in after_pause)
     section = scheduled["paused_status"].stdout.split("training-pipeline/mnist-sample\n", 1)[1]
     assert section.startswith(f"    schedule:  every {INTERVAL_SECONDS} s (paused)\n    next run:  none scheduled\n")
+
+
+def test_after_make_stop_the_flow_runs_without_a_server_as_before_serving(scheduled):
+    """Serving writes the server's address into the project's Prefect profile; `make stop` takes it out again
+    (issue 16: every target failed with "Failed to reach API" after a stop)."""
+    stopped, flow = scheduled["stopped"], scheduled["flow_after_stop"]
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert flow.returncode == 0, flow.stdout[-2000:] + flow.stderr[-3000:]
+    assert "Failed to reach API" not in flow.stderr
+    assert "mnist-sample: nothing changed since run" in flow.stdout

@@ -33,3 +33,22 @@ def test_two_deployments_sharing_a_queue_are_refused_naming_the_second(tmp_path)
                                          rf"'{first['work_pool']['work_queue_name']}' is already another "
                                          "deployment's"):
         queue_limits(prefect_file)
+
+
+def test_stopping_forgets_the_served_address_but_not_one_the_user_set(tmp_path):
+    from orchestration.serve import Service, forget_api_url
+
+    service = Service(home=tmp_path / "home", root=PROJECT_ROOT, port=4299)
+    service.home.mkdir()
+    profiles = service.home / "profiles.toml"
+    profiles.write_text(f'active = "ephemeral"\n\n[profiles.ephemeral]\nPREFECT_API_URL = "{service.api_url}"\n'
+                        'PREFECT_SERVER_ANALYTICS_ENABLED = "false"\n')
+
+    forget_api_url(service)
+
+    assert "PREFECT_API_URL" not in profiles.read_text()
+    assert 'PREFECT_SERVER_ANALYTICS_ENABLED = "false"' in profiles.read_text()
+    elsewhere = 'active = "ephemeral"\n\n[profiles.ephemeral]\nPREFECT_API_URL = "http://10.0.0.5:4200/api"\n'
+    profiles.write_text(elsewhere)
+    forget_api_url(service)
+    assert profiles.read_text() == elsewhere
