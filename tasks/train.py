@@ -21,7 +21,7 @@ import numpy as np
 
 from tasks.lib import distribution
 from tasks.common.config import NUM_CLASSES, TrainParams
-from tasks.common.errors import TrainingError
+from tasks.common.errors import StageInterrupted, TrainingError
 from tasks.lib.model_file import save_model
 from tasks.common.paths import DatasetPaths
 from tasks.lib.startup import import_large
@@ -159,8 +159,12 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     started = time.perf_counter()
     batches = batches_of(*train_data, params.batch_size, params.seed)
     del train_data  # the batches hold their own copy: the NumPy arrays are freed before training starts
-    history, stop_epoch, by_threshold = fit_model(model, batches, validation_data, params,
-                                                   paths.train_backup_dir, extra_callbacks)
+    try:
+        history, stop_epoch, by_threshold = fit_model(model, batches, validation_data, params,
+                                                       paths.train_backup_dir, extra_callbacks)
+    except KeyboardInterrupt:
+        raise StageInterrupted(f"{paths.dataset}: training interrupted (Ctrl-C); {_resume_note(paths)}; "
+                               f"{paths.model_file} was not changed") from None
     seconds = time.perf_counter() - started
     final = {name: float(values[-1]) for name, values in history.items()}
     if not all(math.isfinite(value) for value in final.values()):
@@ -179,6 +183,15 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     logger.info("%s: stopped at epoch %d (%s) in %.1f s, %s; model -> %s", paths.dataset, stop_epoch,
                 "threshold reached" if by_threshold else "epoch limit", seconds, final, paths.model_file)
     return result
+
+
+def _resume_note(paths: DatasetPaths) -> str:
+    """What rerunning the stage will do, from the epoch the backup holds."""
+    try:
+        done = json.loads((paths.train_backup_dir / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        done = 0
+    return f"a rerun resumes after epoch {done}" if done else "a rerun starts at epoch 1"
 
 
 def _file_identity(path: Path) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.common.config import Params, load_params
-from tasks.common.errors import PipelineError
+from tasks.common.errors import PipelineError, StageInterrupted
 from tasks.common.lock import pipeline_lock
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
 from tasks.common.timings import timed_stage
@@ -38,6 +38,9 @@ def run_stage(stage: str, argv: list[str] | None, stage_function: Callable[[Data
         paths = DatasetPaths(arguments.root.resolve(), arguments.dataset)
         with pipeline_lock(paths.lock_file, f"stage {stage}"), timed_stage(paths, stage, "cli", _announce):
             stage_function(paths, params)
+    except StageInterrupted as error:
+        print(f"{stage} interrupted for {arguments.dataset}: {error}", file=sys.stderr)
+        return 130
     except PipelineError as error:
         print(f"{stage} failed for {arguments.dataset}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1

@@ -49,6 +49,10 @@ class TrainingError(PipelineError):
     """Training could not start or did not produce a usable model."""
 
 
+class StageInterrupted(PipelineError):
+    """The user interrupted a stage (Ctrl-C); the message says what a rerun does. Exit code 130, as for SIGINT."""
+
+
 class ModelFileError(PipelineError, ValueError):
     """A model file that Keras cannot load safely: not a `.keras` archive, truncated, or unsafe (a Lambda layer)."""
 

@@ -67,6 +67,25 @@ train_model(DatasetPaths(root, "custom"), load_params(root / "params.yaml").trai
 """
 
 
+# `python -m tasks.train custom` with Ctrl-C (SIGINT) sent to itself at the end of epoch KILLED_AT, right after
+# the pipeline's epoch recorder wrote that epoch and before its backup: as a user's Ctrl-C lands mid-training.
+CTRL_C_AT_EPOCH = """
+import os, signal, sys
+from tasks.lib import callbacks
+
+recorded = callbacks.EpochRecorder.on_epoch_end
+
+def then_ctrl_c(self, epoch, logs=None):
+    recorded(self, epoch, logs)
+    if epoch + 1 == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGINT)
+
+callbacks.EpochRecorder.on_epoch_end = then_ctrl_c
+from tasks.train import main
+raise SystemExit(main(["custom"]))
+"""
+
+
 def write_params(root: Path, **train) -> None:
     document = project_params_document()
     document["datasets"] = ["custom"]
@@ -106,6 +125,23 @@ def test_killed_training_resumes_from_the_epoch_it_reached(good_root):
         [record["loss"] for record in epochs_before_kill], abs=1e-6)
     assert not backup.exists()  # a finished run leaves no backup behind
     load_model(good_root.model_file)
+
+
+def test_ctrl_c_during_training_is_one_line_saying_where_a_rerun_resumes(good_root):
+    write_params(good_root.root, epochs=EPOCHS)
+    model_before = good_root.model_file.read_bytes()
+
+    interrupted = python("-c", CTRL_C_AT_EPOCH, str(KILLED_AT), cwd=good_root.root)
+
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    assert "Traceback" not in interrupted.stderr and "KeyboardInterrupt" not in interrupted.stderr
+    (line,) = [line for line in interrupted.stderr.splitlines() if line.startswith("train interrupted for custom: ")]
+    assert line == (f"train interrupted for custom: custom: training interrupted (Ctrl-C); a rerun resumes after "
+                    f"epoch {KILLED_AT - 1}; {good_root.model_file} was not changed")
+    assert good_root.model_file.read_bytes() == model_before
+    rerun = python("-m", "tasks.train", "custom", cwd=good_root.root)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming an interrupted training run after epoch {KILLED_AT - 1}" in rerun.stderr
 
 
 def test_backup_of_other_params_is_not_resumed(good_root):
