@@ -86,3 +86,46 @@ def test_a_file_that_is_not_a_keras_model_is_named_with_what_was_expected(tmp_pa
 
     with pytest.raises(ModelFileError, match=r"model.keras: expected a Keras 3 `.keras` model that loads in safe mode"):
         load_model(not_a_model)
+
+
+def png_header_only(path, width, height):
+    """A PNG that declares width x height and holds no pixel data: what PIL reads before it decodes anything."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize(("width", "height"), [(12000, 12000), (8000, 6251)])
+def test_a_huge_image_is_refused_by_its_header_naming_its_size_before_decoding(tmp_path, width, height):
+    """20000x20000 once ended in PIL's DecompressionBombError traceback; 12000x12000 took 1.46 GB (issue 16)."""
+    path = png_header_only(tmp_path / "huge.png", width, height)
+
+    with pytest.raises(ImageFileError) as raised:
+        image_to_input(path)
+
+    assert str(raised.value) == (f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels; at most 50 "
+                                 "are accepted (resize it first, e.g. to 1000x1000)")
+
+
+def test_an_image_past_pils_own_limit_is_refused_in_one_line_too(tmp_path):
+    path = png_header_only(tmp_path / "bomb.png", 20000, 20000)
+
+    with pytest.raises(ImageFileError) as raised:
+        image_to_input(path)
+
+    message = str(raised.value)
+    assert message.startswith(f"{path}: too large: Image size (400000000 pixels) exceeds limit of ")
+    assert message.endswith("at most 50 megapixels are accepted (resize it first, e.g. to 1000x1000)")
+
+
+def test_a_phone_sized_photo_is_decoded(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.new("L", (5000, 4000), color=255).save(path)  # 20 megapixels: a phone photo
+
+    assert image_to_input(path).shape == (28, 28)
