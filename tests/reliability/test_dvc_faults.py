@@ -124,3 +124,29 @@ def test_stage_refused_while_a_run_holds_the_lock_then_runs_once_the_holder_is_k
 
     assert f"the run that held this lock was killed (flow training-pipeline, pid {holder.pid}" in after_kill.stderr
     assert outputs(repo) == before
+
+
+def readme_experiment_command() -> list[str]:
+    """The experiment command of the README's "Running it" table, as a user copies it."""
+    from tests.conftest import PROJECT_ROOT
+
+    (row,) = [line for line in (PROJECT_ROOT / "README.md").read_text().splitlines()
+              if line.startswith("| an experiment |")]
+    return row.split("`")[1].split()
+
+
+def test_the_readmes_experiment_leaves_the_served_model_and_params_alone(repo):
+    """`dvc exp run -S ...` in the workspace once promoted the experiment's model and left params.yaml changed, so
+    predict and the next scheduled run used it (issue 16). The README's command runs in a temporary copy."""
+    command = readme_experiment_command()
+    assert command[:3] == ["dvc", "exp", "run"], command
+    before = outputs(repo)
+    params_before = (repo / "params.yaml").read_bytes()
+
+    ran = run(command, repo)
+
+    assert outputs(repo) == before  # the production model, every output and dvc.lock
+    assert (repo / "params.yaml").read_bytes() == params_before
+    assert run(["git", "status", "--porcelain", "--untracked-files=no"], repo).stdout == ""
+    shown = run(["dvc", "exp", "show", "--no-pager", "--csv"], repo).stdout
+    assert len(shown.strip().splitlines()) >= 3, ran.stdout + shown  # header, the workspace/HEAD and the experiment
