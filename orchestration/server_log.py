@@ -56,15 +56,17 @@ class LogRecord:
 
 
 # The variable parts an entry's message may hold, and exactly what each stands for.
-WORKER_NAME, WORK_POOL_NAME = "{worker}", "{work_pool}"
-_PLACEHOLDERS = {WORKER_NAME: r"ProcessWorker [0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-                 WORK_POOL_NAME: r"[\w-]+"}
+WORKER_NAME, WORK_POOL_NAME, POOL_ID, DURATION = "{worker}", "{work_pool}", "{pool_id}", "{duration}"
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_PLACEHOLDERS = {WORKER_NAME: rf"ProcessWorker {_UUID}", WORK_POOL_NAME: r"[\w-]+", POOL_ID: _UUID,
+                 DURATION: r"\[ *\d+(ms|s )\]"}
 
 
 @dataclass(frozen=True)
 class RoutineError:
     """An error that is expected in a server's log, matched exactly on the logger, message and exception; in the
-    message, WORKER_NAME and WORK_POOL_NAME stand for the names of the worker and pool it concerns. With `detail`,
+    message, WORKER_NAME, WORK_POOL_NAME and POOL_ID stand for the worker, pool and pool id it concerns, and
+    DURATION for docket's "[ 123ms]". With `detail`,
     a regular expression, one line of the record's details must also match it from its start (the SQL
     parameters of a failed write, say)."""
 
@@ -109,6 +111,16 @@ ROUTINE: tuple[RoutineError, ...] = (
                "the runs stay Scheduled and the next pass (every 5 s) marks them. Matched only on the Late state's "
                "own insert. Seen 81 times in a passing run of the 20-run load test, where all "
                "20 runs completed one at a time."),
+    RoutineError(
+        logger="docket.dependencies",
+        message=f"\u21a9 {DURATION} mark_work_queues_ready(polled_work_queue_ids=..., ready_work_queue_ids=...)"
+                f"{{mark_work_queues_ready:work_pool:{POOL_ID}}}",
+        exception="sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked",
+        reason="After each poll, Prefect 3.8 marks the polled work queues READY (their status in the UI) in a "
+               "docket task, retried when it fails (docket logs the failure at ERROR, then retries it). Once, in a "
+               "passing 20-run load test on a machine busy with other test suites, that write waited out SQLite's "
+               "60 s busy timeout and failed; it is retried, the worker's next poll marks the queues again, and "
+               "all 20 runs completed."),
 )
 
 

@@ -1,7 +1,8 @@
 """Stage 6, promote: the newly trained model (challenger) replaces the production model (champion) only if
 it passes an absolute accuracy gate and does not regress: overall accuracy not lower by more than a margin,
-and no class's recall lower by more than a margin. A McNemar exact test on the paired test-set predictions
-says whether the two models really differ.
+and no class's recall lower by more than a margin where a one-sided paired test on that class's images, corrected
+for testing every class (Holm), says the drop is real. A McNemar exact test on all the paired test-set
+predictions says whether the two models differ at all.
 
 The champion lives in `models/<dataset>/production/` (DVC-tracked, so earlier champions stay retrievable
 from git history + DVC cache). Promotion swaps that folder in whole; a rejected challenger leaves it as it was.
@@ -11,9 +12,7 @@ The decision, with its numbers, goes to `reports/<dataset>/promotion.json`.
 from __future__ import annotations
 
 import logging
-import math
 import shutil
-from fractions import Fraction
 
 import numpy as np
 
@@ -23,31 +22,11 @@ from tasks.common.fileio import atomic_directory
 from tasks.common.paths import DatasetPaths
 from tasks.lib.inference import load_network
 from tasks.lib.outputs import McNemarResult, PromotionDecision, load_split, write_record
+from tasks.lib.paired_tests import holm_adjusted, mcnemar_exact, worse_p_value
 from tasks.lib.scores import summarize_predictions
 from tasks.lib.predictions import load_predictions, predict_labels, test_set_fingerprint
 
 logger = logging.getLogger(__name__)
-
-
-def mcnemar_exact(champion_correct: np.ndarray, challenger_correct: np.ndarray, level: float) -> McNemarResult:
-    """Exact (binomial) McNemar test on the discordant pairs of two classifiers' per-image correctness."""
-    champion_only = int(np.sum(champion_correct & ~challenger_correct))
-    challenger_only = int(np.sum(challenger_correct & ~champion_correct))
-    discordant = champion_only + challenger_only
-    p_value = _two_sided_binomial_half(min(champion_only, challenger_only), discordant)
-    return McNemarResult(champion_only, challenger_only, p_value, p_value < level)
-
-
-def _two_sided_binomial_half(successes: int, trials: int) -> float:
-    """Exact two-sided p-value of `successes` <= trials/2 under Binomial(trials, 1/2), as scipy's binomtest gives.
-
-    The distribution is symmetric, so the two-sided value is twice the lower tail (at most 1); integer
-    arithmetic keeps it exact. Written out because importing scipy costs this stage most of its run time.
-    """
-    if trials == 0:
-        return 1.0
-    lower_tail = sum(math.comb(trials, count) for count in range(successes + 1))
-    return min(1.0, float(Fraction(2 * lower_tail, 2 ** trials)))
 
 
 def per_class_recall(labels: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]) -> dict[str, float]:
@@ -71,16 +50,34 @@ def decide(dataset: str, labels: np.ndarray, challenger_predicted: np.ndarray, c
     challenger_recall = per_class_recall(labels, challenger_predicted, dataset_params.class_names)
     champion_recall = per_class_recall(labels, champion_predicted, dataset_params.class_names)
     recall_deltas = {name: challenger_recall[name] - champion_recall[name] for name in dataset_params.class_names}
-    worst_class = min(recall_deltas, key=recall_deltas.get)
     gates.append(_gate("no accuracy regression", challenger_accuracy - champion_accuracy >= -settings.max_accuracy_drop,
                        f"accuracy {challenger_accuracy:.4f} vs champion {champion_accuracy:.4f} "
                        f"(delta {challenger_accuracy - champion_accuracy:+.4f}, allowed drop {settings.max_accuracy_drop})"))
-    gates.append(_gate("no per-class recall regression", recall_deltas[worst_class] >= -settings.max_recall_drop,
-                       f"largest recall drop {recall_deltas[worst_class]:+.4f} for {worst_class!r} "
-                       f"(allowed drop {settings.max_recall_drop})"))
+    gates.append(_class_gate(labels, champion_correct, challenger_correct, recall_deltas, dataset_params.class_names,
+                             settings))
     test = mcnemar_exact(champion_correct, challenger_correct, settings.significance_level)
     return _conclude(dataset, gates, challenger_accuracy, champion_accuracy, recall_deltas, test,
                      _significance_note(test, settings.significance_level))
+
+
+def _class_gate(labels, champion_correct, challenger_correct, recall_deltas: dict[str, float],
+                class_names: tuple[str, ...], settings: PromoteParams) -> dict:
+    """A class regresses when its recall drops by more than the allowed drop AND a one-sided paired test on its
+    own images says the challenger is really worse there, Holm-corrected over the classes: a drop of a few
+    images in a small class is noise, not a regression."""
+    worse = {name: worse_p_value(champion_correct[labels == index], challenger_correct[labels == index])
+             for index, name in enumerate(class_names)}
+    adjusted = holm_adjusted(worse)
+    regressed = [name for name in class_names
+                 if recall_deltas[name] < -settings.max_recall_drop and adjusted[name] <= settings.significance_level]
+    shown = regressed or [min(recall_deltas, key=recall_deltas.get)]
+    details = [f"{'recall drop' if regressed else 'largest recall drop'} {recall_deltas[name]:+.4f} for {name!r} "
+               f"(allowed drop {settings.max_recall_drop}; one-sided paired test on its "
+               f"{int(np.sum(labels == class_names.index(name)))} images p = {worse[name]:.4g}, Holm-adjusted over "
+               f"{len(class_names)} classes {adjusted[name]:.4g}, "
+               f"{'significant' if adjusted[name] <= settings.significance_level else 'not significant'} at "
+               f"{settings.significance_level})" for name in shown]
+    return _gate("no per-class recall regression", not regressed, "; ".join(details))
 
 
 def _gate(name: str, passed: bool, detail: str) -> dict:
