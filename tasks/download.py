@@ -88,8 +88,24 @@ def _from_local_dir(local_dir: Path, file_name: str, kind: str, expected: str | 
         except (ChecksumError, IDXFormatError) as failure:
             failures.append(str(failure))
     if not candidates:
-        failures.append(f"{local_dir}: neither {file_name}.gz nor {file_name} exists")
+        failures.append(_missing_from(local_dir, file_name))
     return None
+
+
+def _missing_from(local_dir: Path, file_name: str) -> str:
+    """Why `local_dir` has no `file_name`: the folder is missing, empty, holds images, or holds other files."""
+    wanted = f"{file_name}.gz or {file_name}"
+    if not local_dir.is_dir():
+        return f"{local_dir}: no such folder (data.<dataset>.local_dir); expected a folder holding {wanted}"
+    entries = sorted(entry.name for entry in local_dir.iterdir())
+    if not entries:
+        return f"{local_dir}: the folder is empty; expected {wanted}"
+    images = [name for name in entries if Path(name).suffix.lower() in (".png", ".jpg", ".jpeg")]
+    if images:
+        return (f"{local_dir}: holds {len(images)} image files (e.g. {images[0]}) but no {wanted}; a local_dir "
+                "holds the four IDX files of the MNIST layout, and image files are not read")
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    return f"{local_dir}: neither {file_name}.gz nor {file_name} exists (found {len(entries)}: {shown})"
 
 
 def _accept(payload: bytes, kind: str, expected: str | None, origin: Path | str) -> bytes:

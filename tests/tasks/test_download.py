@@ -227,8 +227,30 @@ def test_custom_local_dir_missing_a_file_names_both_candidates(tmp_path):
 
     assert str(raised.value) == (
         f"custom/{FIRST}: no source provided a verified file; tried:\n"
-        f"  - {incoming}: neither {FIRST}.gz nor {FIRST} exists"
+        f"  - {incoming}: neither {FIRST}.gz nor {FIRST} exists (found 3: "
+        + ", ".join(sorted(path.name for path in incoming.iterdir())) + ")"
     )
+    assert_nothing_in_raw_dir(paths)
+
+
+@pytest.mark.parametrize(("prepare", "says"), [
+    (lambda folder: None, "{folder}: no such folder (data.<dataset>.local_dir); expected a folder holding "
+                          "{name}.gz or {name}"),
+    (lambda folder: folder.mkdir(), "{folder}: the folder is empty; expected {name}.gz or {name}"),
+    (lambda folder: (folder.mkdir(), (folder / "shirt.png").write_bytes(b"png"), (folder / "a.jpg").write_bytes(b"j")),
+     "{folder}: holds 2 image files (e.g. a.jpg) but no {name}.gz or {name}; a local_dir holds the four IDX files "
+     "of the MNIST layout, and image files are not read"),
+])
+def test_a_local_dir_without_idx_files_says_what_it_holds_instead(tmp_path, prepare, says):
+    """A missing folder, an empty one and a folder of PNG files once all gave the same "neither ... exists"."""
+    incoming = tmp_path / "incoming"
+    prepare(incoming)
+    paths = DatasetPaths(tmp_path, "custom")
+
+    with pytest.raises(DownloadError) as raised:
+        download_dataset(paths, dataset_params("custom", local_dir=incoming), SETTINGS)
+
+    assert f"  - {says.format(folder=incoming, name=FIRST)}" in str(raised.value).splitlines()
     assert_nothing_in_raw_dir(paths)
 
 
