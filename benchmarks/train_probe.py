@@ -25,6 +25,6 @@ if __name__ == "__main__":
     paths = DatasetPaths(root, dataset)
     training = train_model(paths, params.train_for(dataset))
     evaluation = evaluate_model(paths, params.dataset(dataset))
-    print(json.dumps({"train_seconds": training.train_seconds, "stop_epoch": training.stop_epoch,
+    print(json.dumps({"train_seconds": training.train_seconds, "stop_epoch": training.summary.stop_epoch,
                       "test_accuracy": evaluation.test_accuracy, "batch_size": params.train_for(dataset).batch_size,
                       "process_seconds": time.perf_counter() - started}))

@@ -76,9 +76,10 @@ def train(paths: DatasetPaths, params: TrainParams) -> TrainResult:
     progress = training_progress(paths.dataset, params.epochs)
     with _timed(paths, "train"):
         result = train_model(paths, params, extra_callbacks=[progress.callback()])
-    progress.finish(result.stop_epoch, result.stopped_by_threshold)
-    get_run_logger().info("stopped at epoch %d (%s) after %.1f s of training", result.stop_epoch,
-                          "threshold reached" if result.stopped_by_threshold else "epoch limit", result.train_seconds)
+    summary = result.summary
+    progress.finish(summary.stop_epoch, summary.stopped_by_threshold)
+    get_run_logger().info("stopped at epoch %d (%s) after %.1f s of training", summary.stop_epoch,
+                          "threshold reached" if summary.stopped_by_threshold else "epoch limit", result.train_seconds)
     return result
 
 

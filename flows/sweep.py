@@ -107,9 +107,7 @@ def sweep(dataset: str = "mnist-sample", grid: dict[str, list[Any]] | None = Non
 
 def _checked_trials(root: Path, dataset: str, grid, trials) -> list[dict[str, Any]]:
     document = yaml.safe_load((root / PARAMS_FILE).read_text(encoding="utf-8"))
-    if dataset not in parse_params(document).datasets:
-        raise ConfigError(f"sweep: dataset {dataset!r} is not listed under `datasets` in params.yaml, so DVC "
-                          f"has no stages for it")
+    parse_params(document).listed_dataset(dataset)  # DVC has stages for the listed datasets only
     return check_trials(document, dataset, [*(expand_grid(grid) if grid else []), *(trials or [])])
 
 

@@ -44,7 +44,8 @@ def metrics_markdown(paths: DatasetPaths, class_names: tuple[str, ...], training
         "|---|---|",
         f"| test accuracy | {evaluation.test_accuracy:.4f} |",
         f"| test loss | {evaluation.test_loss:.4f} |",
-        f"| stop epoch | {training.stop_epoch} ({'threshold reached' if training.stopped_by_threshold else 'epoch limit'}) |",
+        f"| stop epoch | {training.summary.stop_epoch} "
+        f"({'threshold reached' if training.summary.stopped_by_threshold else 'epoch limit'}) |",
         f"| training time | {training.train_seconds:.1f} s |",
         "",
         "## Confusion matrix (test set)",

@@ -14,7 +14,7 @@ import math
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,16 +37,11 @@ _FINGERPRINT = "fingerprint.json"
 
 @dataclass(frozen=True)
 class TrainResult:
-    dataset: str
-    stop_epoch: int
-    stopped_by_threshold: bool
-    monitor: str
-    threshold: float
-    final_metrics: dict[str, float]
+    """What the stage returns: the summary it writes to training.json, and its wall time, which varies run to run
+    and so stays out of that DVC-tracked file."""
+
+    summary: TrainingSummary
     train_seconds: float
-    train_images: int
-    validation_images: int
-    model_file: str  # relative to the repository root, so the DVC-tracked summary is the same in every clone
 
 
 def split_validation(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
@@ -172,17 +167,15 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
                             f"lower train.learning_rate (now {params.learning_rate}); no model was written")
     outputs = distribution.writer_paths(paths, params.distribution)  # a temporary root on non-chief workers
     save_model(model, outputs.model_file)  # the same weights give the same bytes (tasks/lib/model_file.py)
-    result = TrainResult(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
-                         round(seconds, 3), train_count, len(validation_data[0]),
-                         str(paths.model_file.relative_to(paths.root)))
+    summary = TrainingSummary(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
+                              train_count, len(validation_data[0]), str(paths.model_file.relative_to(paths.root)),
+                              params.model_dump())
     write_history(outputs.training_history_file, history)
-    # Wall time varies run to run; it is logged and returned but kept out of this DVC-tracked file.
-    summary = {key: value for key, value in asdict(result).items() if key != "train_seconds"}
-    write_record(outputs.training_summary_file, TrainingSummary(**summary, params=params.model_dump()))
+    write_record(outputs.training_summary_file, summary)
     distribution.discard_worker_outputs(outputs, paths)
     logger.info("%s: stopped at epoch %d (%s) in %.1f s, %s; model -> %s", paths.dataset, stop_epoch,
                 "threshold reached" if by_threshold else "epoch limit", seconds, final, paths.model_file)
-    return result
+    return TrainResult(summary, round(seconds, 3))
 
 
 def _resume_note(paths: DatasetPaths) -> str:

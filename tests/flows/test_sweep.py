@@ -21,5 +21,5 @@ def test_grid_and_list_are_combined_in_order(repo_root):
 
 
 def test_dataset_without_dvc_stages_is_refused_before_any_work(repo_root):
-    with pytest.raises(ConfigError, match=r"sweep: dataset 'mnist' is not listed under `datasets` in params.yaml"):
+    with pytest.raises(ConfigError, match=r"dataset 'mnist' is not listed under `datasets` in params.yaml \(listed: "):
         _checked_trials(repo_root, "mnist", {"units": [32]}, None)

@@ -14,14 +14,14 @@ def test_threshold_stops_training_and_says_so(digits, capsys):
 
     result = train_model(digits, params)
 
-    assert result.stopped_by_threshold and 1 <= result.stop_epoch < 30
-    assert result.final_metrics["accuracy"] >= 0.8
+    assert result.summary.stopped_by_threshold and 1 <= result.summary.stop_epoch < 30
+    assert result.summary.final_metrics["accuracy"] >= 0.8
     assert "Reached 80% accuracy so cancelling training!" in capsys.readouterr().out
     history = digits.training_history_file.read_text().splitlines()
     assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy"
-    assert len(history) == 1 + result.stop_epoch
+    assert len(history) == 1 + result.summary.stop_epoch
     summary = json.loads(digits.training_summary_file.read_text())
-    assert summary["stop_epoch"] == result.stop_epoch and summary["params"]["threshold"] == 0.8
+    assert summary["stop_epoch"] == result.summary.stop_epoch and summary["params"]["threshold"] == 0.8
     assert summary["model_file"] == "models/mnist-sample/model.keras"  # the same in every clone
     assert digits.model_file.exists()
 
@@ -29,22 +29,22 @@ def test_threshold_stops_training_and_says_so(digits, capsys):
 def test_epoch_limit_when_threshold_not_reached(digits):
     result = train_model(digits, TrainParams(epochs=2, threshold=1.0))
 
-    assert (result.stop_epoch, result.stopped_by_threshold) == (2, False)
+    assert (result.summary.stop_epoch, result.summary.stopped_by_threshold) == (2, False)
 
 
 def test_loss_monitor_stops_when_loss_falls_below(digits, capsys):
     result = train_model(digits, TrainParams(epochs=20, batch_size=16, monitor="val_loss", threshold=0.9))
 
-    assert result.stopped_by_threshold and result.stop_epoch < 20
-    assert result.final_metrics["val_loss"] <= 0.9
+    assert result.summary.stopped_by_threshold and result.summary.stop_epoch < 20
+    assert result.summary.final_metrics["val_loss"] <= 0.9
     assert "Reached 0.9 val_loss so cancelling training!" in capsys.readouterr().out
 
 
 def test_same_data_and_params_give_the_same_metrics(digits):
     params = TrainParams(epochs=2, threshold=1.0, seed=11)
 
-    first = train_model(digits, params).final_metrics
-    second = train_model(digits, params).final_metrics
+    first = train_model(digits, params).summary.final_metrics
+    second = train_model(digits, params).summary.final_metrics
 
     assert first == second
 

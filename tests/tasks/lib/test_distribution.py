@@ -83,6 +83,6 @@ def test_multi_worker_without_tf_config_fails_before_training(digits, monkeypatc
 def test_mirrored_strategy_trains_and_writes_the_model(digits):
     result = train_model(digits, TrainParams(epochs=2, batch_size=32, threshold=1.0, distribution="mirrored"))
 
-    assert result.stop_epoch == 2 and result.final_metrics["accuracy"] > 0.5
+    assert result.summary.stop_epoch == 2 and result.summary.final_metrics["accuracy"] > 0.5
     assert digits.model_file.is_file()
     assert json.loads(digits.training_summary_file.read_text())["params"]["distribution"] == "mirrored"
