@@ -119,12 +119,18 @@ def fit_model(model, batches, validation_data, params: TrainParams, backup_dir: 
     return history, len(recorder.records), threshold_stop.stopped_epoch is not None
 
 
+def backed_up_epochs(backup_dir: Path) -> int:
+    """The epochs Keras' BackupAndRestore has saved in `backup_dir` (its own training_metadata.json); an error
+    when there is no readable backup."""
+    return json.loads((backup_dir / "training_metadata.json").read_text())["epoch"]
+
+
 def prepare_backup(backup_dir: Path, fingerprint: dict) -> None:
     """Keep `backup_dir` only if it holds an interrupted run of this very training (same params and data);
     otherwise start it afresh, so a backup never leaks into a run it does not belong to."""
     marker = backup_dir / _FINGERPRINT
     try:
-        done = json.loads((backup_dir / "training_metadata.json").read_text())["epoch"]
+        done = backed_up_epochs(backup_dir)
         recorded = len((backup_dir / _HISTORY_LOG).read_text().splitlines())
         if json.loads(marker.read_text()) == fingerprint and 0 < done <= recorded:
             return
@@ -181,8 +187,8 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
 def _resume_note(paths: DatasetPaths) -> str:
     """What rerunning the stage will do, from the epoch the backup holds."""
     try:
-        done = json.loads((paths.train_backup_dir / "training_metadata.json").read_text())["epoch"]
-    except (OSError, ValueError, KeyError):
+        done = backed_up_epochs(paths.train_backup_dir)
+    except (OSError, ValueError, KeyError, TypeError):
         done = 0
     return f"a rerun resumes after epoch {done}" if done else "a rerun starts at epoch 1"
 

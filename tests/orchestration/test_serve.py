@@ -1,7 +1,8 @@
 """orchestration/serve.py without a server: each deployment's work-queue limit, as read from prefect.yaml.
 
 Serving itself (server, pool, queues, deployments, worker) runs in tests/integration/test_schedules.py and
-tests/integration/test_deployments.py, and the queues' effect under load in tests/reliability/test_prefect_faults.py.
+tests/integration/test_deployments.py; the queues' effect (waiting runs are not bounced) is checked there and under
+load in tests/reliability/test_prefect_faults.py.
 """
 
 import pytest
@@ -9,17 +10,6 @@ import yaml
 
 from orchestration.serve import queue_limits
 from tests.conftest import PROJECT_ROOT
-
-
-def test_each_deployment_of_the_project_gets_a_queue_of_its_own_with_its_limit():
-    deployments = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]
-
-    limits = queue_limits(PROJECT_ROOT / "prefect.yaml")
-
-    assert len(limits) == len(deployments)
-    for deployment in deployments:
-        queue = (deployment["work_pool"]["name"], deployment["work_pool"]["work_queue_name"])
-        assert limits[queue] == deployment["concurrency_limit"]["limit"]
 
 
 def test_two_deployments_sharing_a_queue_are_refused_naming_the_second(tmp_path):
