@@ -164,7 +164,7 @@ def test_the_worker_runs_them_and_they_complete(scheduled):
     assert finished[0].end_time <= finished[1].start_time  # one at a time
     # The runs queued behind the first wait on the server (their queue's limit, set by `make serve`), instead of
     # being picked up, refused the slot and rescheduled on every poll; one refusal is possible in a race.
-    assert scheduled["bounces"] < len(scheduled["left"]), scheduled["bounces"]
+    assert scheduled["bounces"] <= 1, scheduled["bounces"]  # without the queues: 4 refusals over 3 runs (measured)
 
 
 def test_the_first_run_trains_and_promotes_and_the_next_skips(scheduled):
