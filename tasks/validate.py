@@ -70,7 +70,7 @@ def validate_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: Vali
     splits = {split: load_split(paths, split) for split in SPLITS}
     summaries = {split: summarize_images(data.images, data.labels) for split, data in splits.items()}
     counts = dataset.expected_counts
-    expectations = {split: build_expectations(getattr(counts, split) if counts else None,
+    expectations = {split: build_expectations(dataset.num_classes, getattr(counts, split) if counts else None,
                                               settings.class_balance_tolerance) for split in SPLITS}
     failed_dir = paths.failed_validation_dir
     paths.reports_dir.mkdir(parents=True, exist_ok=True)

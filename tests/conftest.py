@@ -133,3 +133,29 @@ def _temporary_servers_are_checked():
                        if server.running and server.port not in CHECKED_TEMPORARY_PORTS)
     assert not unchecked, (f"a temporary Prefect server on port(s) {unchecked} was started outside "
                            "tests.prefect_server.temporary_server, so its log is never checked")
+
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def real_fashion_images(count: int, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` images and labels of a real Fashion-MNIST split (Debian's dataset-fashion-mnist)."""
+    images = idx.read_images(FASHION_MNIST_DIR / f"{IDX_FILE_NAMES[(split, 'images')]}.gz")
+    labels = idx.read_labels(FASHION_MNIST_DIR / f"{IDX_FILE_NAMES[(split, 'labels')]}.gz")
+    return images[:count].copy(), labels[:count].copy()
+
+
+def write_image_folder(root: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], folders: list[str],
+                       suffix: str = ".png", prefix: str = "") -> list[Path]:
+    """Write each split's images as files in root/<split>/<folders[label]>/<prefix><row><suffix> (PNG or JPEG,
+    as a user's image folder holds them); return the files written."""
+    from PIL import Image
+
+    written = []
+    for split, (images, labels) in splits.items():
+        for row, (image, label) in enumerate(zip(images, labels)):
+            path = root / split / folders[int(label)] / f"{prefix}{row:05d}{suffix}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(path, **({"quality": 95} if suffix == ".jpg" else {}))
+            written.append(path)
+    return written

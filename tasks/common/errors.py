@@ -67,3 +67,8 @@ class PipelineLockedError(PipelineError):
 
 class OutputFileError(PipelineError, ValueError):
     """A stage's output file, as a later stage reads it, is missing, malformed or lacks a field."""
+
+
+class ImageFileError(PipelineError, ValueError):
+    """An image file is missing, empty, not an image, too large, or sits where the image-folder layout has no
+    place for it."""

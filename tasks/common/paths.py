@@ -28,6 +28,15 @@ IDX_FILE_NAMES = {
     ("test", "labels"): "t10k-labels-idx1-ubyte",
 }
 
+# An image-folder dataset (source `images`): <local_dir>/<split>/<class folder>/<file> with one of these suffixes.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def class_folder_name(class_name: str) -> str:
+    """The folder holding a class's images: the class name, with '/' (which no folder name can hold) written '-'.
+    The class's index (0, 1, ...) is accepted as its folder too (tasks/lib/image_folder.py)."""
+    return class_name.replace("/", "-")
+
 
 @dataclass(frozen=True)
 class DatasetPaths:

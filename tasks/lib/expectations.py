@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tasks.common.config import NUM_CLASSES
 from tasks.lib.startup import import_large
 
 # Before the import: GX logs hundreds of INFO lines while importing and every context setup step after it;
@@ -29,7 +28,7 @@ def summarize_images(images: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     """One row per image: its index, shape, dtype, pixel range, inked pixel count, label and the label's share."""
     count = len(images)
     flat = images.reshape(count, int(np.prod(images.shape[1:])))  # -1 cannot be resolved for 0 images
-    label_counts = np.bincount(labels.astype(np.int64), minlength=NUM_CLASSES)
+    label_counts = np.bincount(labels.astype(np.int64))
     return pd.DataFrame({
         "row": np.arange(count),
         "height": np.full(count, images.shape[1]),
@@ -43,10 +42,11 @@ def summarize_images(images: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     })
 
 
-def build_expectations(expected_rows: int | None, balance_tolerance: float) -> list:
-    """Every expectation a split must meet. `description` is what a failure message shows."""
-    classes = list(range(NUM_CLASSES))
-    uniform_share = 1 / NUM_CLASSES
+def build_expectations(num_classes: int, expected_rows: int | None, balance_tolerance: float) -> list:
+    """Every expectation a split of a `num_classes`-class dataset must meet. `description` is what a failure
+    message shows."""
+    classes = list(range(num_classes))
+    uniform_share = 1 / num_classes
     expectations = [
         gx.expectations.ExpectColumnValuesToBeBetween(
             column="height", min_value=IMAGE_SIDE, max_value=IMAGE_SIDE, description="image height is 28"),
@@ -61,13 +61,14 @@ def build_expectations(expected_rows: int | None, balance_tolerance: float) -> l
         gx.expectations.ExpectColumnValuesToBeBetween(
             column="inked_pixels", min_value=1, description="no all-blank image"),
         gx.expectations.ExpectColumnValuesToBeInSet(
-            column="label", value_set=classes, description="label is an integer in 0..9"),
+            column="label", value_set=classes, description=f"label is an integer in 0..{num_classes - 1}"),
         gx.expectations.ExpectColumnDistinctValuesToContainSet(
-            column="label", value_set=classes, description="all 10 classes present"),
+            column="label", value_set=classes, description=f"all {num_classes} classes present"),
         gx.expectations.ExpectColumnValuesToBeBetween(
             column="label_share", min_value=uniform_share * (1 - balance_tolerance),
             max_value=uniform_share * (1 + balance_tolerance),
-            description=f"class balance: each class's share within 10 % x (1 +/- {balance_tolerance:g})"),
+            description=f"class balance: each class's share within {100 / num_classes:.3g} % x (1 +/- "
+                        f"{balance_tolerance:g})"),
     ]
     if expected_rows is not None:
         expectations.append(gx.expectations.ExpectTableRowCountToEqual(

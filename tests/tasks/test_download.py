@@ -238,8 +238,9 @@ def test_custom_local_dir_missing_a_file_names_both_candidates(tmp_path):
                           "{name}.gz or {name}"),
     (lambda folder: folder.mkdir(), "{folder}: the folder is empty; expected {name}.gz or {name}"),
     (lambda folder: (folder.mkdir(), (folder / "shirt.png").write_bytes(b"png"), (folder / "a.jpg").write_bytes(b"j")),
-     "{folder}: holds 2 image files (e.g. a.jpg) but no {name}.gz or {name}; a local_dir holds the four IDX files "
-     "of the MNIST layout, and image files are not read"),
+     "{folder}: holds 2 image files (e.g. a.jpg) but no {name}.gz or {name}; an `idx` local_dir holds the four IDX "
+     "files of the MNIST layout; for a folder of images set the dataset's source to `images` "
+     "(local_dir/{{train,test}}/<class>/*.png)"),
 ])
 def test_a_local_dir_without_idx_files_says_what_it_holds_instead(tmp_path, prepare, says):
     """A missing folder, an empty one and a folder of PNG files once all gave the same "neither ... exists"."""
@@ -282,3 +283,25 @@ def test_mnist_sample_is_a_fixed_stratified_split(tmp_path):
         assert np.bincount(labels, minlength=10).tolist() == [count // 10] * 10, split
     for name, content in written.items():
         assert (second.raw_dir / name).read_bytes() == content, f"{name} differs between two runs"
+
+
+def test_an_image_folder_dataset_becomes_the_four_files_and_a_rerun_rewrites_none(tmp_path):
+    from tests.conftest import real_fashion_images, write_image_folder
+
+    train, test = real_fashion_images(40, "train"), real_fashion_images(20, "test")
+    names = project_params_document()["data"]["fashion-mnist"]["class_names"]
+    write_image_folder(tmp_path / "shop", {"train": train, "test": test}, [n.replace("/", "-") for n in names])
+    document = project_params_document()
+    document["data"]["my-shop"] = {**document["data"]["custom"], "source": "images", "local_dir": str(tmp_path / "shop"),
+                                   "class_names": names}
+    paths = DatasetPaths(tmp_path, "my-shop")
+
+    result = download_dataset(paths, parse_params(document).dataset("my-shop"), SETTINGS)
+    written = {path.name: path.stat().st_mtime_ns for path in paths.raw_dir.iterdir()}
+    download_dataset(paths, parse_params(document).dataset("my-shop"), SETTINGS)
+
+    order = np.argsort(test[1], kind="stable")
+    assert np.array_equal(idx.read_images(paths.raw_file("test", "images")), test[0][order])
+    assert np.array_equal(idx.read_labels(paths.raw_file("test", "labels")), test[1][order])
+    assert result.source_by_file[FIRST] == f"image folder {tmp_path / 'shop' / 'train'} (40 images)"
+    assert {path.name: path.stat().st_mtime_ns for path in paths.raw_dir.iterdir()} == written

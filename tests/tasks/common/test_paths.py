@@ -12,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.common.config import DATASET_NAMES
 from tasks.common.paths import IDX_FILE_NAMES, SPLITS, STAGE_OUTPUTS, STAGES, DatasetPaths
+from tests.conftest import project_params_document
+
+# The datasets params.yaml defines, and names a user may choose (any name the config's pattern accepts).
+DATASET_NAMES = (*project_params_document()["data"], "my_photos-2", "Shoes")
 
 
 def every_output(paths: DatasetPaths) -> list[tuple[str, Path]]:

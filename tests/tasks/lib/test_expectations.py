@@ -69,7 +69,7 @@ def suite_run(tmp_path_factory):
     """One run_suite call over every split of SPLITS; returns (results, docs_dir)."""
     docs_dir = tmp_path_factory.mktemp("suite") / "data_docs"
     summaries = {name: summarize_images(*arrays) for name, (arrays, _) in SPLITS.items()}
-    expectations = {name: build_expectations(expected, 0.5) for name, (_, expected) in SPLITS.items()}
+    expectations = {name: build_expectations(10, expected, 0.5) for name, (_, expected) in SPLITS.items()}
     return run_suite(summaries, expectations, docs_dir, ROWS_SHOWN), docs_dir
 
 
@@ -197,7 +197,7 @@ def test_a_second_run_in_the_same_process_starts_from_a_fresh_context(suite_run,
     images, labels = make_images(EXPECTED, seed=5)
     images[0] = 0
 
-    results = run_suite({"good": summarize_images(images, labels)}, {"good": build_expectations(EXPECTED, 0.5)},
+    results = run_suite({"good": summarize_images(images, labels)}, {"good": build_expectations(10, EXPECTED, 0.5)},
                         tmp_path / "docs", rows_shown=5)
 
     assert list(_failed(results, "good")) == ["no all-blank image"]
@@ -208,7 +208,7 @@ def test_a_second_run_in_the_same_process_starts_from_a_fresh_context(suite_run,
 
 def test_build_expectations_turns_the_tolerance_into_share_bounds():
     balance = {expectation.description: expectation
-               for expectation in build_expectations(None, 0.2)}["class balance: each class's share within "
+               for expectation in build_expectations(10, None, 0.2)}["class balance: each class's share within "
                                                                   "10 % x (1 +/- 0.2)"]
 
     assert (balance.min_value, balance.max_value) == (pytest.approx(0.08), pytest.approx(0.12))
