@@ -84,7 +84,7 @@ sweep: setup ## Trials in parallel on Dask, one DVC experiment each: make sweep 
 test: setup chromium ## Run the test suite: unit, integration (dvc repro, Prefect flow, deployments), report in Chromium
 	$(PYTHON) -m pytest -m "not slow"
 
-test-slow: setup ## The load test CI adds: 20 deployment runs queued at once on a real Prefect server (about 2.5 min)
+test-slow: setup ## What CI adds: 20 deployment runs queued on a real Prefect server, the Dask sweep (about 3.5 min)
 	$(PYTHON) -m pytest -m slow
 
 bench: setup ## Benchmark the pipeline against the plain Keras script; prints verdicts, writes benchmarks/RESULTS.md

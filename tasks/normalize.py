@@ -1,4 +1,6 @@
-"""Stage 3, normalize: pixels / 255 as float32 in [0, 1], saved as `.npz` (loaded without pickle) and checked again."""
+"""Stage 4, normalize: pixels / 255 as float32 in [0, 1], saved as `.npz` (loaded without pickle) and checked again.
+
+The data is the whole dataset: the downloaded files, then every ingested drop (tasks/lib/drops.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tasks.lib import idx
 from tasks.common.paths import SPLITS, DatasetPaths
+from tasks.lib.drops import read_split
 from tasks.lib.outputs import check_normalized, save_split
 
 logger = logging.getLogger(__name__)
@@ -31,11 +33,12 @@ def normalize_images(images: np.ndarray) -> np.ndarray:
 
 
 def normalize_dataset(paths: DatasetPaths) -> NormalizeResult:
-    """Write `data/processed/<dataset>/{train,test}.npz` from the validated raw IDX files."""
+    """Write `data/processed/<dataset>/{train,test}.npz` from the validated dataset."""
     shapes = {}
     for split in SPLITS:
-        images = normalize_images(idx.read_images(paths.raw_file(split, "images")))
-        labels = idx.read_labels(paths.raw_file(split, "labels")).copy()
+        raw_images, labels = read_split(paths, split)
+        images = normalize_images(raw_images)
+        del raw_images
         check_normalized(images, labels, paths.processed_file(split))
         save_split(paths.processed_file(split), images, labels)
         shapes[split] = images.shape

@@ -1,4 +1,6 @@
-"""Stage 2, validate: strict IDX parsing, then a Great Expectations suite on a per-image summary table.
+"""Stage 3, validate: strict IDX parsing, then a Great Expectations suite on a per-image summary table.
+
+The data is the whole dataset: the downloaded files, then every ingested drop (tasks/lib/drops.py).
 
 On success it writes `reports/<dataset>/validation.json` and GX Data Docs (`reports/<dataset>/data_docs/`).
 On failure it raises DataValidationError listing every failed expectation with the file and a few
@@ -17,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.lib import idx
 from tasks.common.config import DatasetParams, ValidateParams
 from tasks.common.errors import DataValidationError
 from tasks.common.fileio import atomic_directory
 from tasks.common.paths import SPLITS, DatasetPaths
+from tasks.lib.drops import read_index, read_split
 from tasks.lib.outputs import ValidationSummary, write_record
 
 logger = logging.getLogger(__name__)
@@ -49,15 +51,9 @@ class ValidationReport:
 
 
 def load_split(paths: DatasetPaths, split: str) -> SplitData:
-    """Parse one split's IDX files strictly; the image and label counts must agree."""
-    images_file, labels_file = paths.raw_file(split, "images"), paths.raw_file(split, "labels")
-    images, labels = idx.read_images(images_file), idx.read_labels(labels_file)
-    if len(images) != len(labels):
-        raise DataValidationError(
-            f"{images_file} holds {len(images)} images but {labels_file} holds {len(labels)} labels; "
-            "the two files of a split must have one label per image"
-        )
-    return SplitData(split, images, labels, images_file, labels_file)
+    """Parse one split's IDX files (the base's and each drop's) strictly; image and label counts must agree."""
+    images, labels = read_split(paths, split)
+    return SplitData(split, images, labels, paths.raw_file(split, "images"), paths.raw_file(split, "labels"))
 
 
 def validate_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: ValidateParams) -> ValidationReport:
@@ -70,8 +66,9 @@ def validate_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: Vali
     splits = {split: load_split(paths, split) for split in SPLITS}
     summaries = {split: summarize_images(data.images, data.labels) for split, data in splits.items()}
     counts = dataset.expected_counts
+    grown = bool(read_index(paths).drops)
     expectations = {split: build_expectations(dataset.num_classes, getattr(counts, split) if counts else None,
-                                              settings.class_balance_tolerance) for split in SPLITS}
+                                              settings.class_balance_tolerance, grown) for split in SPLITS}
     failed_dir = paths.failed_validation_dir
     paths.reports_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".validate-", dir=paths.reports_dir) as scratch_name:

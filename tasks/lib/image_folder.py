@@ -49,12 +49,17 @@ def class_index_by_folder(class_names: tuple[str, ...]) -> dict[str, int]:
 def scan_layout(root: Path, class_names: tuple[str, ...]) -> tuple[list[ImageFile], list[Misplaced]]:
     """Every image file under `root` in the layout (sorted by split, class and path), and every file that is not
     where the layout puts images. Files and folders whose name starts with '.' are skipped."""
+    return place_files(root, list(_visible_files(root)), class_names)
+
+
+def place_files(root: Path, files: list[Path], class_names: tuple[str, ...]) -> tuple[list[ImageFile], list[Misplaced]]:
+    """`files` (under `root`) sorted into images in the layout (by split, class and path) and misplaced files."""
     by_folder = class_index_by_folder(class_names)
     expected = (f"a class folder ({', '.join(class_folder_name(name) for name in class_names)}) or a class index "
                 f"0..{len(class_names) - 1}")
     found: list[ImageFile] = []
     misplaced: list[Misplaced] = []
-    for path in sorted(_visible_files(root)):
+    for path in sorted(files):
         parts = path.relative_to(root).parts
         if len(parts) != 3 or parts[0] not in SPLITS:
             misplaced.append(Misplaced(path, f"outside the layout: images go in {root}/{{train,test}}/<class>/"))

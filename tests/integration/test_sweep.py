@@ -11,7 +11,8 @@ import pytest
 from tests.integration.repo import copy_repository, run
 from tests.prefect_server import temporary_server
 
-pytestmark = pytest.mark.integration
+# Slow (about 45 s): two Dask workers each start TensorFlow and DVC; `make test-slow` runs it, and CI.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TRIALS = [{"units": 16, "epochs": 2, "batch_size": 256}, {"units": 64, "epochs": 2, "batch_size": 64}]
 
 

@@ -146,3 +146,15 @@ def test_a_dataset_override_and_its_threshold_reach_the_training_params():
 
     assert (merged.monitor, merged.units, merged.threshold) == ("val_loss", 32, 0.4)
     assert merged.epochs == document["train"]["epochs"]  # not overridden any more
+
+
+def test_a_dataset_without_a_key_dvc_tracks_is_told_to_write_it():
+    document = project_params_document()
+    document["data"]["shoes"] = {"source": "images", "local_dir": "/srv/shoes", "class_names": ["a", "b"],
+                                 "threshold": 0.9, "min_accuracy": 0.5}
+
+    with pytest.raises(ConfigError) as raised:
+        parse_params(document)
+    assert "  - data.shoes.mirrors: missing; write it even when it does not apply (null, [] or {}): dvc.yaml " \
+           "tracks it, and DVC refuses a stage whose param is missing" in str(raised.value).splitlines()
+    assert sum("missing; write it" in line for line in str(raised.value).splitlines()) == 3  # + expected_counts, train

@@ -31,7 +31,8 @@ def overlap(first: Path, second: Path) -> bool:
 def local_state(paths: DatasetPaths) -> dict[str, Path]:
     """Files the pipeline writes that are not DVC outputs (git-ignored, differ from run to run)."""
     return {"lock_file": paths.lock_file, "timings_dir": paths.timings_dir, "last_run_file": paths.last_run_file,
-            "train_backup_dir": paths.train_backup_dir, "failed_validation_dir": paths.failed_validation_dir}
+            "train_backup_dir": paths.train_backup_dir, "failed_validation_dir": paths.failed_validation_dir,
+            "inbox_dir": paths.inbox_dir, "quarantine_dir": paths.quarantine_dir}
 
 
 @pytest.mark.parametrize("dataset", DATASET_NAMES)
@@ -47,7 +48,7 @@ def test_no_two_outputs_of_a_dataset_are_the_same_or_nested(tmp_path, dataset):
 @pytest.mark.parametrize("dataset", DATASET_NAMES)
 def test_every_output_lies_in_the_datasets_own_folder_under_the_root(tmp_path, dataset):
     paths = DatasetPaths(tmp_path, dataset)
-    own_folders = (paths.raw_dir, paths.processed_dir, paths.model_dir, paths.reports_dir)
+    own_folders = (paths.raw_dir, paths.ingested_dir, paths.processed_dir, paths.model_dir, paths.reports_dir)
 
     for stage, path in every_output(paths):
         assert path.is_absolute() and path.is_relative_to(tmp_path), (stage, path)

@@ -1,0 +1,260 @@
+"""Stage 2, ingest: add the labelled images waiting in `data/inbox/<dataset>/` to the dataset, append-only.
+
+The inbox has the image-folder layout: `inbox/{train,test}/<class>/*.png|*.jpg` (tasks/lib/image_folder.py).
+Each run that finds files ready to take makes one drop (tasks/lib/drops.py): the new images go into a shard of
+`data/ingested/<dataset>/`; a file that cannot be decoded, is empty or sits outside the layout goes to
+`data/quarantine/<dataset>/<drop>/` with a line saying why, and so does an image whose pixels the dataset already
+holds (a duplicate) or holds in the other split (train/test leakage). A file still being copied (changed within
+`ingest.settle_seconds`, or named `.*`, `*.part`, `*.tmp`) is left for the next run.
+
+Nothing is lost: the inbox's files are removed only after the drop is published, and a rerun after a crash
+removes the files an earlier run already published and takes the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from tasks.common.config import DatasetParams, IngestParams
+from tasks.common.errors import ImageFileError
+from tasks.common.fileio import atomic_directory, write_text_atomic
+from tasks.common.paths import INBOX_PLACEHOLDER, QUARANTINE_REASONS, SPLITS, DatasetPaths
+from tasks.lib.drops import (DropManifest, ensure_inbox, prepare_ingested_dir, publish_drop, read_manifests,
+                             read_split, summarize_drops)
+from tasks.lib.outputs import write_record
+from tasks.lib.image_folder import place_files
+from tasks.lib.images import CONVERSION_VERSION, IMAGE_SIDE, to_dataset_pixels
+
+logger = logging.getLogger(__name__)
+# Names that copy tools give a file while writing it (rsync's .name.XXXXXX, browsers' .part, editors' .tmp).
+_TEMPORARY_SUFFIXES = (".part", ".tmp")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    dataset: str
+    drop: str | None  # None when no file was ready
+    added: dict[str, int]
+    duplicates: list[str]
+    leakage: list[str]
+    quarantined: list[str]
+    waiting: list[str]
+    completed_earlier: int = 0
+
+
+@dataclass
+class _Drop:
+    """What one run decides, file by file, before anything is written."""
+
+    files: list[dict] = field(default_factory=list)
+    pixels: dict[str, list[np.ndarray]] = field(default_factory=lambda: {split: [] for split in SPLITS})
+    labels: dict[str, list[int]] = field(default_factory=lambda: {split: [] for split in SPLITS})
+    originals: list[tuple[str, bytes]] = field(default_factory=list)
+    duplicates: list[dict] = field(default_factory=list)
+    leakage: list[dict] = field(default_factory=list)
+    quarantined: list[dict] = field(default_factory=list)
+    refused_bytes: dict[str, bytes] = field(default_factory=dict)
+
+    def refuse(self, kind: list[dict], path: str, content: bytes, reason: str) -> None:
+        kind.append({"path": path, "file_sha256": _sha256(content), "reason": reason})
+        self.refused_bytes[path] = content
+
+    def add(self, path: str, split: str, label: int, class_name: str, pixels: np.ndarray, pixels_sha256: str,
+            content: bytes) -> None:
+        self.files.append({"path": path, "file_sha256": _sha256(content), "split": split, "label": label,
+                           "class": class_name, "pixels_sha256": pixels_sha256})
+        self.pixels[split].append(pixels)
+        self.labels[split].append(label)
+        self.originals.append((path, content))
+
+    def arrays(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {split: (np.stack(self.pixels[split]) if self.pixels[split]
+                        else np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), np.uint8),
+                        np.array(self.labels[split], dtype=np.uint8)) for split in SPLITS}
+
+    def manifest(self, drop: str, now: float, class_names: tuple[str, ...]) -> DropManifest:
+        added = {split: {name: sum(1 for entry in self.files if entry["split"] == split and entry["class"] == name)
+                         for name in class_names} for split in SPLITS}
+        return DropManifest(drop, datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
+                            CONVERSION_VERSION, added, self.files, self.duplicates, self.leakage, self.quarantined)
+
+
+def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestParams,
+                 now: float | None = None) -> IngestResult:
+    """Take the inbox's ready files into one new drop (or none when no file is ready); return what happened.
+    `now` (seconds since the epoch) dates the drop; the default is the time of the run."""
+    now = time.time() if now is None else now
+    ensure_inbox(paths)
+    prepare_ingested_dir(paths)
+    manifests = read_manifests(paths)
+    ready, waiting = ready_files(paths.inbox_dir, settings.settle_seconds)
+    contents = {path: path.read_bytes() for path in ready}
+    handled = set().union(*(manifest.handled() for manifest in manifests))
+    earlier = [path for path in ready if (_inbox_name(paths, path), _sha256(contents[path])) in handled]
+    new = [path for path in ready if path not in earlier]
+    drop = None
+    if new:
+        drop = _decide(paths, new, contents, dataset.class_names)
+        manifest = drop.manifest(_drop_id(now, [_inbox_name(paths, path) for path in new]), now,
+                                 dataset.class_names)
+        _quarantine(paths.quarantine_dir / manifest.drop, drop)
+        publish_drop(paths, manifest, drop.arrays(), drop.originals)
+        manifests.append(manifest)
+    _remove_from_inbox(paths.inbox_dir, earlier + new)  # only now: every file is in a published drop
+    write_record(paths.ingest_summary_file, summarize_drops(paths.dataset, manifests))
+    result = _result(paths, manifests[-1] if drop else None, waiting, len(earlier))
+    _log(result, paths)
+    return result
+
+
+def ready_files(inbox: Path, settle_seconds: float) -> tuple[list[Path], list[Path]]:
+    """(files to take now, files left for the next run). A file may still be being written while its name starts
+    with '.' or ends in .part or .tmp (left: its final name, when the copy renames it, changes the inbox and so
+    makes DVC run ingest again), or while it changed within `settle_seconds`: then this waits until it has been
+    still that long, once, and leaves the files that changed meanwhile (their next change shows up the same way)."""
+    ready, waiting, unsettled = _sort_files(inbox, settle_seconds)
+    if unsettled:
+        time.sleep(settle_seconds - min(_age(path) for path in unsettled))
+        settled_now, _, still_changing = _sort_files(inbox, settle_seconds, unsettled)
+        ready, waiting = sorted(ready + settled_now), sorted(waiting + still_changing)
+    return ready, waiting
+
+
+def _sort_files(inbox: Path, settle_seconds: float, among: list[Path] | None = None):
+    """(settled, temporary names, changed within settle_seconds) among the inbox's files (or `among`)."""
+    settled, temporary, unsettled = [], [], []
+    for path in sorted(among if among is not None else inbox.rglob("*")):
+        relative = path.relative_to(inbox)
+        if not path.is_file() or relative.as_posix() == INBOX_PLACEHOLDER:
+            continue
+        if any(part.startswith(".") for part in relative.parts) or path.name.lower().endswith(_TEMPORARY_SUFFIXES):
+            temporary.append(path)
+        else:
+            (unsettled if _age(path) < settle_seconds else settled).append(path)
+    return settled, temporary, unsettled
+
+
+def _age(path: Path) -> float:
+    """Seconds since the file last changed. The ctime too: a copy that keeps the source's mtime (cp -p, rsync)
+    still sets the ctime when it writes or renames the file."""
+    status = path.stat()
+    return time.time() - max(status.st_mtime, status.st_ctime)
+
+
+def _decide(paths: DatasetPaths, files: list[Path], contents: dict[Path, bytes],
+            class_names: tuple[str, ...]) -> _Drop:
+    """Sort each file into added, duplicate, leakage or quarantined; write nothing."""
+    drop = _Drop()
+    known = _known_pixels(paths)
+    found, misplaced = place_files(paths.inbox_dir, files, class_names)
+    for item in misplaced:
+        drop.refuse(drop.quarantined, _inbox_name(paths, item.path), contents[item.path], item.reason)
+    for image in found:
+        name, content = _inbox_name(paths, image.path), contents[image.path]
+        try:
+            pixels = to_dataset_pixels(image.path, content)
+        except ImageFileError as error:
+            drop.refuse(drop.quarantined, name, content, str(error).removeprefix(f"{image.path}: "))
+            continue
+        digest = hashlib.sha256(pixels.tobytes()).hexdigest()
+        other = SPLITS[1 - SPLITS.index(image.split)]
+        if digest in known[image.split]:
+            drop.refuse(drop.duplicates, name, content, f"duplicate: same pixels as {known[image.split][digest]}")
+        elif digest in known[other]:
+            drop.refuse(drop.leakage, name, content, f"train/test leakage: same pixels as {known[other][digest]}; "
+                                                     f"an image in both splits would be tested on what it learned")
+        else:
+            known[image.split][digest] = f"{name} (this drop)"
+            drop.add(name, image.split, image.label, class_names[image.label], pixels, digest, content)
+    return drop
+
+
+def _known_pixels(paths: DatasetPaths) -> dict[str, dict[str, str]]:
+    """SHA-256 of each image's pixels already in the dataset -> which image it is, per split."""
+    known = {}
+    for split in SPLITS:
+        images, _ = read_split(paths, split)
+        known[split] = {hashlib.sha256(image.tobytes()).hexdigest(): f"{split} image {row} of the dataset"
+                        for row, image in enumerate(images)}
+    return known
+
+
+def _quarantine(folder: Path, drop: _Drop) -> None:
+    """Each refused file, as it arrived, under its inbox path, and REASONS.txt with a line per file."""
+    refused = [*drop.quarantined, *drop.duplicates, *drop.leakage]
+    if not refused:
+        return
+    with atomic_directory(folder) as scratch:
+        for entry in refused:
+            target = scratch / entry["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(drop.refused_bytes[entry["path"]])
+        write_text_atomic(scratch / QUARANTINE_REASONS,
+                          "".join(f"{entry['path']}: {entry['reason']}\n" for entry in refused))
+
+
+def _remove_from_inbox(inbox: Path, files: list[Path]) -> None:
+    for path in files:
+        path.unlink(missing_ok=True)
+    for folder in sorted({parent for path in files for parent in path.parents if inbox in parent.parents},
+                         key=lambda folder: len(folder.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: another file is still arriving there
+            folder.rmdir()
+
+
+def _drop_id(now: float, names: list[str]) -> str:
+    """When the drop was taken, and a digest of its file names: sortable, and two drops never share one."""
+    stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{_sha256(chr(10).join(sorted(names)).encode())[:8]}"
+
+
+def _inbox_name(paths: DatasetPaths, path: Path) -> str:
+    return path.relative_to(paths.inbox_dir).as_posix()
+
+
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def _result(paths: DatasetPaths, manifest: DropManifest | None, waiting: list[Path], earlier: int) -> IngestResult:
+    def named(entries: list[dict]) -> list[str]:
+        return [f"{paths.inbox_dir / entry['path']}: {entry['reason']}" for entry in entries]
+
+    if manifest is None:
+        return IngestResult(paths.dataset, None, {split: 0 for split in SPLITS}, [], [], [],
+                            [str(path) for path in waiting], earlier)
+    return IngestResult(paths.dataset, manifest.drop, {split: sum(counts.values()) for split, counts in
+                                                       manifest.added.items()},
+                        named(manifest.duplicates), named(manifest.leakage), named(manifest.quarantined),
+                        [str(path) for path in waiting], earlier)
+
+
+def _log(result: IngestResult, paths: DatasetPaths) -> None:
+    if result.drop is None:
+        logger.info("%s: nothing new in %s%s", result.dataset, paths.inbox_dir,
+                    f" ({len(result.waiting)} file(s) still arriving, left for the next run)" if result.waiting else "")
+        return
+    logger.info("%s: drop %s added %s images; %d duplicate(s), %d leakage, %d quarantined in %s; %d left for the "
+                "next run", result.dataset, result.drop, result.added, len(result.duplicates), len(result.leakage),
+                len(result.quarantined), paths.quarantine_dir / result.drop, len(result.waiting))
+    for line in result.duplicates + result.leakage + result.quarantined:
+        logger.warning("refused %s", line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.common.cli import run_stage
+
+    return run_stage("ingest", argv, lambda paths, params: ingest_inbox(
+        paths, params.dataset(paths.dataset), params.ingest))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""Stage 2, ingest: real Fashion-MNIST images written as PNG/JPEG drops into a real inbox, taken into the dataset."""
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tasks.common.config import IngestParams, parse_params
+from tasks.common.paths import DatasetPaths
+from tasks.ingest import ingest_inbox
+from tasks.lib.drops import read_index, read_manifests, read_originals, read_split
+from tests.conftest import project_params_document, real_fashion_images, write_idx_dataset, write_image_folder
+
+NOW = IngestParams(settle_seconds=0)
+NAMES = project_params_document()["data"]["fashion-mnist"]["class_names"]
+FOLDERS = [name.replace("/", "-") for name in NAMES]
+
+
+@pytest.fixture
+def shop(tmp_path):
+    """A dataset whose base is 100 train and 40 test real Fashion-MNIST images; its inbox is empty."""
+    paths = DatasetPaths(tmp_path, "shop")
+    train, test = real_fashion_images(200, "train"), real_fashion_images(80, "test")
+    write_idx_dataset(paths.raw_dir, (train[0][:100], train[1][:100]), (test[0][:40], test[1][:40]))
+    document = project_params_document()
+    document["data"]["shop"] = {**document["data"]["fashion-mnist"], "expected_counts": None}
+    dataset = parse_params(document).dataset("shop")
+    fresh = {"train": (train[0][100:], train[1][100:]), "test": (test[0][40:], test[1][40:])}
+    return paths, dataset, fresh
+
+
+def drop(paths, split, images, labels, suffix=".png", prefix="a"):
+    return write_image_folder(paths.inbox_dir, {split: (images, labels)}, FOLDERS, suffix=suffix, prefix=prefix)
+
+
+def test_two_drops_make_two_versions_appended_in_order_and_the_inbox_is_emptied(shop):
+    paths, dataset, fresh = shop
+    base_train, _ = read_split(paths, "train")
+    drop(paths, "train", fresh["train"][0][:30], fresh["train"][1][:30])
+    drop(paths, "test", fresh["test"][0][:10], fresh["test"][1][:10])
+
+    first = ingest_inbox(paths, dataset, NOW, now=1_800_000_000)
+    drop(paths, "train", fresh["train"][0][30:50], fresh["train"][1][30:50], suffix=".jpg", prefix="b")
+    second = ingest_inbox(paths, dataset, NOW, now=1_800_000_100)
+
+    assert first.added == {"train": 30, "test": 10} and second.added == {"train": 20, "test": 0}
+    assert read_index(paths).drops == [first.drop, second.drop] and first.drop.startswith("20270115T080000Z-")
+    images, labels = read_split(paths, "train")
+    assert len(images) == 150 and np.array_equal(images[:100], base_train)
+    order = np.argsort(fresh["train"][1][:30], kind="stable")  # a drop is stored by class, then file name
+    assert np.array_equal(images[100:130], fresh["train"][0][:30][order])
+    assert np.array_equal(labels[100:130], fresh["train"][1][:30][order])
+    assert np.abs(images[130:].astype(int) - fresh["train"][0][30:50][np.argsort(fresh["train"][1][30:50],
+                                                                                 kind="stable")]).mean() < 3  # JPEG
+    assert sorted(path.name for path in paths.inbox_dir.rglob("*")) == [".gitkeep"]
+    manifest = read_manifests(paths)[0]
+    assert manifest.conversion_version == 1 and manifest.ingested_at == "2027-01-15T08:00:00+00:00"
+    assert sum(manifest.added["train"].values()) == 30 and not manifest.duplicates
+    originals = read_originals(paths, first.drop)
+    assert len(originals) == 40 and originals[manifest.files[0]["path"]][:4] == b"\x89PNG"
+    summary = json.loads(paths.ingest_summary_file.read_text())
+    assert summary["images_added"] == {"train": 50, "test": 10} and len(summary["drops"]) == 2
+
+
+def test_an_empty_inbox_makes_no_drop_and_rewrites_the_same_bytes(shop):
+    paths, dataset, fresh = shop
+    drop(paths, "train", fresh["train"][0][:5], fresh["train"][1][:5])
+    ingest_inbox(paths, dataset, NOW)
+    before = {path: path.read_bytes() for path in paths.ingested_dir.rglob("*") if path.is_file()}
+    summary = paths.ingest_summary_file.read_bytes()
+
+    result = ingest_inbox(paths, dataset, NOW)
+
+    assert result.drop is None
+    assert {path: path.read_bytes() for path in paths.ingested_dir.rglob("*") if path.is_file()} == before
+    assert paths.ingest_summary_file.read_bytes() == summary
+
+
+def test_a_bad_drop_quarantines_each_bad_file_with_its_reason_and_keeps_the_good_ones(shop):
+    paths, dataset, fresh = shop
+    good = drop(paths, "train", fresh["train"][0][:8], fresh["train"][1][:8])
+    sandal = paths.inbox_dir / "train" / "Sandal"
+    sandal.mkdir(parents=True, exist_ok=True)
+    (sandal / "corrupt.png").write_bytes(good[0].read_bytes()[:50])
+    (sandal / "empty.png").write_bytes(b"")
+    (paths.inbox_dir / "train" / "Hats").mkdir()
+    (paths.inbox_dir / "train" / "Hats" / "hat.png").write_bytes(good[1].read_bytes())
+    (paths.inbox_dir / "loose.png").write_bytes(good[1].read_bytes())
+    photo = np.full((32, 32, 3), 245, np.uint8)
+    photo[6:26, 10:22] = (30, 40, 120)
+    Image.fromarray(photo).save(sandal / "photo-rgb-32.png")  # converted, not refused
+    (sandal / "again.png").write_bytes(good[2].read_bytes())  # repeated inside the drop (same pixels as good[2])
+    base_test, base_labels = read_split(paths, "test")
+    Image.fromarray(base_test[0]).save(paths.inbox_dir / "train" / FOLDERS[base_labels[0]] / "was-test.png")
+
+    result = ingest_inbox(paths, dataset, NOW, now=1_800_000_000)
+
+    assert result.added == {"train": 9, "test": 0}  # 8 good ones and the photo
+    reasons = (paths.quarantine_dir / result.drop / "REASONS.txt").read_text().splitlines()
+    assert len(reasons) == 6 and len(result.quarantined) == 4
+    assert "train/Sandal/empty.png: the file is empty (0 bytes); expected a PNG or JPEG image" in reasons
+    assert any(line.startswith("train/Sandal/corrupt.png: not an image PIL can read") for line in reasons)
+    assert any(line.startswith("train/Hats/hat.png: unknown class folder 'Hats'") for line in reasons)
+    assert any(line.startswith("loose.png: outside the layout") for line in reasons)
+    assert result.duplicates == [f"{paths.inbox_dir}/train/Sandal/again.png: duplicate: same pixels as "
+                                 f"{good[2].relative_to(paths.inbox_dir).as_posix()} (this drop)"]
+    assert result.leakage == [f"{sandal.parent / FOLDERS[base_labels[0]] / 'was-test.png'}: train/test leakage: "
+                              "same pixels as test image 0 of the dataset; an image in both splits would be tested "
+                              "on what it learned"]
+    assert (paths.quarantine_dir / result.drop / "train" / "Sandal" / "empty.png").read_bytes() == b""
+    assert sorted(path.name for path in paths.inbox_dir.rglob("*")) == [".gitkeep"]  # every file went somewhere
+    manifest = read_manifests(paths)[0]
+    assert len(manifest.quarantined) == 4 and len(manifest.duplicates) == 1 and len(manifest.leakage) == 1
+
+
+def test_an_image_already_in_the_dataset_is_counted_not_added_again(shop):
+    paths, dataset, _ = shop
+    base, labels = read_split(paths, "train")
+    drop(paths, "train", base[:3], labels[:3])
+
+    result = ingest_inbox(paths, dataset, NOW)
+
+    assert result.added == {"train": 0, "test": 0} and len(result.duplicates) == 3
+    assert sorted(line.rsplit("same pixels as ", 1)[1] for line in result.duplicates) == [
+        f"train image {row} of the dataset" for row in range(3)]
+    assert len(read_split(paths, "train")[0]) == 100
+
+
+def test_files_with_temporary_names_wait_and_files_just_written_are_taken_once_they_settle(shop):
+    paths, dataset, fresh = shop
+    written = drop(paths, "train", fresh["train"][0][:4], fresh["train"][1][:4])
+    for name in ("b.png.part", "c.tmp", ".rsync.a1b2"):
+        (written[0].parent / name).write_bytes(written[0].read_bytes())
+
+    started = time.monotonic()
+    result = ingest_inbox(paths, dataset, IngestParams(settle_seconds=1.5))  # all four were just written
+
+    assert time.monotonic() - started >= 1.4  # it waited for them to settle, then took them
+    assert result.added["train"] == 4 and len(result.waiting) == 3
+    assert sorted(path.name for path in paths.inbox_dir.rglob("*") if path.is_file()) == \
+        [".gitkeep", ".rsync.a1b2", "b.png.part", "c.tmp"]
+
+
+def test_a_file_that_keeps_changing_while_ingest_waits_is_left_for_the_next_run(shop):
+    paths, dataset, fresh = shop
+    written = drop(paths, "train", fresh["train"][0][:3], fresh["train"][1][:3])
+    growing, content, stop = written[0], written[0].read_bytes(), threading.Event()
+
+    def copy_slowly():  # a copy still writing: the file's size and mtime change every 0.2 s
+        with open(growing, "wb") as stream:
+            for offset in range(0, len(content), 8):
+                if stop.wait(0.2):
+                    return
+                stream.write(content[offset:offset + 8])
+                stream.flush()
+
+    writer = threading.Thread(target=copy_slowly)
+    writer.start()
+    try:
+        result = ingest_inbox(paths, dataset, IngestParams(settle_seconds=1))
+    finally:
+        stop.set()
+        writer.join()
+
+    assert result.added["train"] == 2 and result.waiting == [str(growing)]
+    assert growing.exists()
+def test_a_crash_after_the_drop_is_published_is_completed_by_the_rerun_without_duplicates(shop, monkeypatch):
+    """The crash is injected (an exception where the inbox would be emptied): a real kill cannot be timed there."""
+    import tasks.ingest
+
+    paths, dataset, fresh = shop
+    drop(paths, "train", fresh["train"][0][:6], fresh["train"][1][:6])
+
+    def crash(*_):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tasks.ingest, "_remove_from_inbox", crash)
+        with pytest.raises(KeyboardInterrupt):
+            ingest_inbox(paths, dataset, NOW)
+    assert len(list(paths.inbox_dir.rglob("*.png"))) == 6  # the inbox is intact
+    rerun = ingest_inbox(paths, dataset, NOW)
+
+    assert rerun.drop is None and rerun.completed_earlier == 6 and not rerun.duplicates
+    assert len(read_index(paths).drops) == 1 and len(read_split(paths, "train")[0]) == 106
+    assert not list(paths.inbox_dir.rglob("*.png"))
+
+
+def test_a_crash_before_the_drop_is_published_leaves_the_previous_version_and_the_rerun_takes_the_drop(shop,
+                                                                                                      monkeypatch):
+    """The crash is injected where the index would be rewritten (after the drop's folder is complete)."""
+    import tasks.lib.drops
+
+    paths, dataset, fresh = shop
+    drop(paths, "train", fresh["train"][0][:6], fresh["train"][1][:6])
+    real_write_record = tasks.lib.drops.write_record
+
+    def crash_on_index(path, record, **extra):
+        if path == paths.drop_index_file and record.drops:
+            raise KeyboardInterrupt("killed")
+        real_write_record(path, record, **extra)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tasks.lib.drops, "write_record", crash_on_index)
+        with pytest.raises(KeyboardInterrupt):
+            ingest_inbox(paths, dataset, NOW)
+    assert read_index(paths).drops == [] and len(read_split(paths, "train")[0]) == 100
+    rerun = ingest_inbox(paths, dataset, NOW)
+
+    assert rerun.added == {"train": 6, "test": 0}
+    assert [child.name for child in paths.ingested_dir.iterdir() if child.is_dir()] == [rerun.drop]
