@@ -151,6 +151,36 @@ def _epoch_timer():
     return EpochTimer()
 
 
+INGEST_FILES = 10_000
+
+
+def ingest_throughput(workspace: Path) -> dict:
+    """Target 8: 10,000 real PNG files (Fashion-MNIST's test images, as a train drop of mnist-sample) from the inbox
+    to a new data version, in-process, imports excluded. Each run's drop is taken out again before the next."""
+    import shutil
+
+    from tasks.common.config import IngestParams, load_params
+    from tasks.common.paths import DatasetPaths
+    from tasks.ingest import ingest_inbox
+    from tests.conftest import real_fashion_images, write_image_folder
+
+    paths = DatasetPaths(workspace, "mnist-sample")
+    dataset = load_params(workspace / "params.yaml").dataset("mnist-sample")
+    images, labels = real_fashion_images(INGEST_FILES, "test")
+    index_before = paths.drop_index_file.read_bytes()
+    seconds = []
+    for _ in range(RUNS):
+        write_image_folder(paths.inbox_dir, {"train": (images, labels)}, [str(label) for label in range(10)])
+        started = time.perf_counter()
+        result = ingest_inbox(paths, dataset, IngestParams(settle_seconds=0))
+        seconds.append(time.perf_counter() - started)
+        if result.added["train"] != INGEST_FILES:
+            raise RuntimeError(f"ingest added {result.added} of {INGEST_FILES} files: {result.quarantined[:3]}")
+        shutil.rmtree(paths.drop_dir(result.drop))
+        paths.drop_index_file.write_bytes(index_before)
+    return {"files": INGEST_FILES, "seconds": seconds}
+
+
 def accuracy(workspace: Path) -> dict:
     """Target 7: test accuracy and stop epoch per dataset at default params (after the runs above)."""
     import json
@@ -186,6 +216,8 @@ def main() -> int:
         results["memory"] = memory(workspace)
         log("6: scaling")
         results["scaling"] = scaling(workspace)
+        log("8: ingest throughput")
+        results["ingest"] = ingest_throughput(workspace)
         results["accuracy"] = accuracy(workspace)
     results["bench_seconds"] = time.perf_counter() - started
     print(write_results(results, PROJECT_ROOT / "benchmarks" / "RESULTS.md"))

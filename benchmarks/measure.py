@@ -76,9 +76,10 @@ def median(values: list[float]) -> float:
 def verdict(name: str, value: float, target: float, lower_is_better: bool = True, unit: str = "") -> str:
     met = value <= target if lower_is_better else value >= target
     relation = "<=" if lower_is_better else ">="
+    shown, wanted = (f"{value:,.0f}", f"{target:,.0f}") if value >= 1000 else (f"{value:.3g}", f"{target:g}")
     if met:
-        return f"{name}: target met ({value:.3g}{unit} {relation} {target:g}{unit})"
-    return f"{name}: target missed: {value:.3g}{unit} vs {relation} {target:g}{unit}"
+        return f"{name}: target met ({shown}{unit} {relation} {wanted}{unit})"
+    return f"{name}: target missed: {shown}{unit} vs {relation} {wanted}{unit}"
 
 
 def machine_details() -> dict:

@@ -31,6 +31,9 @@ def verdict_lines(results: dict) -> list[str]:
     lines.append(verdict("5. peak RSS of the largest stage", stage_peak / GIB, 1.5, unit=" GiB"))
     lines.append(verdict("5. peak RSS of the whole flow", peaks["whole flow"] / GIB, 1.5, unit=" GiB"))
     lines.append(scaling_verdict(results["scaling"]["rows"]))
+    ingest = results["ingest"]
+    lines.append(verdict(f"8. ingest throughput, {ingest['files']:,} PNG files to a new data version",
+                         ingest["files"] / median(ingest["seconds"]), 10_000, lower_is_better=False, unit=" images/s"))
     return lines
 
 
@@ -78,6 +81,7 @@ def figures_table(results: dict) -> list[str]:
         ("no-op dvc repro seconds", results["no_op"]["dvc_seconds"]),
         ("no-op Prefect flow seconds (temporary server included)", [results["no_op"]["flow_seconds"]]),
         ("validation seconds, 70,000 images", results["validation"]["seconds"]),
+        (f"ingest seconds, {results['ingest']['files']:,} PNG files to a new data version", results["ingest"]["seconds"]),
     ]
     lines = ["| figure | median | runs |", "|---|---|---|"]
     for name, values in rows:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -97,13 +98,15 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
     manifests = read_manifests(paths)
     ready, waiting = ready_files(paths.inbox_dir, settings.settle_seconds)
     contents = {path: path.read_bytes() for path in ready}
+    prefix = len(str(paths.inbox_dir)) + 1
+    names = {path: str(path)[prefix:] for path in ready}  # as the manifest records them: train/Sandal/a.png
     handled = set().union(*(manifest.handled() for manifest in manifests))
-    earlier = [path for path in ready if (_inbox_name(paths, path), _sha256(contents[path])) in handled]
+    earlier = [path for path in ready if (names[path], _sha256(contents[path])) in handled]
     new = [path for path in ready if path not in earlier]
     drop = None
     if new:
-        drop = _decide(paths, new, contents, dataset.class_names)
-        manifest = drop.manifest(_drop_id(now, [_inbox_name(paths, path) for path in new]), now,
+        drop = _decide(paths, new, names, contents, dataset.class_names)
+        manifest = drop.manifest(_drop_id(now, [names[path] for path in new]), now,
                                  dataset.class_names)
         _quarantine(paths.quarantine_dir / manifest.drop, drop)
         publish_drop(paths, manifest, drop.arrays(), drop.originals)
@@ -131,15 +134,27 @@ def ready_files(inbox: Path, settle_seconds: float) -> tuple[list[Path], list[Pa
 def _sort_files(inbox: Path, settle_seconds: float, among: list[Path] | None = None):
     """(settled, temporary names, changed within settle_seconds) among the inbox's files (or `among`)."""
     settled, temporary, unsettled = [], [], []
-    for path in sorted(among if among is not None else inbox.rglob("*")):
-        relative = path.relative_to(inbox)
-        if not path.is_file() or relative.as_posix() == INBOX_PLACEHOLDER:
+    now = time.time()
+    for path, status in (_walk(inbox) if among is None else ((path, path.stat()) for path in among)):
+        relative = str(path)[len(str(inbox)) + 1:]
+        if relative == INBOX_PLACEHOLDER:
             continue
-        if any(part.startswith(".") for part in relative.parts) or path.name.lower().endswith(_TEMPORARY_SUFFIXES):
+        if relative.startswith(".") or "/." in relative or path.name.lower().endswith(_TEMPORARY_SUFFIXES):
             temporary.append(path)
         else:
-            (unsettled if _age(path) < settle_seconds else settled).append(path)
-    return settled, temporary, unsettled
+            changed = max(status.st_mtime, status.st_ctime)
+            (unsettled if now - changed < settle_seconds else settled).append(path)
+    return sorted(settled), sorted(temporary), sorted(unsettled)
+
+
+def _walk(folder: Path):
+    """(path, stat) of every file under `folder`; os.scandir hands over each stat without a second call."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                yield Path(entry.path), entry.stat(follow_symlinks=False)
 
 
 def _age(path: Path) -> float:
@@ -149,16 +164,16 @@ def _age(path: Path) -> float:
     return time.time() - max(status.st_mtime, status.st_ctime)
 
 
-def _decide(paths: DatasetPaths, files: list[Path], contents: dict[Path, bytes],
+def _decide(paths: DatasetPaths, files: list[Path], names: dict[Path, str], contents: dict[Path, bytes],
             class_names: tuple[str, ...]) -> _Drop:
     """Sort each file into added, duplicate, leakage or quarantined; write nothing."""
     drop = _Drop()
     known = _known_pixels(paths)
     found, misplaced = place_files(paths.inbox_dir, files, class_names)
     for item in misplaced:
-        drop.refuse(drop.quarantined, _inbox_name(paths, item.path), contents[item.path], item.reason)
+        drop.refuse(drop.quarantined, names[item.path], contents[item.path], item.reason)
     for image in found:
-        name, content = _inbox_name(paths, image.path), contents[image.path]
+        name, content = names[image.path], contents[image.path]
         try:
             pixels = to_dataset_pixels(image.path, content)
         except ImageFileError as error:
@@ -202,10 +217,16 @@ def _quarantine(folder: Path, drop: _Drop) -> None:
 
 
 def _remove_from_inbox(inbox: Path, files: list[Path]) -> None:
+    """Delete `files`, then the folders under the inbox they leave empty (deepest first)."""
+    folders = set()
     for path in files:
-        path.unlink(missing_ok=True)
-    for folder in sorted({parent for path in files for parent in path.parents if inbox in parent.parents},
-                         key=lambda folder: len(folder.parts), reverse=True):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        folder = path.parent
+        while folder != inbox and folder not in folders:
+            folders.add(folder)
+            folder = folder.parent
+    for folder in sorted(folders, key=lambda folder: len(folder.parts), reverse=True):
         with contextlib.suppress(OSError):  # not empty: another file is still arriving there
             folder.rmdir()
 
@@ -214,10 +235,6 @@ def _drop_id(now: float, names: list[str]) -> str:
     """When the drop was taken, and a digest of its file names: sortable, and two drops never share one."""
     stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{_sha256(chr(10).join(sorted(names)).encode())[:8]}"
-
-
-def _inbox_name(paths: DatasetPaths, path: Path) -> str:
-    return path.relative_to(paths.inbox_dir).as_posix()
 
 
 def _sha256(content: bytes) -> str:

@@ -6,7 +6,8 @@ import pytest
 from benchmarks.report import fixed_and_marginal, scaling_verdict, verdict_lines
 
 
-def results(pipeline_train=4.0, pipeline_accuracy=0.88, baseline_accuracy=0.87, validation=1.0, stage_peak=2**30):
+def results(pipeline_train=4.0, pipeline_accuracy=0.88, baseline_accuracy=0.87, validation=1.0, stage_peak=2**30,
+            ingest=0.9):
     return {
         "training": {
             "baseline": [{"train_seconds": 20.0, "process_seconds": 30.0, "test_accuracy": baseline_accuracy}] * 3,
@@ -17,6 +18,7 @@ def results(pipeline_train=4.0, pipeline_accuracy=0.88, baseline_accuracy=0.87, 
         "validation": {"seconds": [1.0, validation, 2.0], "images": 70000},
         "memory": {"train": stage_peak, "validate": 2**28, "whole flow": 2**30},
         "scaling": {"rows": [scaling_row(f, fixed=0.0) for f in (0.1, 0.25, 0.5, 1.0)]},
+        "ingest": {"files": 10000, "seconds": [0.8, ingest, 2.5]},
     }
 
 
@@ -31,7 +33,7 @@ def scaling_row(fraction, fixed, images_at_100=60000):
 
 def test_all_targets_met():
     lines = verdict_lines(results())
-    assert len(lines) == 7
+    assert len(lines) == 8
     assert all("target met" in line for line in lines), lines
     assert lines[0] == "1. time to accuracy (pipeline train / baseline train): target met (0.2 <= 0.3)"
 
@@ -72,3 +74,8 @@ def test_verdict_for_higher_is_better():
 def test_a_fit_needs_two_different_sizes():
     with pytest.raises(ValueError, match=r"at least two different image counts; found \[1000\]"):
         fixed_and_marginal([{"images": 1000, "t": 1.0}, {"images": 1000, "t": 1.2}], "t")
+
+
+def test_slow_ingest_misses_target_eight_in_images_per_second():
+    assert verdict_lines(results(ingest=2.0))[-1] == ("8. ingest throughput, 10,000 PNG files to a new data version: "
+                                                      "target missed: 5,000 images/s vs >= 10,000 images/s")
