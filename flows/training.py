@@ -30,6 +30,10 @@ from tasks.lib.outputs import Metrics, PromotionDecision
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
 
 FLOW_NAME = "training-pipeline"
+# A deployment's run (scheduled, triggered by new data, or started by hand) waits this long for a run of the same
+# dataset outside Prefect (`dvc repro`, `make flow`) to finish, instead of failing on the pipeline lock. Runs of
+# the deployment itself never overlap: its concurrency limit queues them (prefect.yaml).
+DEPLOYMENT_LOCK_WAIT_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,10 @@ def training_pipeline(dataset: DatasetName = "fashion-mnist", params_file: str =
 def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> PipelineOutcome:
     dataset_params = params.listed_dataset(dataset)
     paths = DatasetPaths(repo_root, dataset)
-    with pipeline_lock(paths.lock_file, f"flow {FLOW_NAME}"):
+    from prefect.runtime import deployment
+
+    wait_seconds = DEPLOYMENT_LOCK_WAIT_SECONDS if deployment.id else 0
+    with pipeline_lock(paths.lock_file, f"flow {FLOW_NAME}", wait_seconds):
         return _run_locked(paths, dataset_params, params, force)
 
 

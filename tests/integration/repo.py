@@ -51,9 +51,9 @@ def build_custom_only(local_dir: Path, train_count: int, test_count: int, epochs
     return edit
 
 
-def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run a command with the project's virtualenv first on PATH; on failure show its output."""
-    environment = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+def run(command: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command with the project's virtualenv first on PATH (and `env` added); on failure show its output."""
+    environment = {**os.environ, **(env or {}), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
     completed = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=600)
     if check and completed.returncode != 0:
         raise AssertionError(f"{command} exited {completed.returncode}:\n{completed.stdout}\n{completed.stderr}")

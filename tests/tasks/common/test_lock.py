@@ -232,3 +232,23 @@ def test_the_lock_folder_is_created_when_missing(tmp_path):
         assert record_in(lock_file)["holder"] == "stage download"
 
     assert lock_file.exists() and lock_file.read_bytes() == b""
+
+
+def test_a_waiting_run_takes_the_lock_once_the_holder_ends_and_a_bounded_wait_gives_up(lock_file, caplog):
+    caplog.set_level(logging.INFO, logger="tasks.common.lock")
+    with holder_process(HOLD, str(lock_file), "stage train") as holder:
+        with pytest.raises(PipelineLockedError, match=r"another run holds the lock \(stage train, .*\) after "
+                                                       r"waiting 1 s; wait for it to finish"):
+            with pipeline_lock(lock_file, "flow training-pipeline", wait_seconds=1):
+                pytest.fail("the block ran while another process held the lock")
+        ended = time.monotonic() + 1.5
+        killer = subprocess.Popen([sys.executable, "-c", f"import os, signal, time; time.sleep(1.5); "
+                                           f"os.kill({holder.pid}, signal.SIGTERM)"])
+        started = time.monotonic()
+        with pipeline_lock(lock_file, "flow training-pipeline", wait_seconds=30):
+            waited = time.monotonic() - started
+            assert record_in(lock_file)["holder"] == "flow training-pipeline"
+        killer.wait(timeout=10)
+
+    assert time.monotonic() >= ended and 1.0 <= waited < 10
+    assert sum("waiting for it, up to 30 s" in message for message in caplog.messages) == 1

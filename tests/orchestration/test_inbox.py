@@ -1,0 +1,57 @@
+"""orchestration/inbox.py (`make ingest`): copy a drop into the inbox safely and announce it. The event reaching a
+served deployment is tests/integration/test_triggers.py; here, the copy and what is said without a server."""
+
+import pytest
+
+from orchestration.inbox import copy_into_inbox, main
+from tests.conftest import PROJECT_ROOT, real_fashion_images, write_image_folder
+
+
+def test_a_drop_is_copied_file_by_file_under_its_layout_and_no_temporary_name_is_left(tmp_path):
+    written = write_image_folder(tmp_path / "new", {"train": real_fashion_images(12)}, [str(i) for i in range(10)])
+    (tmp_path / "new" / ".DS_Store").write_bytes(b"\0")
+
+    copied = copy_into_inbox(tmp_path / "new", tmp_path / "inbox")
+
+    assert copied == 12
+    assert sorted(path.relative_to(tmp_path / "inbox") for path in (tmp_path / "inbox").rglob("*") if path.is_file()) \
+        == sorted(path.relative_to(tmp_path / "new") for path in written)
+
+
+def test_without_a_served_prefect_the_files_wait_for_the_next_run_and_it_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_image_folder(tmp_path / "new", {"train": real_fashion_images(3)}, [str(i) for i in range(10)])
+
+    code = main(["--dataset", "mnist-sample", "--from", str(tmp_path / "new"), "--params",
+                 str(PROJECT_ROOT / "params.yaml")])
+
+    assert code == 0
+    assert capsys.readouterr().out.strip() == (
+        f"copied 3 file(s); 3 file(s) wait in {tmp_path}/data/inbox/mnist-sample; no served Prefect (make serve) to "
+        "tell, so they are ingested by the next `dvc repro`, `make flow` or scheduled run")
+
+
+@pytest.mark.parametrize("arguments, says", [
+    (["--dataset", "mnist"], "dataset 'mnist' is not listed under `datasets` in params.yaml"),
+    (["--dataset", "mnist-sample"], "data/inbox/mnist-sample: no images waiting; copy them into"),
+    (["--dataset", "mnist-sample", "--from", "absent"], "absent: no such folder; expected absent/{train,test}/<class>/"),
+])
+def test_a_mistake_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys, arguments, says):
+    monkeypatch.chdir(tmp_path)
+
+    assert main([*arguments, "--params", str(PROJECT_ROOT / "params.yaml")]) == 1
+    error = capsys.readouterr().err
+    assert says in error and error.count("\n") == 1
+
+
+def test_each_deployments_trigger_names_the_event_and_dataset_that_make_ingest_emits():
+    """prefect.yaml must copy the event name and resource id (Prefect reads them there); the trigger firing is
+    tests/integration/test_triggers.py."""
+    import yaml
+
+    from orchestration.inbox import DROP_EVENT, dataset_resource
+
+    for deployment in yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]:
+        (trigger,) = deployment["triggers"]
+        assert trigger["match"] == {"prefect.resource.id": dataset_resource(deployment["parameters"]["dataset"])}
+        assert trigger["expect"] == [DROP_EVENT] and trigger["enabled"]
