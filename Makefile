@@ -54,6 +54,7 @@ chromium: ## Install Debian's chromium (the test that renders the report page us
 
 run: setup ## Run the whole pipeline (dvc repro) on the datasets in params.yaml and say where the outputs are
 	dvc repro
+	@$(PYTHON) -m orchestration.commits
 	@$(PYTHON) -m tools.outputs
 
 flow: setup ## Run the Prefect flow for one dataset without a server: make flow DATASET=mnist-sample

@@ -19,6 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from orchestration.artifacts import publish_results, publish_skip
+from orchestration.commits import commit_run
 from orchestration.runs import read_last_run, write_last_run
 from flows.stages import download, evaluate, ingest, normalize, promote, report, train, validate
 from orchestration.versioning import changed_stages, record_outputs
@@ -94,6 +95,7 @@ def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool
     _run(report, paths, dataset_params, params.evaluate)
     publish_results(paths, dataset_params.class_names, training, evaluation, decision)
     record_outputs(repo_root, dataset)
+    commit_run(paths, params.versioning.commit, decision.reason)
     write_last_run(paths)
     return PipelineOutcome(dataset, False, decision.reason, evaluation, decision)
 

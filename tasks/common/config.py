@@ -160,6 +160,12 @@ class EvaluateParams(_Strict):
     misclassified_shown: int = Field(default=25, ge=1, le=100)
 
 
+class VersioningParams(_Strict):
+    # Which runs commit what they changed to git (and `dvc push` when a remote is set): `deployments` (scheduled,
+    # triggered, `prefect deployment run`), `always` (`make flow` and `make run` too) or `never`.
+    commit: Literal["deployments", "always", "never"] = "deployments"
+
+
 class PromoteParams(_Strict):
     """How a challenger may differ from the champion and still replace it (see tasks/promote.py)."""
 
@@ -177,6 +183,7 @@ class Params(_Strict):
     train: TrainSection = TrainSection()
     evaluate: EvaluateParams = EvaluateParams()
     promote: PromoteParams = PromoteParams()
+    versioning: VersioningParams = VersioningParams()
 
     @model_validator(mode="after")
     def _datasets_have_settings(self) -> Params:

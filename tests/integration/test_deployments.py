@@ -8,6 +8,7 @@ rejected with the champion unchanged. Everything started here is stopped here.
 import re
 
 import pytest
+import yaml
 
 from orchestration.serve import Service, is_running, run_cli
 from tests.integration.repo import copy_repository, run
@@ -66,10 +67,19 @@ def test_first_run_trains_promotes_and_leaves_dvc_clean(served, first_run):
     assert "test accuracy" in latest_artifact(served, "mnist-sample-metrics")
     assert (served.root / "models/mnist-sample/production/model.keras").is_file()
     assert run(["dvc", "status"], served.root).stdout.strip() == "Data and pipelines are up to date."
+    # Every version is a commit: the run committed what it changed, and the message says what happened.
+    assert run(["git", "log", "-1", "--format=%s"], served.root).stdout.strip() == (
+        f"mnist-sample: started by hand run {flow_run.name} of deployment mnist-sample: data base; promoted: every "
+        "gate passed; no champion yet")
+    assert run(["git", "status", "--porcelain", "--", "dvc.lock", "reports"], served.root).stdout == ""
+    remote = served.root / "dvc-storage"  # .dvc/config's default remote: the run pushed the model there
+    model_md5 = yaml.safe_load((served.root / "dvc.lock").read_text())["stages"]["train@mnist-sample"]["outs"][0]["md5"]
+    assert (remote / "files" / "md5" / model_md5[:2] / model_md5[2:]).is_file()
 
 
 def test_second_run_skips_training(served, first_run):
     model_before = (served.root / "models/mnist-sample/model.keras").read_bytes()
+    head_before = run(["git", "rev-parse", "HEAD"], served.root).stdout
 
     flow_run, output = run_deployment(served)
 
@@ -77,6 +87,7 @@ def test_second_run_skips_training(served, first_run):
     decision = latest_artifact(served, "mnist-sample-decision")
     assert "skipped" in decision and f"nothing changed since run {first_run[0].name}" in decision
     assert (served.root / "models/mnist-sample/model.keras").read_bytes() == model_before
+    assert run(["git", "rev-parse", "HEAD"], served.root).stdout == head_before  # nothing changed: no commit
 
 
 def test_failed_run_names_the_cause_and_the_service_survives(served, first_run):

@@ -74,3 +74,6 @@ def test_one_drop_starts_one_run_that_ingests_and_trains(triggered):
     assert json.loads(paths.validation_file.read_text())["image_counts"]["train"] == 4200
     assert sorted(path.name for path in paths.inbox_dir.rglob("*")) == [".gitkeep"]
     assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+    message = run(["git", "log", "-1", "--format=%s"], repo).stdout.strip()  # the run committed its version
+    assert message.startswith(f"mnist-sample: triggered by ") and f"run {final[0].name} of deployment" in message
+    assert ": data base + 1 drop(s), latest " in message

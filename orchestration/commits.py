@@ -1,0 +1,131 @@
+"""Every version is a commit: a run started by a deployment commits what it changed for its dataset to git, on the
+checkout's current branch, and pushes the data to the DVC remote when one is configured.
+
+`versioning.commit` in params.yaml says which runs commit: `deployments` (the default: scheduled, triggered and
+`prefect deployment run` runs), `always` (`make flow` and `make run` too) or `never`. A run that changed nothing
+commits nothing; a failed run never reaches this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from tasks.common.config import load_params
+from tasks.common.errors import PipelineError
+from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, STAGES, DatasetPaths
+from tasks.lib.drops import read_index
+
+logger = logging.getLogger(__name__)
+# Used only when the checkout has no git identity of its own (a fresh server account, a CI runner).
+FALLBACK_IDENTITY = ("-c", "user.name=training-pipeline", "-c", "user.email=training-pipeline@localhost")
+
+
+def versioned_files(paths: DatasetPaths) -> list[Path]:
+    """What git versions for the dataset: dvc.lock, its reports folder (DVC's cache-less metrics and plots), the
+    .gitignore files DVC keeps beside its outputs, and the inbox placeholder."""
+    ignores = {path.parent / ".gitignore" for stage in STAGES for path in paths.outputs(stage)}
+    candidates = [paths.root / "dvc.lock", paths.reports_dir, *sorted(ignores), paths.inbox_dir / INBOX_PLACEHOLDER]
+    return [path for path in candidates if path.exists()]
+
+
+def data_version(paths: DatasetPaths) -> str:
+    drops = read_index(paths).drops if paths.drop_index_file.exists() else []
+    return f"base + {len(drops)} drop(s), latest {drops[-1]}" if drops else "base"
+
+
+def commit_version(paths: DatasetPaths, message: str) -> str | None:
+    """Commit the dataset's versioned files as they are now (nothing else, even what the user staged), then
+    `dvc push` its stages when a DVC remote is configured. The new commit's hash, or None when nothing changed."""
+    root = paths.root
+    if _git(root, "rev-parse", "--is-inside-work-tree", check=False).returncode != 0:
+        logger.warning("%s is not a git checkout: nothing committed", root)
+        return None
+    files = [str(path.relative_to(root)) for path in versioned_files(paths)]
+    _git(root, "add", "--", *files)
+    if _git(root, "diff", "--cached", "--quiet", "--", *files, check=False).returncode == 0:
+        return None
+    identity = () if _git(root, "config", "user.email", check=False).stdout.strip() else FALLBACK_IDENTITY
+    _git(root, *identity, "commit", "-q", "-m", message, "--", *files)
+    commit = _git(root, "rev-parse", "HEAD").stdout.strip()
+    _push(root, paths.dataset)
+    logger.info("committed %s: %s", commit[:10], message)
+    return commit
+
+
+def _push(root: Path, dataset: str) -> None:
+    from dvc.repo import Repo
+
+    from orchestration.versioning import stage_targets
+
+    if not (root / ".dvc").is_dir():
+        return
+    with contextlib.chdir(root), Repo(str(root)) as repo:
+        if not repo.config.get("core", {}).get("remote"):
+            return
+        pushed = repo.push(targets=stage_targets(dataset))
+    logger.info("dvc push: %s file(s) sent to the default remote", pushed)
+
+
+def _git(root: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+    completed = subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, timeout=120)
+    if check and completed.returncode != 0:
+        raise PipelineError(f"git {' '.join(arguments[:3])} failed in {root}: {completed.stderr.strip()}")
+    return completed
+
+
+def commit_run(paths: DatasetPaths, setting: str, outcome: str) -> str | None:
+    """At the end of a flow run that changed something: commit when `setting` says this kind of run commits."""
+    from prefect.runtime import deployment
+
+    if setting == "never" or (setting == "deployments" and not deployment.id):
+        return None
+    return commit_version(paths, f"{paths.dataset}: {describe_trigger()}: data {data_version(paths)}; {outcome}")
+
+
+def describe_trigger() -> str:
+    """What started this flow run: its deployment's schedule, an automation (the new-data trigger), or a person."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import deployment, flow_run
+
+    if not deployment.id:
+        return f"flow run {flow_run.name} outside a deployment"
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(flow_run.id)
+    if run.auto_scheduled:
+        how = "scheduled"
+    elif run.created_by is not None and run.created_by.type == "AUTOMATION":
+        how = f"triggered by {run.created_by.display_value or 'an automation'}"
+    else:
+        how = "started by hand"
+    return f"{how} run {run.name} of deployment {deployment.name}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """After `make run`: with versioning.commit `always`, commit each listed dataset's new version."""
+    from tasks.lib.outputs import PromotionDecision, read_record
+
+    parser = argparse.ArgumentParser(prog="python -m orchestration.commits", description=main.__doc__)
+    parser.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        params = load_params(arguments.params)
+        if params.versioning.commit != "always":
+            return 0
+        for dataset in params.datasets:
+            paths = DatasetPaths(Path.cwd(), dataset)
+            decision = read_record(paths.promotion_file, PromotionDecision)
+            commit_version(paths, f"{dataset}: make run: data {data_version(paths)}; {decision.reason}")
+    except PipelineError as error:
+        print(f"commit failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

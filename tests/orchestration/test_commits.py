@@ -1,0 +1,95 @@
+"""orchestration/commits.py on a real git repository: what a run commits, and what it leaves alone."""
+
+import subprocess
+
+import pytest
+
+from orchestration.commits import commit_version, data_version, versioned_files
+from tasks.common.paths import DatasetPaths
+
+
+def git(root, *arguments):
+    return subprocess.run(["git", *arguments], cwd=root, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "config", "user.name", "someone")
+    git(tmp_path, "config", "user.email", "someone@example.com")
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\n")
+    (tmp_path / "notes.txt").write_text("mine\n")
+    git(tmp_path, "add", "-A")
+    git(tmp_path, "commit", "-qm", "start")
+    return DatasetPaths(tmp_path, "shoes")
+
+
+def test_a_run_commits_its_datasets_files_and_nothing_the_user_staged(checkout):
+    paths = checkout
+    (paths.root / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
+    paths.reports_dir.mkdir(parents=True)
+    (paths.reports_dir / "metrics.json").write_text("{}\n")
+    (paths.root / "notes.txt").write_text("mine, edited\n")
+    git(paths.root, "add", "notes.txt")  # the user's own staged change
+
+    commit = commit_version(paths, "shoes: started by hand: data base; promoted")
+
+    assert git(paths.root, "log", "-1", "--format=%H %s").strip() == f"{commit} shoes: started by hand: data base; promoted"
+    assert sorted(git(paths.root, "show", "--name-only", "--format=", "HEAD").split()) == ["dvc.lock",
+                                                                                          "reports/shoes/metrics.json"]
+    assert git(paths.root, "diff", "--cached", "--name-only").split() == ["notes.txt"]  # still staged, not committed
+
+
+def test_nothing_changed_means_no_commit(checkout):
+    before = git(checkout.root, "rev-parse", "HEAD")
+
+    assert commit_version(checkout, "shoes: scheduled run: data base; promoted") is None
+    assert git(checkout.root, "rev-parse", "HEAD") == before
+
+
+def test_a_checkout_without_a_git_identity_still_commits_under_the_pipelines_name(checkout, monkeypatch):
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")  # no identity from the machine's own settings either
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    git(checkout.root, "config", "--unset", "user.name")
+    git(checkout.root, "config", "--unset", "user.email")
+    (checkout.root / "dvc.lock").write_text("changed\n")
+
+    commit_version(checkout, "shoes: x")
+
+    assert git(checkout.root, "log", "-1", "--format=%an <%ae>").strip() == \
+        "training-pipeline <training-pipeline@localhost>"
+
+
+def test_the_data_version_names_the_latest_drop(checkout):
+    from tasks.lib.drops import DropIndex
+    from tasks.lib.outputs import write_record
+
+    assert data_version(checkout) == "base"
+    write_record(checkout.drop_index_file, DropIndex(["20261202T070000Z-aa", "20261203T070000Z-bb"]))
+    assert data_version(checkout) == "base + 2 drop(s), latest 20261203T070000Z-bb"
+    assert checkout.root / "dvc.lock" in versioned_files(checkout)
+
+
+@pytest.mark.parametrize("setting, commits", [("always", 1), ("deployments", 0), ("never", 0)])
+def test_make_run_commits_each_dataset_only_when_the_setting_is_always(checkout, monkeypatch, setting, commits):
+    import yaml
+
+    from orchestration.commits import main
+    from tasks.lib.outputs import PromotionDecision, write_record
+    from tests.conftest import project_params_document
+
+    document = project_params_document()
+    document["datasets"], document["versioning"] = ["mnist-sample"], {"commit": setting}
+    (checkout.root / "params.yaml").write_text(yaml.safe_dump(document))
+    paths = DatasetPaths(checkout.root, "mnist-sample")
+    write_record(paths.promotion_file, PromotionDecision("mnist-sample", True, "promoted: every gate passed", 0.93,
+                                                         None, None, {}, [], None))
+    monkeypatch.chdir(checkout.root)
+    before = int(git(checkout.root, "rev-list", "--count", "HEAD"))
+
+    assert main([]) == 0
+
+    assert int(git(checkout.root, "rev-list", "--count", "HEAD")) == before + commits
+    if commits:
+        assert git(checkout.root, "log", "-1", "--format=%s").strip() == \
+            "mnist-sample: make run: data base; promoted: every gate passed"
