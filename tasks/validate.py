@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.common.config import DatasetParams, ValidateParams
+from tasks.lib import idx
 from tasks.common.errors import DataValidationError
 from tasks.common.fileio import atomic_directory
 from tasks.common.paths import SPLITS, DatasetPaths
@@ -27,7 +28,7 @@ from tasks.lib.drops import read_index, read_split
 from tasks.lib.outputs import ValidationSummary, write_record
 
 logger = logging.getLogger(__name__)
-_LABEL_COLUMNS = {"label", "label_share"}
+_LABEL_COLUMNS = {"label", "label_share", "share_vs_base"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class SplitData:
     labels: np.ndarray
     images_file: Path
     labels_file: Path
+    # Rows past the base's come from the ingested drops: where the failure line says they are.
+    drops_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,9 @@ class ValidationReport:
 def load_split(paths: DatasetPaths, split: str) -> SplitData:
     """Parse one split's IDX files (the base's and each drop's) strictly; image and label counts must agree."""
     images, labels = read_split(paths, split)
-    return SplitData(split, images, labels, paths.raw_file(split, "images"), paths.raw_file(split, "labels"))
+    drops = read_index(paths).drops
+    note = f" and {len(drops)} drop(s) in {paths.ingested_dir}" if drops else ""
+    return SplitData(split, images, labels, paths.raw_file(split, "images"), paths.raw_file(split, "labels"), note)
 
 
 def validate_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: ValidateParams) -> ValidationReport:
@@ -64,9 +69,11 @@ def validate_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: Vali
 
     started = time.perf_counter()
     splits = {split: load_split(paths, split) for split in SPLITS}
-    summaries = {split: summarize_images(data.images, data.labels) for split, data in splits.items()}
-    counts = dataset.expected_counts
     grown = bool(read_index(paths).drops)
+    summaries = {split: summarize_images(data.images, data.labels,
+                                         _base_shares(paths, split, dataset.num_classes) if grown else None)
+                 for split, data in splits.items()}
+    counts = dataset.expected_counts
     expectations = {split: build_expectations(dataset.num_classes, getattr(counts, split) if counts else None,
                                               settings.class_balance_tolerance, grown) for split in SPLITS}
     failed_dir = paths.failed_validation_dir
@@ -93,6 +100,13 @@ def validate_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: Vali
     )
 
 
+def _base_shares(paths: DatasetPaths, split: str, num_classes: int) -> np.ndarray:
+    """Each class's share of the split in the dataset's base (the downloaded files): the history a grown dataset's
+    class balance is judged against."""
+    labels = idx.read_labels(paths.raw_file(split, "labels"))
+    return np.bincount(labels.astype(np.int64), minlength=num_classes)[:num_classes] / max(len(labels), 1)
+
+
 def _publish(paths: DatasetPaths, scratch_dir: Path, summary: ValidationSummary, failed_dir: Path,
              started: float) -> ValidationReport:
     """Move a passing report into place (Data Docs swapped in whole, JSON renamed atomically)."""
@@ -113,7 +127,7 @@ def _failure_line(split: SplitData, result: dict) -> str:
         where = f"{split.images_file} + {split.labels_file.name}"
     else:
         where = str(split.images_file)
-    line = f"{where} [{split.split}]: {result['description']} ({result['expectation']}"
+    line = f"{where}{split.drops_note} [{split.split}]: {result['description']} ({result['expectation']}"
     line += f" on {result['column']})" if result["column"] else ")"
     if result["unexpected_count"]:
         line += (f": {result['unexpected_count']} of {result['element_count']} rows, "

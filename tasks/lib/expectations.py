@@ -24,12 +24,14 @@ PIXEL_MAX = 255
 _DOCS_SITE = "pipeline_reports"
 
 
-def summarize_images(images: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
-    """One row per image: its index, shape, dtype, pixel range, inked pixel count, label and the label's share."""
+def summarize_images(images: np.ndarray, labels: np.ndarray, base_shares: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per image: its index, shape, dtype, pixel range, inked pixel count, label and the label's share;
+    with `base_shares` (each class's share in the dataset's base, for a dataset that drops have grown), also the
+    label's share relative to its share in the base (`share_vs_base`)."""
     count = len(images)
     flat = images.reshape(count, int(np.prod(images.shape[1:])))  # -1 cannot be resolved for 0 images
     label_counts = np.bincount(labels.astype(np.int64))
-    return pd.DataFrame({
+    columns = {
         "row": np.arange(count),
         "height": np.full(count, images.shape[1]),
         "width": np.full(count, images.shape[2] if images.ndim == 3 else 1),
@@ -39,14 +41,20 @@ def summarize_images(images: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
         "inked_pixels": np.count_nonzero(flat, axis=1),
         "label": labels.astype(np.int64),
         "label_share": label_counts[labels.astype(np.int64)] / max(count, 1),
-    })
+    }
+    if base_shares is not None:
+        reference = np.append(base_shares, 0.0)[np.minimum(labels.astype(np.int64), len(base_shares))]
+        columns["share_vs_base"] = np.divide(columns["label_share"], reference, out=np.full(count, np.inf),
+                                             where=reference > 0)
+    return pd.DataFrame(columns)
 
 
 def build_expectations(num_classes: int, expected_rows: int | None, balance_tolerance: float,
                        grown: bool = False) -> list:
-    """Every expectation a split of a `num_classes`-class dataset must meet. `expected_rows` is the downloaded
-    base's count: exact, or a minimum once drops have `grown` the dataset. `description` is what a failure
-    message shows."""
+    """Every expectation a split of a `num_classes`-class dataset must meet. `description` is what a failure
+    message shows. Once drops have `grown` the dataset, `expected_rows` (the downloaded base's count) is a
+    minimum instead of exact, and class balance is judged against the base's own shares (column
+    `share_vs_base`) instead of uniform: a dataset may grow unevenly, within the tolerance."""
     classes = list(range(num_classes))
     uniform_share = 1 / num_classes
     expectations = [
@@ -66,12 +74,18 @@ def build_expectations(num_classes: int, expected_rows: int | None, balance_tole
             column="label", value_set=classes, description=f"label is an integer in 0..{num_classes - 1}"),
         gx.expectations.ExpectColumnDistinctValuesToContainSet(
             column="label", value_set=classes, description=f"all {num_classes} classes present"),
-        gx.expectations.ExpectColumnValuesToBeBetween(
+    ]
+    if grown:
+        expectations.append(gx.expectations.ExpectColumnValuesToBeBetween(
+            column="share_vs_base", min_value=1 - balance_tolerance, max_value=1 + balance_tolerance,
+            description=f"class balance: each class's share within (1 +/- {balance_tolerance:g}) x its share in the "
+                        "dataset's base"))
+    else:
+        expectations.append(gx.expectations.ExpectColumnValuesToBeBetween(
             column="label_share", min_value=uniform_share * (1 - balance_tolerance),
             max_value=uniform_share * (1 + balance_tolerance),
             description=f"class balance: each class's share within {100 / num_classes:.3g} % x (1 +/- "
-                        f"{balance_tolerance:g})"),
-    ]
+                        f"{balance_tolerance:g})"))
     if expected_rows is not None and grown:
         expectations.append(gx.expectations.ExpectTableRowCountToBeBetween(
             min_value=expected_rows, description=f"at least {expected_rows} images (the base and ingested drops)"))

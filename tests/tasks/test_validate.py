@@ -230,3 +230,31 @@ def test_summarize_images_one_row_per_image():
 def _validation_pages(docs_dir):
     """The Data Docs pages of validation runs, one per split."""
     return sorted(page.name for page in (docs_dir / "validations").rglob("*.html"))
+
+
+def test_a_grown_dataset_is_judged_against_its_base_minimum_counts_and_its_own_class_balance(tiny_dataset,
+                                                                                            custom_params):
+    """The base is 60 train / 20 test, 10 % per class, expected_counts 60 / 20. A drop may add images (the count
+    becomes a minimum) and shift class shares within the tolerance of the base's own; one that makes a class
+    three times as common as in the base is refused, naming the rule."""
+    from tasks.common.config import IngestParams
+    from tasks.ingest import ingest_inbox
+    from tests.conftest import write_image_folder
+
+    folders = [str(label) for label in range(10)]
+    even = make_images(20, seed=7)  # two per class
+    write_image_folder(tiny_dataset.inbox_dir, {"train": even}, folders)
+    ingest_inbox(tiny_dataset, custom_params.dataset("custom"), IngestParams(settle_seconds=0))
+
+    grown = _validate(tiny_dataset, custom_params, tolerance=0.5)
+
+    skewed = make_images(40, seed=8)
+    write_image_folder(tiny_dataset.inbox_dir, {"train": (skewed[0], np.full(40, 3, np.uint8))}, folders, prefix="b")
+    ingest_inbox(tiny_dataset, custom_params.dataset("custom"), IngestParams(settle_seconds=0))
+    message = _validation_error(tiny_dataset, custom_params, tolerance=0.5)
+
+    assert grown.image_counts == {"train": 80, "test": 20}  # more than expected_counts: a minimum now
+    line = _line(message, "class balance: each class's share within (1 +/- 0.5) x its share in the dataset's base")
+    assert line.startswith(f"  - {tiny_dataset.raw_file('train', 'labels')} and 2 drop(s) in "
+                           f"{tiny_dataset.ingested_dir} [train]: class balance")
+    assert "rows" in line and "of 120 rows" in line
