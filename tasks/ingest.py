@@ -13,12 +13,10 @@ removes the files an earlier run already published and takes the rest.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,16 +25,15 @@ import numpy as np
 from tasks.common.config import DatasetParams, IngestParams
 from tasks.common.errors import ImageFileError
 from tasks.common.fileio import atomic_directory, write_text_atomic
-from tasks.common.paths import INBOX_PLACEHOLDER, QUARANTINE_REASONS, SPLITS, DatasetPaths
+from tasks.common.paths import QUARANTINE_REASONS, SPLITS, DatasetPaths
 from tasks.lib.drops import (DropManifest, ensure_inbox, prepare_ingested_dir, publish_drop, read_manifests,
-                             read_split, summarize_drops)
-from tasks.lib.outputs import write_record
+                             read_originals, read_split, summarize_drops, write_drop)
 from tasks.lib.image_folder import place_files
 from tasks.lib.images import CONVERSION_VERSION, IMAGE_SIDE, to_dataset_pixels
+from tasks.lib.inbox_files import ready_files, remove_from_inbox
+from tasks.lib.outputs import write_record
 
 logger = logging.getLogger(__name__)
-# Names that copy tools give a file while writing it (rsync's .name.XXXXXX, browsers' .part, editors' .tmp).
-_TEMPORARY_SUFFIXES = (".part", ".tmp")
 
 
 @dataclass(frozen=True)
@@ -95,7 +92,7 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
     now = time.time() if now is None else now
     ensure_inbox(paths)
     prepare_ingested_dir(paths)
-    manifests = read_manifests(paths)
+    manifests = rebuild_outdated_drops(paths, read_manifests(paths))
     ready, waiting = ready_files(paths.inbox_dir, settings.settle_seconds)
     contents = {path: path.read_bytes() for path in ready}
     prefix = len(str(paths.inbox_dir)) + 1
@@ -111,57 +108,36 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
         _quarantine(paths.quarantine_dir / manifest.drop, drop)
         publish_drop(paths, manifest, drop.arrays(), drop.originals)
         manifests.append(manifest)
-    _remove_from_inbox(paths.inbox_dir, earlier + new)  # only now: every file is in a published drop
+    remove_from_inbox(paths.inbox_dir, earlier + new)  # only now: every file is in a published drop
     write_record(paths.ingest_summary_file, summarize_drops(paths.dataset, manifests))
     result = _result(paths, manifests[-1] if drop else None, waiting, len(earlier))
     _log(result, paths)
     return result
 
 
-def ready_files(inbox: Path, settle_seconds: float) -> tuple[list[Path], list[Path]]:
-    """(files to take now, files left for the next run). A file may still be being written while its name starts
-    with '.' or ends in .part or .tmp (left: its final name, when the copy renames it, changes the inbox and so
-    makes DVC run ingest again), or while it changed within `settle_seconds`: then this waits until it has been
-    still that long, once, and leaves the files that changed meanwhile (their next change shows up the same way)."""
-    ready, waiting, unsettled = _sort_files(inbox, settle_seconds)
-    if unsettled:
-        time.sleep(settle_seconds - min(_age(path) for path in unsettled))
-        settled_now, _, still_changing = _sort_files(inbox, settle_seconds, unsettled)
-        ready, waiting = sorted(ready + settled_now), sorted(waiting + still_changing)
-    return ready, waiting
+def rebuild_outdated_drops(paths: DatasetPaths, manifests: list[DropManifest]) -> list[DropManifest]:
+    """Make again, from its original bytes, the pixels of every drop an earlier version of the image conversion
+    made (tasks/lib/images.py, CONVERSION_VERSION); the drop keeps its name, place and files. The manifests as now."""
+    current = []
+    for manifest in manifests:
+        if manifest.conversion_version != CONVERSION_VERSION:
+            manifest = _rebuild(paths, manifest)
+        current.append(manifest)
+    return current
 
 
-def _sort_files(inbox: Path, settle_seconds: float, among: list[Path] | None = None):
-    """(settled, temporary names, changed within settle_seconds) among the inbox's files (or `among`)."""
-    settled, temporary, unsettled = [], [], []
-    now = time.time()
-    for path, status in (_walk(inbox) if among is None else ((path, path.stat()) for path in among)):
-        relative = str(path)[len(str(inbox)) + 1:]
-        if relative == INBOX_PLACEHOLDER:
-            continue
-        if relative.startswith(".") or "/." in relative or path.name.lower().endswith(_TEMPORARY_SUFFIXES):
-            temporary.append(path)
-        else:
-            changed = max(status.st_mtime, status.st_ctime)
-            (unsettled if now - changed < settle_seconds else settled).append(path)
-    return sorted(settled), sorted(temporary), sorted(unsettled)
-
-
-def _walk(folder: Path):
-    """(path, stat) of every file under `folder`; os.scandir hands over each stat without a second call."""
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                yield from _walk(Path(entry.path))
-            elif entry.is_file(follow_symlinks=False):
-                yield Path(entry.path), entry.stat(follow_symlinks=False)
-
-
-def _age(path: Path) -> float:
-    """Seconds since the file last changed. The ctime too: a copy that keeps the source's mtime (cp -p, rsync)
-    still sets the ctime when it writes or renames the file."""
-    status = path.stat()
-    return time.time() - max(status.st_mtime, status.st_ctime)
+def _rebuild(paths: DatasetPaths, manifest: DropManifest) -> DropManifest:
+    originals = read_originals(paths, manifest.drop)
+    drop = _Drop()
+    for entry in manifest.files:
+        pixels = to_dataset_pixels(Path(entry["path"]), originals[entry["path"]])
+        digest = _sha256(pixels.tobytes())
+        drop.add(entry["path"], entry["split"], entry["label"], entry["class"], pixels, digest, originals[entry["path"]])
+    rebuilt = replace(manifest, conversion_version=CONVERSION_VERSION, files=drop.files)
+    write_drop(paths, rebuilt, drop.arrays(), drop.originals)
+    logger.info("%s: drop %s rebuilt from its %d original files (image conversion %d -> %d)", paths.dataset,
+                manifest.drop, len(manifest.files), manifest.conversion_version, CONVERSION_VERSION)
+    return rebuilt
 
 
 def _decide(paths: DatasetPaths, files: list[Path], names: dict[Path, str], contents: dict[Path, bytes],
@@ -214,21 +190,6 @@ def _quarantine(folder: Path, drop: _Drop) -> None:
             target.write_bytes(drop.refused_bytes[entry["path"]])
         write_text_atomic(scratch / QUARANTINE_REASONS,
                           "".join(f"{entry['path']}: {entry['reason']}\n" for entry in refused))
-
-
-def _remove_from_inbox(inbox: Path, files: list[Path]) -> None:
-    """Delete `files`, then the folders under the inbox they leave empty (deepest first)."""
-    folders = set()
-    for path in files:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        folder = path.parent
-        while folder != inbox and folder not in folders:
-            folders.add(folder)
-            folder = folder.parent
-    for folder in sorted(folders, key=lambda folder: len(folder.parts), reverse=True):
-        with contextlib.suppress(OSError):  # not empty: another file is still arriving there
-            folder.rmdir()
 
 
 def _drop_id(now: float, names: list[str]) -> str:

@@ -87,6 +87,13 @@ def read_split(paths: DatasetPaths, split: str) -> tuple[np.ndarray, np.ndarray]
 def publish_drop(paths: DatasetPaths, manifest: DropManifest, splits: dict[str, tuple[np.ndarray, np.ndarray]],
                  originals: list[tuple[str, bytes]]) -> None:
     """Write the drop's folder whole, then list it in the index: until then, readers do not see it."""
+    write_drop(paths, manifest, splits, originals)
+    write_record(paths.drop_index_file, DropIndex([*read_index(paths).drops, manifest.drop]))
+
+
+def write_drop(paths: DatasetPaths, manifest: DropManifest, splits: dict[str, tuple[np.ndarray, np.ndarray]],
+               originals: list[tuple[str, bytes]]) -> None:
+    """The drop's folder, swapped in whole (a new drop, or a published one rebuilt)."""
     with atomic_directory(paths.drop_dir(manifest.drop)) as folder:
         for split, (images, labels) in splits.items():
             write_bytes_atomic(folder / IDX_FILE_NAMES[(split, "images")], idx.encode_idx(images))
@@ -94,7 +101,6 @@ def publish_drop(paths: DatasetPaths, manifest: DropManifest, splits: dict[str, 
         _write_originals(folder / ORIGINALS_ARCHIVE, originals)
         # Its fields hold plain lists and dicts: no deep copy (dataclasses.asdict took 0.2 s for 10,000 files).
         write_json_atomic(folder / MANIFEST, {name: getattr(manifest, name) for name in manifest.__dataclass_fields__})
-    write_record(paths.drop_index_file, DropIndex([*read_index(paths).drops, manifest.drop]))
 
 
 def _write_originals(path: Path, originals: list[tuple[str, bytes]]) -> None:

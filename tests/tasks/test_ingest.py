@@ -178,7 +178,7 @@ def test_a_crash_after_the_drop_is_published_is_completed_by_the_rerun_without_d
         raise KeyboardInterrupt("killed")
 
     with monkeypatch.context() as patched:
-        patched.setattr(tasks.ingest, "_remove_from_inbox", crash)
+        patched.setattr(tasks.ingest, "remove_from_inbox", crash)
         with pytest.raises(KeyboardInterrupt):
             ingest_inbox(paths, dataset, NOW)
     assert len(list(paths.inbox_dir.rglob("*.png"))) == 6  # the inbox is intact
@@ -212,3 +212,29 @@ def test_a_crash_before_the_drop_is_published_leaves_the_previous_version_and_th
 
     assert rerun.added == {"train": 6, "test": 0}
     assert [child.name for child in paths.ingested_dir.iterdir() if child.is_dir()] == [rerun.drop]
+
+
+def test_a_new_image_conversion_rebuilds_earlier_drops_from_their_original_bytes(shop, monkeypatch):
+    """A later conversion is simulated: a version 2 that also flips each image left to right."""
+    import tasks.ingest
+
+    paths, dataset, fresh = shop
+    drop(paths, "train", fresh["train"][0][:6], fresh["train"][1][:6])
+    drop(paths, "test", fresh["test"][0][:4], fresh["test"][1][:4])
+    first = ingest_inbox(paths, dataset, NOW)
+    before = {split: read_split(paths, split) for split in ("train", "test")}
+    convert = tasks.ingest.to_dataset_pixels
+    monkeypatch.setattr(tasks.ingest, "CONVERSION_VERSION", 2)
+    monkeypatch.setattr(tasks.ingest, "to_dataset_pixels", lambda path, content: convert(path, content)[:, ::-1])
+
+    rerun = ingest_inbox(paths, dataset, NOW)
+
+    manifest = read_manifests(paths)[0]
+    assert rerun.drop is None and read_index(paths).drops == [first.drop]
+    assert manifest.conversion_version == 2
+    for split, (images, labels) in before.items():
+        after_images, after_labels = read_split(paths, split)
+        base = 100 if split == "train" else 40
+        assert np.array_equal(after_labels, labels) and np.array_equal(after_images[:base], images[:base])
+        assert np.array_equal(after_images[base:], images[base:, :, ::-1])
+    assert len(read_originals(paths, first.drop)) == 10

@@ -1,0 +1,75 @@
+"""The files waiting in a dataset's inbox: which are ready to take, which a copy may still be writing, and their
+removal once taken (tasks/ingest.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from tasks.common.paths import INBOX_PLACEHOLDER
+
+# Names that copy tools give a file while writing it (rsync's .name.XXXXXX, browsers' .part, editors' .tmp).
+_TEMPORARY_SUFFIXES = (".part", ".tmp")
+
+
+def ready_files(inbox: Path, settle_seconds: float) -> tuple[list[Path], list[Path]]:
+    """(files to take now, files left for the next run). A file may still be being written while its name starts
+    with '.' or ends in .part or .tmp (left: its final name, when the copy renames it, changes the inbox and so
+    makes DVC run ingest again), or while it changed within `settle_seconds`: then this waits until it has been
+    still that long, once, and leaves the files that changed meanwhile (their next change shows up the same way)."""
+    ready, waiting, unsettled = _sort_files(inbox, settle_seconds)
+    if unsettled:
+        time.sleep(settle_seconds - min(_age(path) for path in unsettled))
+        settled_now, _, still_changing = _sort_files(inbox, settle_seconds, unsettled)
+        ready, waiting = sorted(ready + settled_now), sorted(waiting + still_changing)
+    return ready, waiting
+
+
+def _sort_files(inbox: Path, settle_seconds: float, among: list[Path] | None = None):
+    """(settled, temporary names, changed within settle_seconds) among the inbox's files (or `among`)."""
+    settled, temporary, unsettled = [], [], []
+    now = time.time()
+    for path, status in (_walk(inbox) if among is None else ((path, path.stat()) for path in among)):
+        relative = str(path)[len(str(inbox)) + 1:]
+        if relative == INBOX_PLACEHOLDER:
+            continue
+        if relative.startswith(".") or "/." in relative or path.name.lower().endswith(_TEMPORARY_SUFFIXES):
+            temporary.append(path)
+        else:
+            changed = max(status.st_mtime, status.st_ctime)
+            (unsettled if now - changed < settle_seconds else settled).append(path)
+    return sorted(settled), sorted(temporary), sorted(unsettled)
+
+
+def _walk(folder: Path):
+    """(path, stat) of every file under `folder`; os.scandir hands over each stat without a second call."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                yield Path(entry.path), entry.stat(follow_symlinks=False)
+
+
+def _age(path: Path) -> float:
+    """Seconds since the file last changed. The ctime too: a copy that keeps the source's mtime (cp -p, rsync)
+    still sets the ctime when it writes or renames the file."""
+    status = path.stat()
+    return time.time() - max(status.st_mtime, status.st_ctime)
+
+
+def remove_from_inbox(inbox: Path, files: list[Path]) -> None:
+    """Delete `files`, then the folders under the inbox they leave empty (deepest first)."""
+    folders = set()
+    for path in files:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        folder = path.parent
+        while folder != inbox and folder not in folders:
+            folders.add(folder)
+            folder = folder.parent
+    for folder in sorted(folders, key=lambda folder: len(folder.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: another file is still arriving there
+            folder.rmdir()
