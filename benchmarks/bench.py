@@ -16,6 +16,7 @@ from pathlib import Path
 
 from benchmarks.measure import PROJECT_ROOT, copy_workspace, machine_details, run_timed
 from benchmarks.report import write_results
+from benchmarks.served import served_figures
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))  # this VM varies by 20-30 % run to run
 SCALING_EPOCHS = 6  # the later five give the median: one noisy epoch on a shared VM does not move it
@@ -219,6 +220,8 @@ def main() -> int:
         log("8: ingest throughput")
         results["ingest"] = ingest_throughput(workspace)
         results["accuracy"] = accuracy(workspace)
+        log("9+10: a drop to a model, and a no-op run, on a served deployment")
+        results["served"] = served_figures(Path(scratch), log)
     results["bench_seconds"] = time.perf_counter() - started
     print(write_results(results, PROJECT_ROOT / "benchmarks" / "RESULTS.md"))
     return 0

@@ -34,6 +34,13 @@ def verdict_lines(results: dict) -> list[str]:
     ingest = results["ingest"]
     lines.append(verdict(f"8. ingest throughput, {ingest['files']:,} PNG files to a new data version",
                          ingest["files"] / median(ingest["seconds"]), 10_000, lower_is_better=False, unit=" images/s"))
+    served = results["served"]
+    drop = verdict(f"9. drop to model: {served['drop_images']:,} images announced by make ingest, to the triggered "
+                   f"run's end (mnist-sample, default architecture: the lecture's dense model)",
+                   served["drop_to_model_seconds"], 60, unit=" s")
+    lines.append(drop if served["drop_state"] == "Completed" else f"{drop}; but the run ended {served['drop_state']}")
+    lines.append(verdict("10. deployment run with nothing changed, Running to Completed",
+                         served["no_op_running_seconds"], 5, unit=" s"))
     return lines
 
 
@@ -88,6 +95,11 @@ def figures_table(results: dict) -> list[str]:
         lines.append(f"| {name} | {median(values):.4g} | {', '.join(f'{value:.4g}' for value in values)} |")
     validation = results["validation"]
     lines.append(f"| validation throughput, images/s | {validation['images'] / median(validation['seconds']):,.0f} | |")
+    served = results["served"]
+    lines.append(f"| drop to model seconds ({served['drop_images']:,} images; the triggered run ended "
+                 f"{served['drop_state']}, model promoted: {served['drop_promoted']}) | "
+                 f"{served['drop_to_model_seconds']:.4g} | |")
+    lines.append(f"| no-op deployment run, Running to Completed seconds | {served['no_op_running_seconds']:.4g} | |")
     for name, peak in results["memory"].items():
         lines.append(f"| peak RSS {name} (MiB) | {peak / 2**20:.0f} | |")
     for dataset, figures in results["accuracy"].items():

@@ -98,17 +98,16 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
     prefix = len(str(paths.inbox_dir)) + 1
     names = {path: str(path)[prefix:] for path in ready}  # as the manifest records them: train/Sandal/a.png
     handled = set().union(*(manifest.handled() for manifest in manifests))
-    earlier = [path for path in ready if (names[path], _sha256(contents[path])) in handled]
+    earlier = {path for path in ready if (names[path], _sha256(contents[path])) in handled}
     new = [path for path in ready if path not in earlier]
     drop = None
     if new:
         drop = _decide(paths, new, names, contents, dataset.class_names)
-        manifest = drop.manifest(_drop_id(now, [names[path] for path in new]), now,
-                                 dataset.class_names)
+        manifest = drop.manifest(_drop_id(now, [names[path] for path in new]), now, dataset.class_names)
         _quarantine(paths.quarantine_dir / manifest.drop, drop)
         publish_drop(paths, manifest, drop.arrays(), drop.originals)
         manifests.append(manifest)
-    remove_from_inbox(paths.inbox_dir, earlier + new)  # only now: every file is in a published drop
+    remove_from_inbox(paths.inbox_dir, [*earlier, *new])  # only now: every file is in a published drop
     write_record(paths.ingest_summary_file, summarize_drops(paths.dataset, manifests))
     result = _result(paths, manifests[-1] if drop else None, waiting, len(earlier))
     _log(result, paths)

