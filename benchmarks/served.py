@@ -9,6 +9,7 @@ prefect.yaml with their triggers) over a copy of the project that builds mnist-s
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from datetime import datetime, timezone
@@ -62,17 +63,19 @@ def _write_drop(folder: Path) -> None:
                        [str(digit) for digit in range(10)])
 
 
+@contextlib.contextmanager
 def _client(service):
+    """A Prefect client of the served API (made inside the settings, or it would talk to the profile's)."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    return temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True)
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        yield client
 
 
 def _flow_run(service, output: str):
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", output).group(1)
-    settings, client = _client(service)
-    with settings, client:
+    with _client(service) as client:
         return client.read_flow_run(flow_run_id)
 
 
@@ -81,8 +84,7 @@ def _wait_for_triggered_run(service, since: datetime, timeout_seconds: float = 6
 
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
-        settings, client = _client(service)
-        with settings, client:
+        with _client(service) as client:
             runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DATASET])))
         final = [run for run in runs if run.created >= since and not run.auto_scheduled and run.state.is_final()]
         if final:
@@ -93,7 +95,6 @@ def _wait_for_triggered_run(service, since: datetime, timeout_seconds: float = 6
 
 def _running_seconds(service, flow_run) -> float:
     """From the run's Running state to its Completed state, as the server recorded them."""
-    settings, client = _client(service)
-    with settings, client:
+    with _client(service) as client:
         states = {state.name: state.timestamp for state in client.read_flow_run_states(flow_run.id)}
     return (states["Completed"] - states["Running"]).total_seconds()

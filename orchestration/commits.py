@@ -13,6 +13,7 @@ import contextlib
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tasks.common.config import load_params
@@ -21,6 +22,7 @@ from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, STAGES, DatasetPa
 from tasks.lib.drops import read_index
 
 logger = logging.getLogger(__name__)
+_INDEX_LOCK_TRIES = 30
 # Used only when the checkout has no git identity of its own (a fresh server account, a CI runner).
 FALLBACK_IDENTITY = ("-c", "user.name=training-pipeline", "-c", "user.email=training-pipeline@localhost")
 
@@ -45,7 +47,9 @@ def commit_version(paths: DatasetPaths, message: str) -> str | None:
     if _git(root, "rev-parse", "--is-inside-work-tree", check=False).returncode != 0:
         logger.warning("%s is not a git checkout: nothing committed", root)
         return None
+    # What an interrupted stage left in the reports folder (.validate-*, .*.tmp files) is never committed.
     files = [str(path.relative_to(root)) for path in versioned_files(paths)]
+    files.append(f":(exclude){paths.reports_dir.relative_to(root)}/.*")
     _git(root, "add", "--", *files)
     if _git(root, "diff", "--cached", "--quiet", "--", *files, check=False).returncode == 0:
         return None
@@ -64,15 +68,27 @@ def _push(root: Path, dataset: str) -> None:
 
     if not (root / ".dvc").is_dir():
         return
+    from dvc.exceptions import DvcException
+
     with contextlib.chdir(root), Repo(str(root)) as repo:
         if not repo.config.get("core", {}).get("remote"):
             return
-        pushed = repo.push(targets=stage_targets(dataset))
+        try:
+            pushed = repo.push(targets=stage_targets(dataset))
+        except DvcException as error:  # the commit stands; the data waits in the local cache for the next push
+            logger.error("dvc push to the default remote failed (%s); the commit is made, the data is in the local "
+                         "cache: run `dvc push` once the remote is back", error)
+            return
     logger.info("dvc push: %s file(s) sent to the default remote", pushed)
 
 
 def _git(root: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
-    completed = subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, timeout=120)
+    """A git command; while another process holds git's index lock (another dataset's run committing), it waits."""
+    for _ in range(_INDEX_LOCK_TRIES):
+        completed = subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, timeout=120)
+        if "index.lock" not in completed.stderr:
+            break
+        time.sleep(1)
     if check and completed.returncode != 0:
         raise PipelineError(f"git {' '.join(arguments[:3])} failed in {root}: {completed.stderr.strip()}")
     return completed

@@ -32,15 +32,19 @@ def copy_into_inbox(source: Path, inbox: Path) -> int:
     complete (ingest leaves `*.part` files alone); return how many were copied."""
     if not source.is_dir():
         raise PipelineError(f"{source}: no such folder; expected {source}/{{train,test}}/<class>/*.png")
+    files = [path for path in sorted(source.rglob("*")) if path.is_file() and not path.name.startswith(".")]
+    taken = [str(inbox / path.relative_to(source)) for path in files if (inbox / path.relative_to(source)).exists()]
+    if taken:  # a file waiting under the same name would be replaced before it was ingested
+        raise PipelineError(f"{len(taken)} file(s) of {source} would replace files still waiting in the inbox, e.g. "
+                            f"{taken[0]}; nothing was copied: rename them, or copy after the next ingest")
     copied = 0
-    for path in sorted(source.rglob("*")):
-        if path.is_file() and not path.name.startswith("."):
-            target = inbox / path.relative_to(source)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f"{target.name}.part")
-            shutil.copyfile(path, partial)
-            os.replace(partial, target)
-            copied += 1
+    for path in files:
+        target = inbox / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.part")
+        shutil.copyfile(path, partial)
+        os.replace(partial, target)
+        copied += 1
     return copied
 
 

@@ -25,12 +25,12 @@ import numpy as np
 from tasks.common.config import DatasetParams, IngestParams
 from tasks.common.errors import ImageFileError
 from tasks.common.fileio import atomic_directory, write_text_atomic
-from tasks.common.paths import QUARANTINE_REASONS, SPLITS, DatasetPaths
+from tasks.common.paths import QUARANTINE_REASONS, QUARANTINED_FILES, SPLITS, DatasetPaths
 from tasks.lib.drops import (DropManifest, ensure_inbox, prepare_ingested_dir, publish_drop, read_manifests,
                              read_originals, read_split, summarize_drops, write_drop)
 from tasks.lib.image_folder import place_files
 from tasks.lib.images import CONVERSION_VERSION, IMAGE_SIDE, to_dataset_pixels
-from tasks.lib.inbox_files import ready_files, remove_from_inbox
+from tasks.lib.inbox_files import identity, ready_files, remove_from_inbox
 from tasks.lib.outputs import write_record
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,9 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
     prepare_ingested_dir(paths)
     manifests = rebuild_outdated_drops(paths, read_manifests(paths))
     ready, waiting = ready_files(paths.inbox_dir, settings.settle_seconds)
-    contents = {path: path.read_bytes() for path in ready}
+    read = _read_files(ready)
+    ready = [path for path in ready if path in read]  # a file gone since it was listed is not taken
+    contents = {path: content for path, (content, _) in read.items()}
     prefix = len(str(paths.inbox_dir)) + 1
     names = {path: str(path)[prefix:] for path in ready}  # as the manifest records them: train/Sandal/a.png
     handled = set().union(*(manifest.handled() for manifest in manifests))
@@ -107,11 +109,24 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
         _quarantine(paths.quarantine_dir / manifest.drop, drop)
         publish_drop(paths, manifest, drop.arrays(), drop.originals)
         manifests.append(manifest)
-    remove_from_inbox(paths.inbox_dir, [*earlier, *new])  # only now: every file is in a published drop
+    # Only now, every file being in a published drop or in quarantine; one replaced since it was read stays.
+    waiting += remove_from_inbox(paths.inbox_dir, {path: read[path][1] for path in [*earlier, *new]})
     write_record(paths.ingest_summary_file, summarize_drops(paths.dataset, manifests))
     result = _result(paths, manifests[-1] if drop else None, waiting, len(earlier))
     _log(result, paths)
     return result
+
+
+def _read_files(files: list[Path]) -> dict[Path, tuple[bytes, tuple[int, int, int]]]:
+    """Each file's bytes and identity (taken before reading: a later replacement then differs)."""
+    read = {}
+    for path in files:
+        try:
+            status = path.stat()
+            read[path] = (path.read_bytes(), identity(status))
+        except FileNotFoundError:
+            continue
+    return read
 
 
 def rebuild_outdated_drops(paths: DatasetPaths, manifests: list[DropManifest]) -> list[DropManifest]:
@@ -184,7 +199,7 @@ def _quarantine(folder: Path, drop: _Drop) -> None:
         return
     with atomic_directory(folder) as scratch:
         for entry in refused:
-            target = scratch / entry["path"]
+            target = scratch / QUARANTINED_FILES / entry["path"]  # apart from REASONS.txt, whatever their names
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(drop.refused_bytes[entry["path"]])
         write_text_atomic(scratch / QUARANTINE_REASONS,

@@ -31,8 +31,9 @@ IDX_FILE_NAMES = {
 
 # Kept in each dataset's inbox so the folder exists in a fresh clone (DVC hashes it as a dependency of ingest).
 INBOX_PLACEHOLDER = ".gitkeep"
-# In each quarantined drop's folder: a line per refused file saying why.
+# In each quarantined drop's folder: a line per refused file saying why, and the files under their inbox paths.
 QUARANTINE_REASONS = "REASONS.txt"
+QUARANTINED_FILES = "files"
 # An image-folder dataset (source `images`): <local_dir>/<split>/<class folder>/<file> with one of these suffixes.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

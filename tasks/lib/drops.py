@@ -12,6 +12,7 @@ is what an interrupted ingest left, and the next ingest removes it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import zipfile
 from dataclasses import dataclass, field
@@ -130,6 +131,10 @@ def prepare_ingested_dir(paths: DatasetPaths) -> None:
     if not paths.drop_index_file.exists():
         write_record(paths.drop_index_file, DropIndex())
     published = set(read_index(paths).drops)
+    for drop in published:  # a rebuild killed between its two renames left the drop as .<drop>.old: put it back
+        kept = paths.drop_dir(drop).with_name(f".{drop}.old")  # tasks/common/fileio.py: atomic_directory
+        if not paths.drop_dir(drop).exists() and kept.is_dir():
+            os.replace(kept, paths.drop_dir(drop))
     for child in paths.ingested_dir.iterdir():
         if child.is_dir() and child.name not in published:
             shutil.rmtree(child)

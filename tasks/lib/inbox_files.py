@@ -21,7 +21,9 @@ def ready_files(inbox: Path, settle_seconds: float) -> tuple[list[Path], list[Pa
     still that long, once, and leaves the files that changed meanwhile (their next change shows up the same way)."""
     ready, waiting, unsettled = _sort_files(inbox, settle_seconds)
     if unsettled:
-        time.sleep(settle_seconds - min(_age(path) for path in unsettled))
+        # At most settle_seconds, and never negative: a file dated in the future (an archive from another time
+        # zone) must not hold the pipeline for hours; it is simply left for a later run.
+        time.sleep(min(settle_seconds, max(0.0, settle_seconds - min(_age(path) for path in unsettled))))
         settled_now, _, still_changing = _sort_files(inbox, settle_seconds, unsettled)
         ready, waiting = sorted(ready + settled_now), sorted(waiting + still_changing)
     return ready, waiting
@@ -31,7 +33,7 @@ def _sort_files(inbox: Path, settle_seconds: float, among: list[Path] | None = N
     """(settled, temporary names, changed within settle_seconds) among the inbox's files (or `among`)."""
     settled, temporary, unsettled = [], [], []
     now = time.time()
-    for path, status in (_walk(inbox) if among is None else ((path, path.stat()) for path in among)):
+    for path, status in (_walk(inbox) if among is None else _still_there(among)):
         relative = str(path)[len(str(inbox)) + 1:]
         if relative == INBOX_PLACEHOLDER:
             continue
@@ -41,6 +43,17 @@ def _sort_files(inbox: Path, settle_seconds: float, among: list[Path] | None = N
             changed = max(status.st_mtime, status.st_ctime)
             (unsettled if now - changed < settle_seconds else settled).append(path)
     return sorted(settled), sorted(temporary), sorted(unsettled)
+
+
+def _still_there(paths: list[Path]):
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):  # gone since the first look: nothing to take
+            yield path, path.stat()
+
+
+def identity(status: os.stat_result) -> tuple[int, int, int]:
+    """What tells a file from a replacement written under its name since it was read."""
+    return status.st_ino, status.st_size, status.st_mtime_ns
 
 
 def _walk(folder: Path):
@@ -56,16 +69,26 @@ def _walk(folder: Path):
 def _age(path: Path) -> float:
     """Seconds since the file last changed. The ctime too: a copy that keeps the source's mtime (cp -p, rsync)
     still sets the ctime when it writes or renames the file."""
-    status = path.stat()
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return float("inf")  # gone: nothing to wait for
     return time.time() - max(status.st_mtime, status.st_ctime)
 
 
-def remove_from_inbox(inbox: Path, files: list[Path]) -> None:
-    """Delete `files`, then the folders under the inbox they leave empty (deepest first)."""
-    folders = set()
-    for path in files:
-        with contextlib.suppress(FileNotFoundError):
+def remove_from_inbox(inbox: Path, files: dict[Path, tuple[int, int, int]]) -> list[Path]:
+    """Delete each file that is still the one that was read (its `identity`), then the folders under the inbox
+    left empty (deepest first). A file replaced meanwhile (a second drop under the same name) is kept for the next
+    run; returns those."""
+    folders, replaced = set(), []
+    for path, read in files.items():
+        try:
+            if identity(path.stat()) != read:
+                replaced.append(path)
+                continue
             os.unlink(path)
+        except FileNotFoundError:
+            pass
         folder = path.parent
         while folder != inbox and folder not in folders:
             folders.add(folder)
@@ -73,3 +96,4 @@ def remove_from_inbox(inbox: Path, files: list[Path]) -> None:
     for folder in sorted(folders, key=lambda folder: len(folder.parts), reverse=True):
         with contextlib.suppress(OSError):  # not empty: another file is still arriving there
             folder.rmdir()
+    return replaced

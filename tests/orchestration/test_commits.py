@@ -93,3 +93,16 @@ def test_make_run_commits_each_dataset_only_when_the_setting_is_always(checkout,
     if commits:
         assert git(checkout.root, "log", "-1", "--format=%s").strip() == \
             "mnist-sample: make run: data base; promoted: every gate passed"
+
+
+def test_what_an_interrupted_stage_left_in_the_reports_folder_is_not_committed(checkout):
+    paths = checkout
+    paths.reports_dir.mkdir(parents=True)
+    (paths.reports_dir / "metrics.json").write_text("{}\n")
+    (paths.reports_dir / ".validate-x1y2").mkdir()
+    (paths.reports_dir / ".validate-x1y2" / "validation.json").write_text("{}\n")
+    (paths.reports_dir / ".metrics.abc.tmp.json").write_text("{")
+
+    commit_version(paths, "shoes: x")
+
+    assert git(paths.root, "show", "--name-only", "--format=", "HEAD").split() == ["reports/shoes/metrics.json"]

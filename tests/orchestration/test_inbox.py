@@ -4,6 +4,7 @@ served deployment is tests/integration/test_triggers.py; here, the copy and what
 import pytest
 
 from orchestration.inbox import copy_into_inbox, main
+from tasks.common.errors import PipelineError
 from tests.conftest import PROJECT_ROOT, real_fashion_images, write_image_folder
 
 
@@ -55,3 +56,15 @@ def test_each_deployments_trigger_names_the_event_and_dataset_that_make_ingest_e
         (trigger,) = deployment["triggers"]
         assert trigger["match"] == {"prefect.resource.id": dataset_resource(deployment["parameters"]["dataset"])}
         assert trigger["expect"] == [DROP_EVENT] and trigger["enabled"]
+
+
+def test_a_drop_never_replaces_a_file_still_waiting_under_the_same_name(tmp_path):
+    write_image_folder(tmp_path / "first", {"train": real_fashion_images(3)}, [str(i) for i in range(10)])
+    write_image_folder(tmp_path / "second", {"train": real_fashion_images(3)}, [str(i) for i in range(10)])
+    copy_into_inbox(tmp_path / "first", tmp_path / "inbox")
+    before = {path: path.read_bytes() for path in (tmp_path / "inbox").rglob("*.png")}
+
+    with pytest.raises(PipelineError, match=r"3 file\(s\) of .*second would replace files still waiting in the "
+                                            r"inbox, e.g. .*; nothing was copied"):
+        copy_into_inbox(tmp_path / "second", tmp_path / "inbox")
+    assert {path: path.read_bytes() for path in (tmp_path / "inbox").rglob("*.png")} == before

@@ -1,6 +1,7 @@
 """Stage 2, ingest: real Fashion-MNIST images written as PNG/JPEG drops into a real inbox, taken into the dataset."""
 
 import json
+import os
 import threading
 import time
 
@@ -110,7 +111,7 @@ def test_a_bad_drop_quarantines_each_bad_file_with_its_reason_and_keeps_the_good
     assert result.leakage == [f"{sandal.parent / FOLDERS[base_labels[0]] / 'was-test.png'}: train/test leakage: "
                               "same pixels as test image 0 of the dataset; an image in both splits would be tested "
                               "on what it learned"]
-    assert (paths.quarantine_dir / result.drop / "train" / "Sandal" / "empty.png").read_bytes() == b""
+    assert (paths.quarantine_dir / result.drop / "files" / "train" / "Sandal" / "empty.png").read_bytes() == b""
     assert sorted(path.name for path in paths.inbox_dir.rglob("*")) == [".gitkeep"]  # every file went somewhere
     manifest = read_manifests(paths)[0]
     assert len(manifest.quarantined) == 4 and len(manifest.duplicates) == 1 and len(manifest.leakage) == 1
@@ -238,3 +239,54 @@ def test_a_new_image_conversion_rebuilds_earlier_drops_from_their_original_bytes
         assert np.array_equal(after_labels, labels) and np.array_equal(after_images[:base], images[:base])
         assert np.array_equal(after_images[base:], images[base:, :, ::-1])
     assert len(read_originals(paths, first.drop)) == 10
+
+
+def test_a_file_replaced_after_it_was_read_is_kept_for_the_next_run_not_deleted(shop, monkeypatch):
+    """A second drop overwrites a waiting file while ingest runs (injected just after the drop is published, the
+    moment before the inbox is emptied): the new bytes are neither lost nor taken as the old ones."""
+    import tasks.ingest
+
+    paths, dataset, fresh = shop
+    written = drop(paths, "train", fresh["train"][0][:4], fresh["train"][1][:4])
+    replacement = fresh["train"][0][50]
+    real_publish = tasks.ingest.publish_drop
+
+    def publish_then_overwrite(*arguments):
+        real_publish(*arguments)
+        time.sleep(0.01)  # a later mtime, as a real second copy has
+        Image.fromarray(replacement).save(written[0])
+
+    monkeypatch.setattr(tasks.ingest, "publish_drop", publish_then_overwrite)
+    first = ingest_inbox(paths, dataset, NOW)
+    monkeypatch.undo()
+    second = ingest_inbox(paths, dataset, NOW)
+
+    assert first.added["train"] == 4 and str(written[0]) in first.waiting
+    assert second.added["train"] == 1 and not second.duplicates
+    assert np.array_equal(read_split(paths, "train")[0][-1], replacement)
+
+
+def test_a_file_dated_in_the_future_does_not_hold_the_run(shop):
+    paths, dataset, fresh = shop
+    written = drop(paths, "train", fresh["train"][0][:2], fresh["train"][1][:2])
+    os.utime(written[0], (time.time() + 86400, time.time() + 86400))  # unpacked from another time zone
+
+    started = time.monotonic()
+    result = ingest_inbox(paths, dataset, IngestParams(settle_seconds=1))
+
+    assert time.monotonic() - started < 5
+    assert result.added["train"] == 1 and result.waiting == [str(written[0])]
+
+
+def test_a_rebuild_killed_between_its_two_renames_gets_its_drop_back(shop):
+    """The state atomic_directory leaves between renaming the old folder away and the new one in, made by hand."""
+    paths, dataset, fresh = shop
+    drop(paths, "train", fresh["train"][0][:5], fresh["train"][1][:5])
+    taken = ingest_inbox(paths, dataset, NOW)
+    before = read_split(paths, "train")
+    os.replace(paths.drop_dir(taken.drop), paths.drop_dir(taken.drop).with_name(f".{taken.drop}.old"))
+
+    ingest_inbox(paths, dataset, NOW)
+
+    assert paths.drop_dir(taken.drop).is_dir() and read_index(paths).drops == [taken.drop]
+    assert all(np.array_equal(a, b) for a, b in zip(read_split(paths, "train"), before))
