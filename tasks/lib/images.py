@@ -69,6 +69,6 @@ def _check_size(path: Path, width: int, height: int) -> None:
 
 
 def _background_is_light(pixels: np.ndarray) -> bool:
-    """The border's median above 127 (as np.median computes it, in a quarter of its time on 108 values)."""
+    """The border's median above 127 (as np.median computes it, in about half its time on 108 values: 3-5 us against 8-9, measured)."""
     border = np.sort(np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])).astype(np.int32)
     return int(border[(len(border) - 1) // 2]) + int(border[len(border) // 2]) > 254
