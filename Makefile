@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dataset chromium run test bench flow predict serve stop status deployment-run clean-outputs ingest
+.PHONY: help setup dataset chromium run test bench flow predict serve stop status deployment-run clean-outputs ingest accept-drift
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -78,6 +78,11 @@ deployment-run: ## Run a deployment on the served Prefect: make deployment-run D
 
 ingest: setup ## New images landed: make ingest DATASET=shoes [FROM=folder]; the served deployment runs at once
 	$(PYTHON) -m orchestration.inbox --dataset $(or $(DATASET),fashion-mnist) $(if $(FROM),--from '$(FROM)')
+
+accept-drift: setup ## Train on data that drifted: make accept-drift DATASET=shoes REASON="new supplier's photos"
+	@if [ -z "$(DATASET)" ] || [ -z "$(REASON)" ]; then \
+	  echo 'name the dataset and say why: make accept-drift DATASET=shoes REASON="new supplier photos"' >&2; exit 2; fi
+	$(PYTHON) -m tools.accept_drift --dataset '$(DATASET)' --reason '$(REASON)'
 
 .PHONY: sweep
 SWEEP_GRID ?= {"units": [64, 256], "learning_rate": [0.001, 0.003]}

@@ -11,15 +11,16 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from orchestration.artifacts import publish_report, training_progress
-from tasks.common.config import (DatasetParams, DownloadParams, EvaluateParams, IngestParams, PromoteParams, TrainParams,
-                                 ValidateParams)
+from orchestration.artifacts import publish_drift, publish_report, training_progress
+from tasks.common.config import (DatasetParams, DownloadParams, DriftParams, EvaluateParams, IngestParams, PromoteParams,
+                                 TrainParams, ValidateParams)
 from tasks.download import DownloadResult, download_dataset
-from tasks.common.errors import ChecksumError, ConfigError, DownloadError, InsecureURLError
+from tasks.drift import check_drift
+from tasks.common.errors import ChecksumError, ConfigError, DownloadError, DriftBlockedError, InsecureURLError
 from tasks.evaluate import evaluate_model
 from tasks.ingest import IngestResult, ingest_inbox
 from tasks.normalize import NormalizeResult, normalize_dataset
-from tasks.lib.outputs import Metrics, PromotionDecision
+from tasks.lib.outputs import DriftReport, Metrics, PromotionDecision
 from tasks.common.paths import DatasetPaths
 from tasks.promote import promote_model
 from tasks.report import write_report
@@ -79,6 +80,19 @@ def validate(paths: DatasetPaths, dataset: DatasetParams, settings: ValidatePara
         report = validate_dataset(paths, dataset, settings)
     get_run_logger().info("all expectations met for %s images; Data Docs: %s", report.image_counts,
                           paths.data_docs_index)
+    return report
+
+
+@task(name="drift", cache_policy=NO_CACHE)
+def drift(paths: DatasetPaths, dataset: DatasetParams, settings: DriftParams) -> DriftReport:
+    try:
+        with _timed(paths, "drift"):
+            report = check_drift(paths, dataset, settings)
+    except DriftBlockedError:  # the comparison is what the person who has to decide needs to see
+        publish_drift(paths)
+        raise
+    publish_drift(paths)
+    (get_run_logger().warning if report.drifted else get_run_logger().info)(report.outcome)
     return report
 
 

@@ -1,9 +1,10 @@
-"""The training pipeline as a Prefect flow: download -> ingest -> validate -> normalize -> train -> evaluate ->
-promote -> report.
+"""The training pipeline as a Prefect flow: download -> ingest -> validate -> drift -> normalize -> train -> evaluate
+-> promote -> report.
 
 Every run re-checks the data (download verifies checksums) and ingests the inbox. When DVC says nothing changed
-since the last
-successful run (data, params and code), the run stops there and says so; `force=True` retrains anyway.
+since the last successful run (data, params and code), the run stops there and says so; `force=True` retrains
+anyway. When drift blocks training (drift.action: block), the new data version is recorded (and committed, as a
+finished run's would be) and the run fails, so that a person hears of it.
 Run it locally without a server: `python -m flows.training --dataset mnist-sample`.
 """
 
@@ -21,14 +22,14 @@ from prefect import flow, get_run_logger
 from orchestration.artifacts import publish_results, publish_skip
 from orchestration.commits import commit_run
 from orchestration.runs import read_last_run, write_last_run
-from flows.stages import download, evaluate, ingest, normalize, promote, report, train, validate
+from flows.stages import download, drift, evaluate, ingest, normalize, promote, report, train, validate
 from orchestration.versioning import changed_stages, record_outputs
 from tasks.common.config import DatasetName, Params, load_params
 from tasks.lib.params_edit import override_params
-from tasks.common.errors import PipelineError, StageFailedError
+from tasks.common.errors import DriftBlockedError, PipelineError, StageFailedError
 from tasks.common.lock import pipeline_lock
 from tasks.lib.outputs import Metrics, PromotionDecision
-from tasks.common.paths import PARAMS_FILE, DatasetPaths
+from tasks.common.paths import PARAMS_FILE, STAGES, DatasetPaths
 
 FLOW_NAME = "training-pipeline"
 # A deployment's run (scheduled, triggered by new data, or started by hand) waits this long for a run of the same
@@ -88,6 +89,13 @@ def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool
         return PipelineOutcome(dataset, True, message)
     get_run_logger().info("changed since dvc.lock: %s", ", ".join(changed) or "nothing (force=True)")
     _run(validate, paths, dataset_params, params.validate_)
+    try:
+        _run(drift, paths, dataset_params, params.drift)
+    except StageFailedError as error:
+        if isinstance(error.__cause__, DriftBlockedError):  # versioned, not trained on
+            record_outputs(repo_root, dataset, STAGES[:STAGES.index("drift")])
+            commit_run(paths, params.versioning.commit, f"not trained: {error.__cause__}")
+        raise
     _run(normalize, paths)
     training = _run(train, paths, params.train_for(dataset))
     evaluation = _run(evaluate, paths, dataset_params)

@@ -9,7 +9,7 @@ from prefect.artifacts import (create_image_artifact, create_markdown_artifact, 
 
 from orchestration.versioning import locked_output_hash
 from tasks.common.paths import DatasetPaths
-from tasks.lib.outputs import Metrics, PromotionDecision, read_record
+from tasks.lib.outputs import DriftReport, Metrics, PromotionDecision, read_record
 from tasks.train import TrainResult
 
 
@@ -77,6 +77,33 @@ def decision_markdown(paths: DatasetPaths, decision: PromotionDecision) -> str:
         lines += ["", "| class | recall delta (challenger - champion) |", "|---|---|"]
         lines += [f"| {name} | {delta:+.4f} |" for name, delta in decision.recall_deltas.items()]
     lines += ["", f"Production model: `{paths.production_model_file}`; decision: `{paths.promotion_file}`"]
+    return "\n".join(lines)
+
+
+def publish_drift(paths: DatasetPaths) -> None:
+    """The drift stage's comparison (reports/<dataset>/drift.json) as a markdown artifact."""
+    report = read_record(paths.drift_file, DriftReport)
+    create_markdown_artifact(key=artifact_key(paths.dataset, "drift"), markdown=drift_markdown(report),
+                             description=f"Whether {paths.dataset}'s data drifted from what the champion learned from")
+
+
+def drift_markdown(report: DriftReport) -> str:
+    if report.blocked:
+        verdict = "drift, training BLOCKED"
+    elif report.accepted:
+        verdict = "drift, accepted"
+    elif report.drifted:
+        verdict = "drift (warning)"
+    else:
+        verdict = "no drift" if report.measures else "not checked"
+    images = ", ".join(f"{split} {count}" for split, count in report.images.items())
+    reference = ", ".join(f"{split} {count}" for split, count in report.reference_images.items()) or "none"
+    lines = [f"# {report.dataset}: {verdict}", "", report.outcome, "",
+             f"Images now: {images}; in the champion's data: {reference} (drift.action: {report.action}).", ""]
+    if report.measures:
+        lines += ["| split | statistic | measure | value | threshold | drift |", "|---|---|---|---|---|---|"]
+        lines += [f"| {row['split']} | {row['statistic'].replace('_', ' ')} | {row['measure']} | {row['value']:.4f} | "
+                  f"{row['threshold']:g} | {'**yes**' if row['drifted'] else 'no'} |" for row in report.measures]
     return "\n".join(lines)
 
 

@@ -27,11 +27,11 @@ def changed_stages(root: Path, dataset: str) -> list[str]:
         return sorted(repo.status(targets=[stage_targets(dataset)[-1]], with_deps=True))
 
 
-def record_outputs(root: Path, dataset: str) -> list[str]:
-    """`dvc commit` the dataset's stages: hash their outputs into DVC's cache and update dvc.lock."""
+def record_outputs(root: Path, dataset: str, stages: tuple[str, ...] = STAGES) -> list[str]:
+    """`dvc commit` the dataset's `stages` (all by default): hash their outputs into DVC's cache, update dvc.lock."""
     from dvc.repo import Repo
 
-    targets = stage_targets(dataset)
+    targets = [f"{stage}@{dataset}" for stage in stages]
     with contextlib.chdir(root), Repo(str(root)) as repo:
         for target in targets:
             repo.commit(target, force=True)

@@ -19,7 +19,7 @@ from tasks.common.config import DatasetParams, DownloadParams
 from tasks.common.errors import ChecksumError, DownloadError, IDXFormatError, InsecureURLError
 from tasks.common.fileio import sha256_of_file, write_bytes_atomic
 from tasks.lib.http import FetchFailure, fetch_with_retries
-from tasks.lib.drops import ensure_inbox
+from tasks.lib.drops import ensure_drift_acceptance_dir, ensure_inbox
 from tasks.lib.image_folder import read_image_folder
 from tasks.lib.mnist_sample import build_mnist_sample
 from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
@@ -46,6 +46,7 @@ def download_dataset(paths: DatasetPaths, dataset: DatasetParams, settings: Down
     else:
         result = _download_idx(paths, dataset, settings)
     ensure_inbox(paths)  # where the dataset's new images will land (a dependency of ingest)
+    ensure_drift_acceptance_dir(paths)  # where people accept a drift (a dependency of drift)
     return result
 
 

@@ -109,6 +109,8 @@ def promote_model(paths: DatasetPaths, dataset_params: DatasetParams, settings: 
     if challenger_predicted is None:
         raise TrainingError(f"{paths.test_predictions_file}: missing or made on another test set; "
                             "run the evaluate stage first")
+    if not paths.data_profile_file.is_file():  # stored with a new champion: the next drift check's reference
+        raise TrainingError(f"{paths.data_profile_file}: missing; run the drift stage first")
     champion_predicted = _champion_predictions(paths, images, fingerprint)
     decision = decide(paths.dataset, labels, challenger_predicted, champion_predicted, dataset_params, settings)
     if decision.promoted or not paths.production_dir.exists():

@@ -2,7 +2,7 @@
 
 Answers "is this model good, where does it fail, and was the data sound?" from the files the earlier stages
 wrote: headline metrics and the promotion decision, confusion matrices, per-class scores, training curves,
-the most confident mistakes, the data validation summary (linking to the GX Data Docs) and a run card.
+the most confident mistakes, the data validation summary (linking to the GX Data Docs), the drift check and a run card.
 Images are inlined as data URIs: the page opens anywhere, offline, with no other file. The counts heatmap
 and the grid of mistakes are also written as PNG files (`confusion_matrix.png`, `misclassified.png`).
 """
@@ -26,8 +26,8 @@ from tasks.common.errors import OutputFileError
 from tasks.common.fileio import sha256_of_file, write_bytes_atomic, write_text_atomic
 from tasks.lib.inference import load_network
 from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
-from tasks.lib.outputs import (Metrics, PromotionDecision, TrainingSummary, ValidationSummary, load_split,
-                               read_history, read_record)
+from tasks.lib.outputs import (DriftReport, Metrics, PromotionDecision, TrainingSummary, ValidationSummary,
+                               load_split, read_history, read_record)
 from tasks.lib.report_html import Mistake, ReportPage, RunCard, render_page
 from tasks.common.timings import read_timings
 
@@ -38,7 +38,8 @@ LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn", "great-expectations
 def required_inputs(paths: DatasetPaths) -> list[tuple[Path, str]]:
     """Every file the report reads, with the stage that writes it (promotion.json is optional)."""
     raw = [(paths.raw_file(split, kind), "download") for split, kind in IDX_FILE_NAMES]
-    return raw + [(paths.validation_file, "validate"), (paths.processed_file("test"), "normalize"),
+    return raw + [(paths.validation_file, "validate"), (paths.drift_file, "drift"),
+                  (paths.processed_file("test"), "normalize"),
                   (paths.model_file, "train"), (paths.training_summary_file, "train"),
                   (paths.training_history_file, "train"), (paths.metrics_file, "evaluate")]
 
@@ -109,6 +110,7 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
     metrics = read_record(paths.metrics_file, Metrics)
     training = read_record(paths.training_summary_file, TrainingSummary)
     validation = read_record(paths.validation_file, ValidationSummary)
+    drift = read_record(paths.drift_file, DriftReport)
     promotion = read_record(paths.promotion_file, PromotionDecision) if paths.promotion_file.is_file() else None
     history = read_history(paths.training_history_file)
     matrix = confusion_matrix_of(metrics, paths.metrics_file, len(dataset.class_names))
@@ -128,7 +130,7 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
                                                       training.monitor, training.threshold))}
     data_docs_link = os.path.relpath(paths.data_docs_index, paths.reports_dir)
     page = ReportPage(paths.dataset, metrics, promotion, training, figures, mistakes, validation, data_docs_link,
-                      build_run_card(paths, training, validation))
+                      drift, build_run_card(paths, training, validation))
     write_text_atomic(paths.report_file, render_page(page))
     logger.info("%s: report with %d mistakes shown -> %s", paths.dataset, len(mistakes), paths.report_file)
     return paths.report_file

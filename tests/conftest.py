@@ -82,7 +82,10 @@ def custom_params(tmp_path: Path) -> Params:
 
 @pytest.fixture(scope="session")
 def real_digits_root(tmp_path_factory) -> Path:
-    """A repository root with a small real subset of mnist-sample (600 train / 200 test digits), normalized."""
+    """A repository root with a small real subset of mnist-sample (600 train / 200 test digits), normalized, with its
+    data profile (what promote stores with a champion)."""
+    from tasks.common.config import DriftParams
+    from tasks.drift import check_drift
     from tasks.lib.mnist_sample import build_mnist_sample
     from tasks.normalize import normalize_dataset
 
@@ -92,6 +95,7 @@ def real_digits_root(tmp_path_factory) -> Path:
     write_idx_dataset(paths.raw_dir,
                       (arrays[("train", "images")][:600], arrays[("train", "labels")][:600]),
                       (arrays[("test", "images")][:200], arrays[("test", "labels")][:200]))
+    check_drift(paths, parse_params(project_params_document()).dataset("mnist-sample"), DriftParams())
     normalize_dataset(paths)
     return root
 
@@ -101,7 +105,8 @@ def digits(real_digits_root, tmp_path) -> DatasetPaths:
     """A private copy of the prepared real-digits subset, so tests never share outputs."""
     import shutil
 
-    shutil.copytree(real_digits_root / "data", tmp_path / "data")
+    for folder in ("data", "reports"):
+        shutil.copytree(real_digits_root / folder, tmp_path / folder)
     return DatasetPaths(tmp_path, "mnist-sample")
 
 
@@ -114,7 +119,8 @@ def trained_digits(real_digits_root, tmp_path_factory) -> DatasetPaths:
     from tasks.train import train_model
 
     root = tmp_path_factory.mktemp("trained-digits")
-    shutil.copytree(real_digits_root / "data", root / "data")
+    for folder in ("data", "reports"):
+        shutil.copytree(real_digits_root / folder, root / folder)
     paths = DatasetPaths(root, "mnist-sample")
     train_model(paths, TrainParams(epochs=3, threshold=1.0))
     return paths

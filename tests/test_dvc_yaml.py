@@ -47,12 +47,15 @@ def test_outputs_match_tasks_paths(dataset):
 
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "mnist-sample"])
 def test_data_dependencies_are_outputs_of_earlier_stages_or_the_inbox(dataset):
-    inbox = str(DatasetPaths(PROJECT_ROOT, dataset).inbox_dir.relative_to(PROJECT_ROOT))
+    paths = DatasetPaths(PROJECT_ROOT, dataset)
+    # The data sources no stage writes, people and tools do: the inbox, and the drift acceptances.
+    written_by_people = {str(paths.inbox_dir.relative_to(PROJECT_ROOT)): "ingest",
+                         str(paths.drift_acceptance_dir.relative_to(PROJECT_ROOT)): "drift"}
     produced: set[str] = set()
     for stage in STAGES:
         for dependency in stage_paths(stage, "deps", dataset):
-            if dependency == inbox:
-                assert stage == "ingest", stage  # the one data source no stage writes: people and tools do
+            if dependency in written_by_people:
+                assert stage == written_by_people[dependency], stage
             elif is_code(dependency):
                 assert (PROJECT_ROOT / dependency).exists(), dependency  # and tests/test_code_deps.py
             else:
@@ -103,14 +106,15 @@ def test_report_depends_on_every_file_it_reads(dataset):
 
 
 @pytest.mark.parametrize("dataset", project_params_document()["datasets"])
-def test_each_listed_datasets_inbox_is_in_git_so_a_fresh_clone_has_the_dependency(dataset):
+def test_each_listed_datasets_inbox_and_drift_folder_are_in_git_so_a_fresh_clone_has_the_dependencies(dataset):
     """DVC refuses to run a stage whose dependency is missing, and git keeps no empty folder."""
-    from tasks.common.paths import INBOX_PLACEHOLDER
+    from tasks.common.paths import DRIFT_PLACEHOLDER, INBOX_PLACEHOLDER
 
-    placeholder = DatasetPaths(PROJECT_ROOT, dataset).inbox_dir / INBOX_PLACEHOLDER
-    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(placeholder)], cwd=PROJECT_ROOT,
-                             capture_output=True, check=False)
-    assert tracked.returncode == 0, f"{placeholder} is not in git"
+    paths = DatasetPaths(PROJECT_ROOT, dataset)
+    for placeholder in (paths.inbox_dir / INBOX_PLACEHOLDER, paths.drift_acceptance_dir / DRIFT_PLACEHOLDER):
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(placeholder)], cwd=PROJECT_ROOT,
+                                 capture_output=True, check=False)
+        assert tracked.returncode == 0, f"{placeholder} is not in git"
 
 
 def test_every_dataset_key_dvc_tracks_is_required_by_the_config_and_nothing_else_is():

@@ -149,6 +149,19 @@ class IngestParams(_Strict):
     settle_seconds: float = Field(default=10, ge=0, le=86400)
 
 
+class DriftParams(_Strict):
+    """How far the data may move from what the champion learned from (tasks/drift.py)."""
+
+    # warn: report and train anyway; block: version the data but do not train until `make accept-drift`.
+    action: Literal["warn", "block"] = "warn"
+    # Label distribution of each split: Jensen-Shannon distance, base 2 (0 same, 1 disjoint).
+    max_label_js_distance: float = Field(default=0.1, gt=0, le=1)
+    # Per-image mean intensity and ink area of each split: population stability index.
+    max_pixel_psi: float = Field(default=0.2, gt=0, le=100)
+    # Over a threshold is drift only if the new images differ from the reference at this level (chi-square).
+    significance_level: float = Field(default=0.01, gt=0, lt=1)
+
+
 class DownloadParams(_Strict):
     timeout_seconds: float = Field(default=30, gt=0, le=600)
     max_bytes: int = Field(default=200_000_000, ge=1)
@@ -180,6 +193,7 @@ class Params(_Strict):
     download: DownloadParams = DownloadParams()
     ingest: IngestParams = IngestParams()
     validate_: ValidateParams = Field(default=ValidateParams(), alias="validate")
+    drift: DriftParams = DriftParams()
     train: TrainSection = TrainSection()
     evaluate: EvaluateParams = EvaluateParams()
     promote: PromoteParams = PromoteParams()

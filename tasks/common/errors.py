@@ -41,6 +41,10 @@ class DataValidationError(PipelineError, ValueError):
     """The data broke one or more expectations; the message lists every failed one."""
 
 
+class DriftBlockedError(DataValidationError):
+    """The data drifted from what the champion learned from, beyond a threshold, under `drift.action: block`."""
+
+
 class ArrayFileError(PipelineError, ValueError):
     """An .npz file is missing, damaged, or holds something other than plain arrays (pickles are refused)."""
 

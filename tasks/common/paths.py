@@ -15,6 +15,7 @@ STAGE_OUTPUTS = {
     "download": ("raw_dir",),
     "ingest": ("ingested_dir", "ingest_summary_file"),
     "validate": ("validation_file", "data_docs_dir"),
+    "drift": ("drift_file", "data_profile_file"),
     "normalize": ("processed_dir",),
     "train": ("model_file", "training_summary_file", "training_history_file"),
     "evaluate": ("metrics_file", "predictions_file", "test_predictions_file"),
@@ -31,6 +32,8 @@ IDX_FILE_NAMES = {
 
 # Kept in each dataset's inbox so the folder exists in a fresh clone (DVC hashes it as a dependency of ingest).
 INBOX_PLACEHOLDER = ".gitkeep"
+# Kept in each dataset's drift acceptance folder for the same reason (a dependency of the drift stage).
+DRIFT_PLACEHOLDER = ".gitkeep"
 # In each quarantined drop's folder: a line per refused file saying why, and the files under their inbox paths.
 QUARANTINE_REASONS = "REASONS.txt"
 QUARANTINED_FILES = "files"
@@ -85,6 +88,15 @@ class DatasetPaths:
         return self.root / "data" / "quarantine" / self.dataset
 
     @property
+    def drift_acceptance_dir(self) -> Path:
+        """What people decided about drift (git-tracked): `make accept-drift` writes the acceptance here."""
+        return self.root / "data" / "drift" / self.dataset
+
+    @property
+    def drift_acceptance_file(self) -> Path:
+        return self.drift_acceptance_dir / "accepted.json"
+
+    @property
     def processed_dir(self) -> Path:
         return self.root / "data" / "processed" / self.dataset
 
@@ -119,10 +131,16 @@ class DatasetPaths:
     def production_promotion_file(self) -> Path:
         return self.production_dir / "promotion.json"
 
+    @property
+    def production_profile_file(self) -> Path:
+        """The profile of the data the champion learned from: the reference the drift stage compares with."""
+        return self.production_dir / "data_profile.json"
+
     def production_copies(self) -> dict[Path, Path]:
         """What promoting a model copies into the production folder: source -> destination."""
         return {self.model_file: self.production_model_file, self.metrics_file: self.production_metrics_file,
-                self.test_predictions_file: self.production_predictions_file}
+                self.test_predictions_file: self.production_predictions_file,
+                self.data_profile_file: self.production_profile_file}
 
     @property
     def reports_dir(self) -> Path:
@@ -148,6 +166,16 @@ class DatasetPaths:
     def failed_validation_dir(self) -> Path:
         """The last failed validation's report and Data Docs, laid out as validation_file and data_docs_dir."""
         return self.reports_dir / "failed_validation"
+
+    @property
+    def drift_file(self) -> Path:
+        """The drift stage's comparison of the data with the champion's (git-tracked report)."""
+        return self.reports_dir / "drift.json"
+
+    @property
+    def data_profile_file(self) -> Path:
+        """The data's histograms (tasks/lib/data_profile.py); promote stores them with a new champion."""
+        return self.reports_dir / "data_profile.json"
 
     @property
     def training_history_file(self) -> Path:

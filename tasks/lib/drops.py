@@ -22,7 +22,7 @@ import numpy as np
 
 from tasks.common.errors import DataValidationError
 from tasks.common.fileio import atomic_directory, write_bytes_atomic, write_json_atomic
-from tasks.common.paths import IDX_FILE_NAMES, INBOX_PLACEHOLDER, SPLITS, DatasetPaths
+from tasks.common.paths import DRIFT_PLACEHOLDER, IDX_FILE_NAMES, INBOX_PLACEHOLDER, SPLITS, DatasetPaths
 from tasks.lib import idx
 from tasks.lib.outputs import read_record, write_record
 
@@ -69,20 +69,30 @@ def read_manifests(paths: DatasetPaths) -> list[DropManifest]:
     return [read_record(paths.drop_dir(drop) / MANIFEST, DropManifest) for drop in read_index(paths).drops]
 
 
+def part_folders(paths: DatasetPaths) -> list[tuple[str, Path]]:
+    """The dataset's parts in order: ("base", the download's folder), then (drop id, its folder) per drop."""
+    return [("base", paths.raw_dir)] + [(drop, paths.drop_dir(drop)) for drop in read_index(paths).drops]
+
+
+def read_part(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """One part's split. Raises IDXFormatError or DataValidationError naming the file when it is malformed or its
+    image and label counts differ."""
+    images_file = folder / IDX_FILE_NAMES[(split, "images")]
+    labels_file = folder / IDX_FILE_NAMES[(split, "labels")]
+    images, labels = idx.read_images(images_file), idx.read_labels(labels_file)
+    if len(images) != len(labels):
+        raise DataValidationError(
+            f"{images_file} holds {len(images)} images but {labels_file} holds {len(labels)} labels; "
+            "the two files of a split must have one label per image")
+    return images, labels
+
+
 def read_split(paths: DatasetPaths, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A split of the whole dataset: the base files, then each published drop in order. Raises IDXFormatError or
-    DataValidationError naming the file when a part is malformed or its image and label counts differ."""
-    images, labels = [], []
-    for folder in [paths.raw_dir] + [paths.drop_dir(drop) for drop in read_index(paths).drops]:
-        images_file = folder / IDX_FILE_NAMES[(split, "images")]
-        labels_file = folder / IDX_FILE_NAMES[(split, "labels")]
-        images.append(idx.read_images(images_file))
-        labels.append(idx.read_labels(labels_file))
-        if len(images[-1]) != len(labels[-1]):
-            raise DataValidationError(
-                f"{images_file} holds {len(images[-1])} images but {labels_file} holds {len(labels[-1])} labels; "
-                "the two files of a split must have one label per image")
-    return (images[0], labels[0].copy()) if len(images) == 1 else (np.concatenate(images), np.concatenate(labels))
+    """A split of the whole dataset: the base files, then each published drop in order (see read_part)."""
+    parts = [read_part(folder, split) for _, folder in part_folders(paths)]
+    if len(parts) == 1:
+        return parts[0][0], parts[0][1].copy()
+    return np.concatenate([images for images, _ in parts]), np.concatenate([labels for _, labels in parts])
 
 
 def publish_drop(paths: DatasetPaths, manifest: DropManifest, splits: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -123,6 +133,13 @@ def ensure_inbox(paths: DatasetPaths) -> None:
     it when missing: the download stage, first for a new dataset, makes it (a clone has it from git)."""
     paths.inbox_dir.mkdir(parents=True, exist_ok=True)
     (paths.inbox_dir / INBOX_PLACEHOLDER).touch(exist_ok=True)
+
+
+def ensure_drift_acceptance_dir(paths: DatasetPaths) -> None:
+    """The folder `make accept-drift` writes to, with its placeholder: a dependency of the drift stage, made by the
+    download stage like the inbox."""
+    paths.drift_acceptance_dir.mkdir(parents=True, exist_ok=True)
+    (paths.drift_acceptance_dir / DRIFT_PLACEHOLDER).touch(exist_ok=True)
 
 
 def prepare_ingested_dir(paths: DatasetPaths) -> None:

@@ -103,6 +103,24 @@ class ValidationSummary:
 
 
 @dataclass(frozen=True)
+class DriftReport:
+    """reports/<dataset>/drift.json (drift): the data compared with the data the champion learned from."""
+
+    dataset: str
+    action: str
+    reference: str  # what the data was compared with, in words
+    reference_parts: list[str]
+    parts: list[str]
+    images: dict[str, int]
+    reference_images: dict[str, int]
+    measures: list[dict]  # {split, statistic, measure, value, threshold, drifted}
+    drifted: bool
+    accepted: dict | None  # {accepted_at, by, reason} when an acceptance covers the drift
+    blocked: bool
+    outcome: str
+
+
+@dataclass(frozen=True)
 class TrainingSummary:
     """reports/<dataset>/training.json (train): how training ended and the settings it ran with."""
 

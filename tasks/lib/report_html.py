@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from html import escape
 
 from tasks.common.timings import StageTiming
-from tasks.lib.outputs import Metrics, PromotionDecision, TrainingSummary, ValidationSummary
+from tasks.lib.outputs import DriftReport, Metrics, PromotionDecision, TrainingSummary, ValidationSummary
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }
@@ -60,13 +60,14 @@ class ReportPage:
     mistakes: list[Mistake]
     validation: ValidationSummary
     data_docs_link: str
+    drift: DriftReport
     run_card: RunCard
 
 
 def render_page(page: ReportPage) -> str:
     sections = [_headline(page), _promotion(page.promotion), _confusion(page), _per_class(page.metrics),
                 _curves(page), _mistakes(page.mistakes), _validation(page.validation, page.data_docs_link),
-                _run_card(page.run_card)]
+                _drift(page.drift), _run_card(page.run_card)]
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(page.dataset)}: run report</title><style>{_STYLE}</style></head><body>",
@@ -143,6 +144,30 @@ def _validation(validation: ValidationSummary, data_docs_link: str) -> str:
             f'<a href="{escape(data_docs_link)}">Great Expectations Data Docs</a>.</p>'
             + _table(["split", "expectation", "type", "column", "result", "unexpected / rows", "observed"], rows,
                      escaped=True))
+
+
+def _drift(drift: DriftReport) -> str:
+    if drift.blocked:
+        verdict, css = "Drift: training blocked", "fail"
+    elif drift.accepted:
+        verdict, css = "Drift, accepted", "pass"
+    elif drift.drifted:
+        verdict, css = "Drift (warning: trained anyway)", "fail"
+    else:
+        verdict, css = ("No drift" if drift.measures else "Not checked"), "pass"
+    state = "blocked" if drift.blocked else "accepted" if drift.accepted else "drift" if drift.drifted else (
+        "none" if drift.measures else "unchecked")
+    images = ", ".join(f"{split} {count}" for split, count in drift.images.items())
+    reference = ", ".join(f"{split} {count}" for split, count in drift.reference_images.items()) or "none"
+    rows = [[escape(row["split"]), escape(row["statistic"].replace("_", " ")), escape(row["measure"]),
+             f"{row['value']:.4f}", f"{row['threshold']:g}",
+             '<span class="fail">drift</span>' if row["drifted"] else '<span class="pass">within</span>']
+            for row in drift.measures]
+    table = _table(["split", "statistic", "measure", "value", "threshold", "result"], rows, escaped=True) if rows else ""
+    return ('<h2 id="drift">Data drift</h2>'
+            f'<p class="{css}" data-drift="{state}">{escape(verdict)}</p><p>{escape(drift.outcome)}</p>'
+            f"<p>Images now: {escape(images)}; in the data the champion learned from: {escape(reference)} "
+            f"(<code>drift.action: {escape(drift.action)}</code>).</p>" + table)
 
 
 def _run_card(card: RunCard) -> str:

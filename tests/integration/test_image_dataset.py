@@ -19,6 +19,7 @@ def shoe_images(count: int, split: str):
 
 def test_a_three_class_image_folder_dataset_trains_evaluates_promotes_and_reports(tmp_path):
     from tasks.download import download_dataset
+    from tasks.drift import check_drift
     from tasks.evaluate import evaluate_model
     from tasks.normalize import normalize_dataset
     from tasks.promote import promote_model
@@ -38,6 +39,7 @@ def test_a_three_class_image_folder_dataset_trains_evaluates_promotes_and_report
 
     download_dataset(paths, dataset, params.download)
     report = validate_dataset(paths, dataset, params.validate_)
+    drift = check_drift(paths, dataset, params.drift)
     normalize_dataset(paths)
     training = train_model(paths, params.train_for("shoes_2026"))
     metrics = evaluate_model(paths, dataset)
@@ -50,3 +52,6 @@ def test_a_three_class_image_folder_dataset_trains_evaluates_promotes_and_report
     assert set(metrics.per_class) == set(SHOES)
     assert decision.promoted and paths.production_model_file.exists()
     assert "Ankle boot" in page.read_text()
+    assert drift.outcome.startswith("no drift check: no champion yet") and 'data-drift="unchecked"' in page.read_text()
+    # the champion keeps the profile of the data it learned from: the next drift check's reference
+    assert paths.production_profile_file.read_bytes() == paths.data_profile_file.read_bytes()

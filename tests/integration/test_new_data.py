@@ -1,16 +1,20 @@
 """README "New data", step by step, in a copy of this repository: an image-folder dataset of the user's own, two
-drops into its inbox, `dvc repro` after each, and two data versions in DVC with the model decision for each."""
+drops into its inbox, `dvc repro` after each, and two data versions in DVC with the model decision for each; then,
+under `drift.action: block`, a batch of one class that drift stops until `make accept-drift`."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
+import yaml
 import pytest
 
 from tasks.common.paths import DatasetPaths
 from tests.conftest import real_fashion_images, write_image_folder
 from tests.integration.repo import copy_repository, run
 
-# Slow (about 2 minutes: three `dvc repro` runs of eight stage processes each); `make test-slow` and CI run it.
+# Slow (about 3 minutes: five `dvc repro` runs of nine stage processes each); `make test-slow` and CI run it.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SHOES = ["Sandal", "Sneaker", "Ankle boot"]  # Fashion-MNIST's classes 5, 7 and 9
 
@@ -47,6 +51,26 @@ def walked(tmp_path_factory):
         steps[f"{name} promotion"] = json.loads(paths.promotion_file.read_text())
         run(["git", "add", "-A"], repo)
         run(["git", "commit", "-qm", f"shoes: {name}"], repo)
+        steps[f"{name} page"] = paths.report_file.read_text()
+        steps[f"{name} commit"] = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    steps["summary after two drops"] = json.loads(paths.ingest_summary_file.read_text())
+    steps["validation after two drops"] = json.loads(paths.validation_file.read_text())
+    # Step 5: block on drift, and a batch of sandals only.
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["drift"]["action"] = "block"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    steps["model before drift"] = paths.model_file.read_bytes()
+    batch = shoes("train", 900, 1200)
+    sandals = tuple(array[batch[1] == 0][:250] for array in batch)  # train: 300 of each class, then 550 sandals
+    write_image_folder(paths.inbox_dir, {"train": sandals}, SHOES, prefix="sandals")
+    steps["blocked"] = run(["dvc", "repro"], repo, check=False)
+    steps["blocked status"] = run(["dvc", "status"], repo)
+    # `make accept-drift` with this checkout's virtualenv (a copy has none of its own; VENV is the Makefile's)
+    steps["accept"] = run(["make", "accept-drift", f"VENV={Path(sys.executable).parent.parent}", "DATASET=shoes",
+                           "REASON=summer: mostly sandals"], repo)
+    steps["accepted"] = run(["dvc", "repro"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "shoes: summer sandals, drift accepted"], repo)
     return repo, paths, steps
 
 
@@ -57,9 +81,35 @@ def test_each_drop_is_seen_by_dvc_ingested_and_trained_on(walked):
         assert "Running stage 'ingest@shoes'" in steps[name].stdout
         assert "Running stage 'train@shoes'" in steps[name].stdout
         assert isinstance(steps[f"{name} promotion"]["promoted"], bool)
-    summary = json.loads(paths.ingest_summary_file.read_text())
+    summary = steps["summary after two drops"]
     assert summary["images_added"] == {"train": 600, "test": 0} and len(summary["drops"]) == 2
-    assert json.loads(paths.validation_file.read_text())["image_counts"] == {"train": 900, "test": 90}
+    assert steps["validation after two drops"]["image_counts"] == {"train": 900, "test": 90}
+
+
+def test_the_report_page_shows_the_drift_check_and_the_decision(walked):
+    _, _, steps = walked
+    for name in ("drop-1", "drop-2"):
+        page = steps[f"{name} page"]
+        assert 'data-drift="none"' in page and "no drift from the data the champion learned from" in page
+        assert f'data-promoted="{str(steps[f"{name} promotion"]["promoted"]).lower()}"' in page
+
+
+def test_a_batch_of_one_class_is_versioned_but_blocked_until_accepted(walked):
+    repo, paths, steps = walked
+    blocked = steps["blocked"]
+    assert blocked.returncode != 0
+    assert "drift failed for shoes: DriftBlockedError: drift from the data the champion learned from" in blocked.stderr
+    assert "train labels: Jensen-Shannon distance 0." in blocked.stderr and "> threshold 0.1 (" in blocked.stderr
+    assert "Running stage 'ingest@shoes'" in blocked.stdout and "Running stage 'train@shoes'" not in blocked.stdout
+    status = steps["blocked status"].stdout
+    assert "ingest@shoes" not in status and "drift@shoes" in status  # versioned in dvc.lock, not trained on
+    assert "drift accepted by " in steps["accept"].stdout and "reason: summer: mostly sandals" in steps["accept"].stdout
+    accepted = steps["accepted"]
+    assert "Running stage 'train@shoes'" in accepted.stdout
+    assert paths.model_file.read_bytes() != steps["model before drift"]
+    page = paths.report_file.read_text()
+    assert 'data-drift="accepted"' in page and "summer: mostly sandals" in page and 'data-promoted="' in page
+    assert json.loads(paths.drift_acceptance_file.read_text())["reason"] == "summer: mostly sandals"
 
 
 def test_the_inbox_is_empty_and_dvc_is_clean_afterwards(walked):
@@ -70,15 +120,16 @@ def test_the_inbox_is_empty_and_dvc_is_clean_afterwards(walked):
 
 
 def test_dvc_shows_each_drop_as_a_new_data_version(walked):
-    repo, paths, _ = walked
-    drops = [entry["drop"] for entry in json.loads(paths.ingest_summary_file.read_text())["drops"]]
+    repo, paths, steps = walked
+    drops = [entry["drop"] for entry in steps["summary after two drops"]["drops"]]
+    first_drop, second_drop = steps["drop-1 commit"], steps["drop-2 commit"]
 
-    second = run(["dvc", "diff", "HEAD~1", "HEAD", "--json"], repo)
-    first = run(["dvc", "diff", "HEAD~2", "HEAD~1", "--json"], repo)
+    second = run(["dvc", "diff", first_drop, second_drop, "--json"], repo)
+    first = run(["dvc", "diff", f"{first_drop}~1", first_drop, "--json"], repo)
 
     assert any(entry["path"].startswith(f"data/ingested/shoes/{drops[1]}/") for entry in json.loads(second.stdout)["added"])
     assert any(entry["path"].startswith(f"data/ingested/shoes/{drops[0]}/") for entry in json.loads(first.stdout)["added"])
-    checkout = run(["git", "checkout", "-q", "HEAD~1"], repo), run(["dvc", "checkout", "-q"], repo)
+    checkout = run(["git", "checkout", "-q", first_drop], repo), run(["dvc", "checkout", "-q"], repo)
     assert checkout and sorted(child.name for child in paths.ingested_dir.iterdir() if child.is_dir()) == drops[:1]
     run(["git", "checkout", "-q", "-"], repo)
     run(["dvc", "checkout", "-q"], repo)

@@ -158,3 +158,38 @@ def test_progress_artifact_moves_on_every_epoch(prefect_server):
     assert [artifact.data for artifact in seen] == [25, 50, 75, 100]
     assert [artifact.description.split(":")[0] for artifact in seen] == [f"epoch {n} of at most 4" for n in range(1, 5)]
     assert "accuracy" in seen[0].description and "loss" in seen[0].description
+
+
+def test_a_drifted_drop_under_block_is_versioned_not_trained_and_the_run_fails_saying_why(flow_run):
+    """Last in this module: it leaves the copy blocked. 1,500 real Fashion-MNIST images filed as digits drift the
+    pixel statistics (the labels stay balanced); the champion of the first run is the reference."""
+    from flows.training import training_pipeline
+    from tests.conftest import real_fashion_images, write_image_folder
+
+    repo, _ = flow_run
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["drift"]["action"] = "block"
+    params["ingest"]["settle_seconds"] = 0
+    params["versioning"]["commit"] = "always"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "commit", "-qam", "block on drift"], repo)
+    model_before = (repo / "models/mnist-sample/model.keras").read_bytes()
+    write_image_folder(repo / "data/inbox/mnist-sample", {"train": real_fashion_images(1500, "train")},
+                       [str(digit) for digit in range(10)])
+
+    state = training_pipeline(dataset="mnist-sample", root=str(repo), return_state=True)
+
+    assert state.is_failed()
+    assert "stage 'drift' failed: DriftBlockedError: drift from the data the champion learned from (base): " \
+           "train mean intensity: PSI " in state.message
+    assert (repo / "models/mnist-sample/model.keras").read_bytes() == model_before
+    status = run(["dvc", "status"], repo).stdout
+    assert "ingest@mnist-sample" not in status and "drift@mnist-sample" in status  # versioned, not trained on
+    assert json.loads((repo / "reports/mnist-sample/drift.json").read_text())["blocked"] is True
+    message = run(["git", "log", "-1", "--format=%B"], repo).stdout
+    assert message.startswith("mnist-sample: flow run ") and "data base + 1 drop(s), latest " in message
+    assert "not trained: drift from the data the champion learned from" in message
+    assert "dvc.lock" in run(["git", "show", "--name-only", "--format=", "HEAD"], repo).stdout
+    artifact = latest_artifacts(["mnist-sample-drift"])["mnist-sample-drift"]
+    assert artifact.data.startswith("# mnist-sample: drift, training BLOCKED")
+    assert "| train | mean intensity | PSI |" in artifact.data

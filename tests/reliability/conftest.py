@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasks.common.config import Params, parse_params
+from tasks.drift import check_drift
 from tasks.evaluate import evaluate_model
 from tasks.normalize import normalize_dataset
 from tasks.common.paths import DatasetPaths
@@ -47,6 +48,7 @@ def run_pipeline_from_validate(paths: DatasetPaths, params: Params, train_params
     `train_params` replaces `params.train_for(dataset)`."""
     dataset = params.dataset(paths.dataset)
     validate_dataset(paths, dataset, params.validate_)
+    check_drift(paths, dataset, params.drift)
     normalize_dataset(paths)
     train_model(paths, train_params or params.train_for(paths.dataset))
     evaluate_model(paths, dataset)

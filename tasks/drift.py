@@ -1,0 +1,167 @@
+"""Stage 4, drift: is the data like the data the champion learned from?
+
+The dataset as it is now (the base plus every ingested drop) is profiled (tasks/lib/data_profile.py) and compared
+with the profile stored beside the champion, `models/<dataset>/production/data_profile.json`: the label
+distribution of each split by Jensen-Shannon distance, each image's mean intensity and ink area by PSI, against the
+thresholds under `drift` in params.yaml. The profile goes to `reports/<dataset>/data_profile.json`, which promote
+stores with the next champion; the comparison goes to `reports/<dataset>/drift.json` and the report page.
+
+`drift.action: warn` trains anyway; `block` stops here, after ingest has versioned the data, with a message naming
+each measure, its value and its threshold. A person accepts a drift with `make accept-drift DATASET=... REASON=...`
+(`accept_drift`): the data as it is then becomes a second reference, so the next run trains, and later drops that
+look like it pass too.
+
+The champion's profile is read without being a dependency in dvc.yaml: it is an output of promote, further down the
+pipeline, and DVC refuses cycles. The comparison is made when the data, the thresholds or an acceptance change;
+a new champion alone does not make it run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from tasks.common.config import DatasetParams, DriftParams
+from tasks.common.errors import ConfigError, DriftBlockedError
+from tasks.common.paths import SPLITS, DatasetPaths
+from tasks.lib.data_profile import (BINS, PROFILE_VERSION, DataProfile, Thresholds, compare_profiles, describe_row,
+                                    profile_parts)
+from tasks.lib.drops import ensure_drift_acceptance_dir, part_folders, read_part
+from tasks.lib.outputs import DriftReport, read_record, write_record
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DriftAcceptance:
+    """data/drift/<dataset>/accepted.json (git-tracked): who accepted which data, when and why."""
+
+    dataset: str
+    accepted_at: str
+    by: str
+    reason: str
+    parts: list[str]
+    measures: list[dict]  # the drift from the champion's data that was accepted, as measured then
+    profile: dict  # the accepted data's DataProfile
+
+
+def check_drift(paths: DatasetPaths, dataset: DatasetParams, settings: DriftParams) -> DriftReport:
+    """Profile the data, compare it with the champion's, write both files; raise DriftBlockedError when blocked."""
+    current = profile_dataset(paths, dataset)
+    reference, reference_text = _reference(paths, dataset)
+    thresholds = Thresholds(settings.max_label_js_distance, settings.max_pixel_psi, settings.significance_level)
+    measures = compare_profiles(reference, current, thresholds) if reference else []
+    drifted = any(row["drifted"] for row in measures)
+    accepted = _covering_acceptance(paths, dataset, current, thresholds) if drifted else None
+    blocked = drifted and accepted is None and settings.action == "block"
+    report = DriftReport(paths.dataset, settings.action, reference_text,
+                         reference.part_names if reference else [], current.part_names,
+                         {split: current.images(split) for split in SPLITS},
+                         {split: reference.images(split) for split in SPLITS} if reference else {},
+                         measures, drifted, accepted, blocked,
+                         _outcome(paths.dataset, reference_text, measures, drifted, accepted, settings.action))
+    write_record(paths.data_profile_file, current)
+    write_record(paths.drift_file, report)
+    if blocked:
+        raise DriftBlockedError(report.outcome)
+    logger.info("%s: %s", paths.dataset, report.outcome)
+    return report
+
+
+def profile_dataset(paths: DatasetPaths, dataset: DatasetParams) -> DataProfile:
+    """The profile of the dataset as the later stages will read it: the base, then each published drop."""
+    parts = [(name, {split: read_part(folder, split) for split in SPLITS}) for name, folder in part_folders(paths)]
+    return profile_parts(paths.dataset, dataset.class_names, parts)
+
+
+def _reference(paths: DatasetPaths, dataset: DatasetParams) -> tuple[DataProfile | None, str]:
+    if not paths.production_model_file.is_file():
+        return None, "no champion yet: nothing to compare with"
+    if not paths.production_profile_file.is_file():
+        return None, ("the champion was promoted before data profiles were kept: nothing to compare with until the "
+                      "next promotion")
+    reference = read_record(paths.production_profile_file, DataProfile)
+    problem = _incomparable(reference, dataset)
+    if problem:
+        return None, f"the champion's data profile {problem}: nothing to compare with until the next promotion"
+    return reference, f"the data the champion learned from ({_parts_text(reference.part_names)})"
+
+
+def _incomparable(profile: DataProfile, dataset: DatasetParams) -> str | None:
+    if profile.profile_version != PROFILE_VERSION or profile.bins != BINS:
+        return f"has profile version {profile.profile_version} with {profile.bins} bins, not {PROFILE_VERSION} with {BINS}"
+    if tuple(profile.class_names) != dataset.class_names:
+        return f"has classes {profile.class_names}, not {list(dataset.class_names)}"
+    return None
+
+
+def _covering_acceptance(paths: DatasetPaths, dataset: DatasetParams, current: DataProfile,
+                         thresholds: Thresholds) -> dict | None:
+    """The acceptance on file, when the data now is within the thresholds of the data that was accepted."""
+    if not paths.drift_acceptance_file.is_file():
+        return None
+    acceptance = read_record(paths.drift_acceptance_file, DriftAcceptance)
+    accepted = DataProfile(**acceptance.profile)
+    if _incomparable(accepted, dataset):
+        return None
+    if any(row["drifted"] for row in compare_profiles(accepted, current, thresholds)):
+        return None
+    return {"accepted_at": acceptance.accepted_at, "by": acceptance.by, "reason": acceptance.reason,
+            "parts": acceptance.parts}
+
+
+def _outcome(dataset: str, reference_text: str, measures: list[dict], drifted: bool, accepted: dict | None,
+             action: str) -> str:
+    if not measures:
+        return f"no drift check: {reference_text}"
+    if not drifted:
+        return f"no drift from {reference_text}: every measure within its threshold"
+    found = "; ".join(describe_row(row) for row in measures if row["drifted"])
+    if accepted:
+        return (f"drift from {reference_text} ({found}) accepted on {accepted['accepted_at']} by {accepted['by']}: "
+                f"{accepted['reason']}")
+    if action == "warn":
+        return f"drift from {reference_text}: {found} (drift.action: warn, so training goes ahead)"
+    return (f"drift from {reference_text}: {found} (drift.action: block). The data is versioned but not trained on; "
+            f"to train on it, accept it with `make accept-drift DATASET={dataset} REASON='...'`, or change the "
+            "thresholds under `drift` in params.yaml")
+
+
+def _parts_text(parts: list[str]) -> str:
+    drops = parts[1:]
+    return f"base + {len(drops)} drop(s), latest {drops[-1]}" if drops else "base"
+
+
+def accept_drift(paths: DatasetPaths, dataset: DatasetParams, settings: DriftParams, reason: str,
+                 by: str | None = None) -> DriftAcceptance:
+    """Record that the data as it is now is accepted despite its drift from the champion's data. Refused (ConfigError)
+    without a reason, or when there is no drift to accept."""
+    if not reason.strip():
+        raise ConfigError("accept-drift needs a reason: make accept-drift DATASET=... REASON='why this data is right'")
+    current = profile_dataset(paths, dataset)
+    reference, reference_text = _reference(paths, dataset)
+    thresholds = Thresholds(settings.max_label_js_distance, settings.max_pixel_psi, settings.significance_level)
+    measures = compare_profiles(reference, current, thresholds) if reference else []
+    if not any(row["drifted"] for row in measures):
+        raise ConfigError(f"{paths.dataset}: nothing to accept: the data ({_parts_text(current.part_names)}) has no "
+                          f"drift from {reference_text}")
+    acceptance = DriftAcceptance(paths.dataset, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                 by or getpass.getuser(), reason.strip(), current.part_names,
+                                 [row for row in measures if row["drifted"]], dataclasses.asdict(current))
+    ensure_drift_acceptance_dir(paths)
+    write_record(paths.drift_acceptance_file, acceptance)
+    return acceptance
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tasks.common.cli import run_stage
+
+    return run_stage("drift", argv, lambda paths, params: check_drift(
+        paths, params.dataset(paths.dataset), params.drift))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

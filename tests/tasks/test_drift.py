@@ -1,0 +1,158 @@
+"""Stage 4, drift: real Fashion-MNIST drops through the real ingest, compared with the champion's data."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tasks.common.config import DriftParams, IngestParams, parse_params
+from tasks.common.errors import ConfigError, DriftBlockedError
+from tasks.common.paths import DatasetPaths
+from tasks.drift import accept_drift, check_drift
+from tasks.ingest import ingest_inbox
+from tasks.lib.mnist_sample import build_mnist_sample
+from tests.conftest import project_params_document, real_fashion_images, write_idx_dataset, write_image_folder
+
+NAMES = project_params_document()["data"]["fashion-mnist"]["class_names"]
+FOLDERS = [name.replace("/", "-") for name in NAMES]
+BLOCK, WARN = DriftParams(action="block"), DriftParams(action="warn")
+BAG = NAMES.index("Bag")
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return real_fashion_images(8000, "train"), real_fashion_images(600, "test")
+
+
+@pytest.fixture
+def shop(tmp_path, fashion):
+    """A dataset whose base is 1,000 train and 300 test real Fashion-MNIST images, and a champion that learned from
+    exactly that base."""
+    (train, test) = fashion
+    paths = DatasetPaths(tmp_path, "shop")
+    write_idx_dataset(paths.raw_dir, (train[0][:1000], train[1][:1000]), (test[0][:300], test[1][:300]))
+    document = project_params_document()
+    document["data"]["shop"] = {**document["data"]["fashion-mnist"], "expected_counts": None}
+    dataset = parse_params(document).dataset("shop")
+    crown(paths, dataset)
+    return paths, dataset
+
+
+def crown(paths, dataset):
+    """Make the data as it is now the champion's, as promote does: its profile stored beside the model. The drift
+    stage only checks that a champion model exists, so an empty file stands in for one (training is not tested)."""
+    check_drift(paths, dataset, WARN)
+    paths.production_dir.mkdir(parents=True, exist_ok=True)
+    paths.production_model_file.write_bytes(b"")
+    shutil.copy2(paths.data_profile_file, paths.production_profile_file)
+
+
+def drop(paths, dataset, split, images, labels, prefix):
+    write_image_folder(paths.inbox_dir, {split: (images, labels)}, FOLDERS, prefix=prefix)
+    return ingest_inbox(paths, dataset, IngestParams(settle_seconds=0))
+
+
+def bags(fashion, count):
+    (train, _) = fashion
+    rows = np.flatnonzero(train[1][1000:] == BAG)[:count] + 1000
+    return train[0][rows], train[1][rows]
+
+
+def test_without_a_champion_nothing_is_compared_and_the_profile_is_written(tmp_path, fashion):
+    (train, test) = fashion
+    paths = DatasetPaths(tmp_path, "new")
+    write_idx_dataset(paths.raw_dir, (train[0][:200], train[1][:200]), (test[0][:50], test[1][:50]))
+    document = project_params_document()
+    dataset = parse_params(document).dataset("fashion-mnist")
+
+    report = check_drift(paths, dataset, BLOCK)
+
+    assert not report.drifted and not report.blocked and report.measures == []
+    assert report.outcome == "no drift check: no champion yet: nothing to compare with"
+    assert json.loads(paths.data_profile_file.read_text())["parts"][0]["splits"]["train"]["images"] == 200
+    assert json.loads(paths.drift_file.read_text())["outcome"] == report.outcome
+
+
+def test_more_images_like_the_champions_are_no_drift(shop, fashion):
+    paths, dataset = shop
+    (train, test) = fashion
+    drop(paths, dataset, "train", train[0][1000:1400], train[1][1000:1400], "a")
+
+    report = check_drift(paths, dataset, BLOCK)
+
+    assert not report.drifted and report.images == {"train": 1400, "test": 300}
+    assert report.reference_images == {"train": 1000, "test": 300} and len(report.parts) == 2
+    assert report.outcome.startswith("no drift from the data the champion learned from (base)")
+
+
+def test_a_drop_of_one_class_blocks_naming_the_measure_its_value_and_the_threshold(shop, fashion):
+    paths, dataset = shop
+    drop(paths, dataset, "train", *bags(fashion, 300), "bag")
+    profile_before = paths.data_profile_file.read_bytes()
+
+    with pytest.raises(DriftBlockedError) as raised:
+        check_drift(paths, dataset, BLOCK)
+
+    message = str(raised.value)
+    assert "train labels: Jensen-Shannon distance 0." in message and "> threshold 0.1 (300 new images" in message
+    assert "(drift.action: block). The data is versioned but not trained on" in message
+    assert "make accept-drift DATASET=shop REASON=" in message and "\n" not in message
+    written = json.loads(paths.drift_file.read_text())
+    assert written["blocked"] and written["outcome"] == message
+    assert paths.data_profile_file.read_bytes() != profile_before  # the profile of the data now, with the drop
+
+    warned = check_drift(paths, dataset, WARN)
+    assert warned.drifted and not warned.blocked and "(drift.action: warn, so training goes ahead)" in warned.outcome
+
+
+def test_an_accepted_drift_trains_a_like_drop_passes_and_a_new_drift_blocks_again(shop, fashion):
+    paths, dataset = shop
+    drop(paths, dataset, "train", *bags(fashion, 300), "bag")
+    with pytest.raises(DriftBlockedError):
+        check_drift(paths, dataset, BLOCK)
+
+    acceptance = accept_drift(paths, dataset, BLOCK, "the shop now sells mostly bags", by="ana")
+    accepted = check_drift(paths, dataset, BLOCK)
+
+    assert acceptance.parts == accepted.parts and acceptance.measures[0]["statistic"] == "labels"
+    assert accepted.drifted and not accepted.blocked
+    assert accepted.accepted["reason"] == "the shop now sells mostly bags" and accepted.accepted["by"] == "ana"
+    assert "accepted on " in accepted.outcome and "by ana: the shop now sells mostly bags" in accepted.outcome
+    stored = json.loads(paths.drift_acceptance_file.read_text())
+    assert stored["reason"] == "the shop now sells mostly bags" and stored["profile"]["parts"][-1]["part"] == \
+        accepted.parts[-1]
+
+    more_bags = tuple(array[300:340] for array in bags(fashion, 340))
+    drop(paths, dataset, "train", *more_bags, "more")
+    assert check_drift(paths, dataset, BLOCK).accepted is not None  # like the accepted data: still passes
+
+    digits = build_mnist_sample()
+    drop(paths, dataset, "train", digits[("train", "images")][:1500], digits[("train", "labels")][:1500], "digit")
+    # 1,840 images are new since the champion: 300 + 40 bags and 1,500 digits
+    with pytest.raises(DriftBlockedError, match=r"train mean intensity: PSI \d\.\d+ > threshold 0\.2 \(1840 new"):
+        check_drift(paths, dataset, BLOCK)
+
+
+def test_accepting_needs_a_reason_and_a_drift(shop, fashion):
+    paths, dataset = shop
+    (train, _) = fashion
+    drop(paths, dataset, "train", train[0][1000:1200], train[1][1000:1200], "a")
+
+    with pytest.raises(ConfigError, match=r"accept-drift needs a reason"):
+        accept_drift(paths, dataset, BLOCK, "  ")
+    with pytest.raises(ConfigError, match=r"shop: nothing to accept: the data \(base \+ 1 drop\(s\), latest .*\) "
+                                          r"has no drift from the data the champion learned from \(base\)"):
+        accept_drift(paths, dataset, BLOCK, "looks fine")
+    assert not paths.drift_acceptance_file.exists()
+
+
+def test_a_champion_of_other_classes_is_no_reference(shop):
+    paths, dataset = shop
+    renamed = dataset.model_copy(update={"class_names": tuple(f"class {index}" for index in range(10))})
+
+    report = check_drift(paths, renamed, BLOCK)
+
+    assert not report.blocked and report.measures == []
+    assert "the champion's data profile has classes ['T-shirt/top'" in report.outcome
+    assert report.outcome.endswith("nothing to compare with until the next promotion")
