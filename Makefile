@@ -79,10 +79,12 @@ deployment-run: ## Run a deployment on the served Prefect: make deployment-run D
 ingest: setup ## New images landed: make ingest DATASET=shoes [FROM=folder]; the served deployment runs at once
 	$(PYTHON) -m orchestration.inbox --dataset $(or $(DATASET),fashion-mnist) $(if $(FROM),--from '$(FROM)')
 
+# DATASET and REASON reach the command through the environment (make exports variables set on its command line), so
+# a reason may hold any quote.
 accept-drift: setup ## Train on data that drifted: make accept-drift DATASET=shoes REASON="new supplier's photos"
-	@if [ -z "$(DATASET)" ] || [ -z "$(REASON)" ]; then \
+	@if [ -z "$$DATASET" ] || [ -z "$$REASON" ]; then \
 	  echo 'name the dataset and say why: make accept-drift DATASET=shoes REASON="new supplier photos"' >&2; exit 2; fi
-	$(PYTHON) -m tools.accept_drift --dataset '$(DATASET)' --reason '$(REASON)'
+	$(PYTHON) -m tools.accept_drift --dataset "$$DATASET" --reason "$$REASON"
 
 .PHONY: sweep
 SWEEP_GRID ?= {"units": [64, 256], "learning_rate": [0.001, 0.003]}

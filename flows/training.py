@@ -93,7 +93,9 @@ def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool
         _run(drift, paths, dataset_params, params.drift)
     except StageFailedError as error:
         if isinstance(error.__cause__, DriftBlockedError):  # versioned, not trained on
-            record_outputs(repo_root, dataset, STAGES[:STAGES.index("drift")])
+            # The data version: download and ingest. Not validate, whose Data Docs carry the time of the run:
+            # recording it would make every blocked run that follows a commit of its own.
+            record_outputs(repo_root, dataset, STAGES[:STAGES.index("validate")])
             commit_run(paths, params.versioning.commit, f"not trained: {error.__cause__}")
         raise
     _run(normalize, paths)

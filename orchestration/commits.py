@@ -3,7 +3,8 @@ checkout's current branch, and pushes the data to the DVC remote when one is con
 
 `versioning.commit` in params.yaml says which runs commit: `deployments` (the default: scheduled, triggered and
 `prefect deployment run` runs), `always` (`make flow` and `make run` too) or `never`. A run that changed nothing
-commits nothing; a failed run never reaches this.
+commits nothing; a failed run never reaches this, except one that drift blocked, which commits the data version it
+ingested (flows/training.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, STAGES, DatasetPaths
-from tasks.lib.drops import read_index
+from tasks.lib.drops import describe_version, read_index
 
 logger = logging.getLogger(__name__)
 _INDEX_LOCK_TRIES = 30
@@ -37,8 +38,7 @@ def versioned_files(paths: DatasetPaths) -> list[Path]:
 
 
 def data_version(paths: DatasetPaths) -> str:
-    drops = read_index(paths).drops if paths.drop_index_file.exists() else []
-    return f"base + {len(drops)} drop(s), latest {drops[-1]}" if drops else "base"
+    return describe_version(read_index(paths).drops if paths.drop_index_file.exists() else [])
 
 
 def commit_version(paths: DatasetPaths, message: str) -> str | None:

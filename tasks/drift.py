@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from tasks.common.config import DatasetParams, DriftParams
 from tasks.common.errors import ConfigError, DriftBlockedError
 from tasks.common.paths import SPLITS, DatasetPaths
-from tasks.lib.data_profile import (BINS, PROFILE_VERSION, DataProfile, Thresholds, compare_profiles, describe_row,
-                                    profile_parts)
-from tasks.lib.drops import ensure_drift_acceptance_dir, part_folders, read_part
-from tasks.lib.outputs import DriftReport, read_record, write_record
+from tasks.lib.data_profile import DataProfile, compare_profiles, describe_row, profile_parts, profile_problem
+from tasks.lib.drops import describe_version, ensure_drift_acceptance_dir, part_folders, read_part
+from tasks.lib.outputs import DriftReport, write_record
 
 logger = logging.getLogger(__name__)
 
@@ -52,17 +53,17 @@ def check_drift(paths: DatasetPaths, dataset: DatasetParams, settings: DriftPara
     """Profile the data, compare it with the champion's, write both files; raise DriftBlockedError when blocked."""
     current = profile_dataset(paths, dataset)
     reference, reference_text = _reference(paths, dataset)
-    thresholds = Thresholds(settings.max_label_js_distance, settings.max_pixel_psi, settings.significance_level)
-    measures = compare_profiles(reference, current, thresholds) if reference else []
+    measures = compare_profiles(reference, current, settings) if reference else []
     drifted = any(row["drifted"] for row in measures)
-    accepted = _covering_acceptance(paths, dataset, current, thresholds) if drifted else None
+    accepted, acceptance_note = _covering_acceptance(paths, dataset, current, settings) if drifted else (None, None)
     blocked = drifted and accepted is None and settings.action == "block"
+    outcome = _outcome(paths.dataset, reference_text, measures, drifted, accepted, settings.action)
     report = DriftReport(paths.dataset, settings.action, reference_text,
                          reference.part_names if reference else [], current.part_names,
                          {split: current.images(split) for split in SPLITS},
                          {split: reference.images(split) for split in SPLITS} if reference else {},
                          measures, drifted, accepted, blocked,
-                         _outcome(paths.dataset, reference_text, measures, drifted, accepted, settings.action))
+                         f"{outcome}. {acceptance_note}" if blocked and acceptance_note else outcome)
     write_record(paths.data_profile_file, current)
     write_record(paths.drift_file, report)
     if blocked:
@@ -77,40 +78,54 @@ def profile_dataset(paths: DatasetPaths, dataset: DatasetParams) -> DataProfile:
     return profile_parts(paths.dataset, dataset.class_names, parts)
 
 
+def _stored_profile(document: object, dataset: DatasetParams) -> tuple[DataProfile | None, str | None]:
+    """A profile read back from JSON, or why it cannot be compared (another profile version, other classes)."""
+    problem = profile_problem(document, dataset.class_names)
+    return (None, problem) if problem else (DataProfile(**document), None)
+
+
 def _reference(paths: DatasetPaths, dataset: DatasetParams) -> tuple[DataProfile | None, str]:
     if not paths.production_model_file.is_file():
         return None, "no champion yet: nothing to compare with"
     if not paths.production_profile_file.is_file():
         return None, ("the champion was promoted before data profiles were kept: nothing to compare with until the "
                       "next promotion")
-    reference = read_record(paths.production_profile_file, DataProfile)
-    problem = _incomparable(reference, dataset)
+    reference, problem = _stored_profile(_read_json(paths.production_profile_file), dataset)
     if problem:
-        return None, f"the champion's data profile {problem}: nothing to compare with until the next promotion"
-    return reference, f"the data the champion learned from ({_parts_text(reference.part_names)})"
-
-
-def _incomparable(profile: DataProfile, dataset: DatasetParams) -> str | None:
-    if profile.profile_version != PROFILE_VERSION or profile.bins != BINS:
-        return f"has profile version {profile.profile_version} with {profile.bins} bins, not {PROFILE_VERSION} with {BINS}"
-    if tuple(profile.class_names) != dataset.class_names:
-        return f"has classes {profile.class_names}, not {list(dataset.class_names)}"
-    return None
+        return None, (f"the champion's data profile ({paths.production_profile_file}) {problem}: nothing to compare "
+                      "with until the next promotion")
+    return reference, f"the data the champion learned from ({describe_version(reference.part_names[1:])})"
 
 
 def _covering_acceptance(paths: DatasetPaths, dataset: DatasetParams, current: DataProfile,
-                         thresholds: Thresholds) -> dict | None:
-    """The acceptance on file, when the data now is within the thresholds of the data that was accepted."""
+                         settings: DriftParams) -> tuple[dict | None, str | None]:
+    """The acceptance on file when the data now is within the thresholds of the data that was accepted; otherwise
+    None, with a note saying why an acceptance on file does not cover it."""
     if not paths.drift_acceptance_file.is_file():
-        return None
-    acceptance = read_record(paths.drift_acceptance_file, DriftAcceptance)
-    accepted = DataProfile(**acceptance.profile)
-    if _incomparable(accepted, dataset):
-        return None
-    if any(row["drifted"] for row in compare_profiles(accepted, current, thresholds)):
-        return None
+        return None, None
+    document = _read_json(paths.drift_acceptance_file)
+    fields = set(DriftAcceptance.__dataclass_fields__)
+    if not isinstance(document, dict) or not fields <= set(document):
+        return None, (f"The acceptance on file ({paths.drift_acceptance_file}) is not one `make accept-drift` writes "
+                      f"(fields {sorted(fields)}) and was ignored")
+    acceptance = DriftAcceptance(**{name: document[name] for name in fields})
+    accepted, problem = _stored_profile(acceptance.profile, dataset)
+    said = f"The acceptance of {acceptance.accepted_at} by {acceptance.by}"
+    if problem:
+        return None, f"{said} does not apply: its data profile {problem}"
+    moved = [row for row in compare_profiles(accepted, current, settings) if row["drifted"]]
+    if moved:
+        return None, (f"{said} does not cover this data: it drifted from the accepted data too ("
+                      + "; ".join(describe_row(row) for row in moved) + ")")
     return {"accepted_at": acceptance.accepted_at, "by": acceptance.by, "reason": acceptance.reason,
-            "parts": acceptance.parts}
+            "parts": acceptance.parts}, None
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return f"unreadable ({type(error).__name__}: {error})"
 
 
 def _outcome(dataset: str, reference_text: str, measures: list[dict], drifted: bool, accepted: dict | None,
@@ -130,11 +145,6 @@ def _outcome(dataset: str, reference_text: str, measures: list[dict], drifted: b
             "thresholds under `drift` in params.yaml")
 
 
-def _parts_text(parts: list[str]) -> str:
-    drops = parts[1:]
-    return f"base + {len(drops)} drop(s), latest {drops[-1]}" if drops else "base"
-
-
 def accept_drift(paths: DatasetPaths, dataset: DatasetParams, settings: DriftParams, reason: str,
                  by: str | None = None) -> DriftAcceptance:
     """Record that the data as it is now is accepted despite its drift from the champion's data. Refused (ConfigError)
@@ -143,11 +153,10 @@ def accept_drift(paths: DatasetPaths, dataset: DatasetParams, settings: DriftPar
         raise ConfigError("accept-drift needs a reason: make accept-drift DATASET=... REASON='why this data is right'")
     current = profile_dataset(paths, dataset)
     reference, reference_text = _reference(paths, dataset)
-    thresholds = Thresholds(settings.max_label_js_distance, settings.max_pixel_psi, settings.significance_level)
-    measures = compare_profiles(reference, current, thresholds) if reference else []
+    measures = compare_profiles(reference, current, settings) if reference else []
     if not any(row["drifted"] for row in measures):
-        raise ConfigError(f"{paths.dataset}: nothing to accept: the data ({_parts_text(current.part_names)}) has no "
-                          f"drift from {reference_text}")
+        raise ConfigError(f"{paths.dataset}: nothing to accept: the data ({describe_version(current.part_names[1:])}) "
+                          f"has no drift from {reference_text}")
     acceptance = DriftAcceptance(paths.dataset, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                  by or getpass.getuser(), reason.strip(), current.part_names,
                                  [row for row in measures if row["drifted"]], dataclasses.asdict(current))

@@ -12,13 +12,15 @@ Two measures of how far the whole dataset moved, as the field uses them (TFX's D
 - labels: the Jensen-Shannon distance (base 2: 0 for the same distribution, 1 for disjoint ones). It stays finite
   when a class appears that the reference never had, where PSI would divide by zero;
 - pixel statistics: the population stability index over the reference's deciles (the fine bins merged so that each
-  holds about a tenth of the reference), empty bins floored at 1e-4 as Evidently does (PSI < 0.1 is read as no
-  shift, 0.1-0.25 as moderate, > 0.25 as large).
+  holds about a tenth of the reference; values below or above everything the reference holds get a group each),
+  empty groups floored at 1e-4 as Evidently does (PSI < 0.1 is read as no shift, 0.1-0.25 as moderate, > 0.25 as
+  large).
 
 Both measures are noisy on small data: two halves of 40 Fashion-MNIST test images lie a PSI of 0.76 apart over 50
 bins. So a measure over its threshold is drift only when the images added since the reference also differ from it
-significantly: a chi-square test of homogeneity between the reference's counts and the new images' counts (the data
-is append-only, so the new images are the current counts minus the reference's).
+significantly: a chi-square test of homogeneity between the reference's counts and the new images' counts. The new
+images are the parts (drops) the reference does not hold, or holds with other contents (a drop rebuilt from its
+original files).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import chi2_contingency
 
+from tasks.common.config import DriftParams
 from tasks.common.paths import SPLITS
 
 PROFILE_VERSION = 1
@@ -56,12 +59,36 @@ class DataProfile:
 
     def totals(self, split: str) -> dict[str, np.ndarray]:
         """The whole dataset's counts for `split`: labels and each pixel histogram, summed over the parts."""
-        names = ("labels", *PIXEL_STATISTICS)
-        return {name: np.sum([np.asarray(part["splits"][split][name], dtype=np.int64) for part in self.parts], axis=0)
-                for name in names}
+        return _summed(self.parts, split, len(self.class_names), self.bins)
 
     def images(self, split: str) -> int:
         return sum(part["splits"][split]["images"] for part in self.parts)
+
+    def new_since(self, reference: DataProfile, split: str) -> dict[str, np.ndarray]:
+        """The counts of the parts that `reference` does not hold as they are now (zeros when there are none)."""
+        held = {part["part"]: part["splits"][split] for part in reference.parts}
+        new = [part for part in self.parts if held.get(part["part"]) != part["splits"][split]]
+        return _summed(new, split, len(self.class_names), self.bins)
+
+
+def _summed(parts: list[dict], split: str, num_classes: int, bins: int) -> dict[str, np.ndarray]:
+    sizes = {"labels": num_classes, **{name: bins for name in PIXEL_STATISTICS}}
+    return {name: np.sum([np.asarray(part["splits"][split][name], dtype=np.int64) for part in parts], axis=0)
+            if parts else np.zeros(size, dtype=np.int64) for name, size in sizes.items()}
+
+
+def profile_problem(document: object, class_names: tuple[str, ...]) -> str | None:
+    """Why a stored profile (parsed JSON) cannot be compared with this pipeline's, or None when it can."""
+    if not isinstance(document, dict):
+        return f"is not a JSON object (found {type(document).__name__})"
+    if (document.get("profile_version"), document.get("bins")) != (PROFILE_VERSION, BINS):
+        return (f"has profile version {document.get('profile_version')!r} with {document.get('bins')!r} bins, where "
+                f"version {PROFILE_VERSION} with {BINS} bins is read")
+    if tuple(document.get("class_names") or ()) != tuple(class_names):
+        return f"has classes {document.get('class_names')}, not {list(class_names)}"
+    if set(document) != set(DataProfile.__dataclass_fields__) or not isinstance(document.get("parts"), list):
+        return f"has fields {sorted(document)}, where {sorted(DataProfile.__dataclass_fields__)} are read"
+    return None
 
 
 def split_profile(images: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
@@ -85,14 +112,20 @@ def profile_parts(dataset: str, class_names: tuple[str, ...],
 
 
 def decile_groups(reference: np.ndarray) -> np.ndarray:
-    """For each fine bin, the group it joins: groups hold about a tenth of the reference each (a bin holding more
-    than a tenth makes a group of its own). Empty leading or trailing bins join the first or last group."""
+    """For each fine bin, the group it joins: groups 1..10 hold about a tenth of the reference each (a bin holding
+    more than a tenth makes a group of its own); group 0 holds the bins below the reference's lowest value, group 11
+    those above its highest, so a move outside what the reference ever held always shows."""
     before = (np.cumsum(reference) - reference) / max(reference.sum(), 1)  # the reference's share below each bin
-    return np.minimum(np.floor(before * PSI_GROUPS + 1e-9), PSI_GROUPS - 1).astype(int)
+    groups = 1 + np.minimum(np.floor(before * PSI_GROUPS + 1e-9), PSI_GROUPS - 1).astype(int)
+    held = np.flatnonzero(reference)
+    if held.size:
+        groups[:held[0]] = 0
+        groups[held[-1] + 1:] = PSI_GROUPS + 1
+    return groups
 
 
 def regroup(counts: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    return np.bincount(groups, weights=counts, minlength=PSI_GROUPS).astype(np.int64)
+    return np.bincount(groups, weights=counts, minlength=PSI_GROUPS + 2).astype(np.int64)
 
 
 def population_stability_index(reference: np.ndarray, current: np.ndarray) -> float:
@@ -115,52 +148,40 @@ def homogeneity_p_value(reference: np.ndarray, new: np.ndarray) -> float:
     return float(chi2_contingency(table).pvalue)
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """The largest value of each measure that is not drift, and the significance the new images' difference needs
-    (drift.* in params.yaml)."""
-
-    label_js_distance: float
-    pixel_psi: float
-    significance_level: float
-
-
-def compare_profiles(reference: DataProfile, current: DataProfile, thresholds: Thresholds) -> list[dict]:
-    """One row per split and statistic: {split, statistic, measure, value, threshold, new_images, p_value, drifted}.
-    A split that is empty on either side has nothing to compare and gets no row."""
-    appended = current.part_names[:len(reference.parts)] == reference.part_names
+def compare_profiles(reference: DataProfile, current: DataProfile, settings: DriftParams) -> list[dict]:
+    """One row per split and statistic: {split, statistic, measure, value, threshold, param, new_images, p_value,
+    drifted}. A split that is empty on either side has nothing to compare and gets no row."""
     rows = []
     for split in SPLITS:
         if not reference.images(split) or not current.images(split):
             continue
-        before, after = reference.totals(split), current.totals(split)
-        # Append-only: what the reference lacks is the new images. Otherwise (the data was rebuilt) all of it is.
-        new = {name: after[name] - before[name] for name in after}
-        if not appended or any((counts < 0).any() for counts in new.values()):
-            new = after
+        before, after, new = reference.totals(split), current.totals(split), current.new_since(reference, split)
         new_images = int(new["labels"].sum())
         value = jensen_shannon_distance(before["labels"], after["labels"])
-        rows.append(_row(split, "labels", "Jensen-Shannon distance", value, thresholds.label_js_distance, new_images,
-                         homogeneity_p_value(before["labels"], new["labels"]), thresholds.significance_level))
+        rows.append(_row(split, "labels", "Jensen-Shannon distance", value, "max_label_js_distance", settings,
+                         new_images, homogeneity_p_value(before["labels"], new["labels"])))
         for statistic in PIXEL_STATISTICS:
             groups = decile_groups(before[statistic])
             reference_groups = regroup(before[statistic], groups)
             value = population_stability_index(reference_groups, regroup(after[statistic], groups))
             p_value = homogeneity_p_value(reference_groups, regroup(new[statistic], groups))
-            rows.append(_row(split, statistic, "PSI", value, thresholds.pixel_psi, new_images, p_value,
-                             thresholds.significance_level))
+            rows.append(_row(split, statistic, "PSI", value, "max_pixel_psi", settings, new_images, p_value))
     return rows
 
 
-def _row(split: str, statistic: str, measure: str, value: float, threshold: float, new_images: int, p_value: float,
-         level: float) -> dict:
+def _row(split: str, statistic: str, measure: str, value: float, threshold_key: str, settings: DriftParams,
+         new_images: int, p_value: float) -> dict:
+    threshold = getattr(settings, threshold_key)
     return {"split": split, "statistic": statistic, "measure": measure, "value": round(value, 6),
-            "threshold": threshold, "new_images": new_images, "p_value": float(f"{p_value:.4g}"),
-            "drifted": bool(value > threshold and p_value <= level)}
+            "threshold": threshold, "param": f"drift.{threshold_key}", "new_images": new_images,
+            "p_value": float(f"{p_value:.4g}"),
+            "drifted": bool(value > threshold and p_value <= settings.significance_level)}
 
 
 def describe_row(row: dict) -> str:
-    """`train labels: Jensen-Shannon distance 0.2311 > threshold 0.1 (500 new images, chi-square p = 1.2e-40)`."""
+    """`train labels: Jensen-Shannon distance 0.2311 > drift.max_label_js_distance 0.1 (500 new images, chi-square
+    p = 1.2e-40)`."""
     relation = ">" if row["value"] > row["threshold"] else "<="
     return (f"{row['split']} {row['statistic'].replace('_', ' ')}: {row['measure']} {row['value']:.4f} {relation} "
-            f"threshold {row['threshold']:g} ({row['new_images']} new images, chi-square p = {row['p_value']:.3g})")
+            f"{row['param']} {row['threshold']:g} ({row['new_images']} new images, chi-square p = "
+            f"{row['p_value']:.3g})")

@@ -65,6 +65,11 @@ def read_index(paths: DatasetPaths) -> DropIndex:
     return read_record(paths.drop_index_file, DropIndex)
 
 
+def describe_version(drops: list[str]) -> str:
+    """A data version in words: `base` or `base + 2 drop(s), latest <drop id>`."""
+    return f"base + {len(drops)} drop(s), latest {drops[-1]}" if drops else "base"
+
+
 def read_manifests(paths: DatasetPaths) -> list[DropManifest]:
     return [read_record(paths.drop_dir(drop) / MANIFEST, DropManifest) for drop in read_index(paths).drops]
 

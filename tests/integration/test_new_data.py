@@ -2,6 +2,7 @@
 drops into its inbox, `dvc repro` after each, and two data versions in DVC with the model decision for each; then,
 under `drift.action: block`, a batch of one class that drift stops until `make accept-drift`."""
 
+import html
 import json
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from tests.integration.repo import copy_repository, run
 # Slow (about 3 minutes: five `dvc repro` runs of nine stage processes each); `make test-slow` and CI run it.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SHOES = ["Sandal", "Sneaker", "Ankle boot"]  # Fashion-MNIST's classes 5, 7 and 9
+REASON = "summer: it's mostly sandals"  # the quote, as people write
 
 
 def shoes(split: str, start: int, count: int):
@@ -67,7 +69,7 @@ def walked(tmp_path_factory):
     steps["blocked status"] = run(["dvc", "status"], repo)
     # `make accept-drift` with this checkout's virtualenv (a copy has none of its own; VENV is the Makefile's)
     steps["accept"] = run(["make", "accept-drift", f"VENV={Path(sys.executable).parent.parent}", "DATASET=shoes",
-                           "REASON=summer: mostly sandals"], repo)
+                           f"REASON={REASON}"], repo)
     steps["accepted"] = run(["dvc", "repro"], repo)
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "shoes: summer sandals, drift accepted"], repo)
@@ -99,17 +101,17 @@ def test_a_batch_of_one_class_is_versioned_but_blocked_until_accepted(walked):
     blocked = steps["blocked"]
     assert blocked.returncode != 0
     assert "drift failed for shoes: DriftBlockedError: drift from the data the champion learned from" in blocked.stderr
-    assert "train labels: Jensen-Shannon distance 0." in blocked.stderr and "> threshold 0.1 (" in blocked.stderr
+    assert "train labels: Jensen-Shannon distance 0." in blocked.stderr and "> drift.max_label_js_distance 0.1 (" in blocked.stderr
     assert "Running stage 'ingest@shoes'" in blocked.stdout and "Running stage 'train@shoes'" not in blocked.stdout
     status = steps["blocked status"].stdout
     assert "ingest@shoes" not in status and "drift@shoes" in status  # versioned in dvc.lock, not trained on
-    assert "drift accepted by " in steps["accept"].stdout and "reason: summer: mostly sandals" in steps["accept"].stdout
+    assert "drift accepted by " in steps["accept"].stdout and f"reason: {REASON}" in steps["accept"].stdout
     accepted = steps["accepted"]
     assert "Running stage 'train@shoes'" in accepted.stdout
     assert paths.model_file.read_bytes() != steps["model before drift"]
     page = paths.report_file.read_text()
-    assert 'data-drift="accepted"' in page and "summer: mostly sandals" in page and 'data-promoted="' in page
-    assert json.loads(paths.drift_acceptance_file.read_text())["reason"] == "summer: mostly sandals"
+    assert 'data-drift="accepted"' in page and html.escape(REASON) in page and 'data-promoted="' in page
+    assert json.loads(paths.drift_acceptance_file.read_text())["reason"] == REASON
 
 
 def test_the_inbox_is_empty_and_dvc_is_clean_afterwards(walked):

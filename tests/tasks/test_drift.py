@@ -95,7 +95,7 @@ def test_a_drop_of_one_class_blocks_naming_the_measure_its_value_and_the_thresho
         check_drift(paths, dataset, BLOCK)
 
     message = str(raised.value)
-    assert "train labels: Jensen-Shannon distance 0." in message and "> threshold 0.1 (300 new images" in message
+    assert "train labels: Jensen-Shannon distance 0." in message and "> drift.max_label_js_distance 0.1 (300 new images" in message
     assert "(drift.action: block). The data is versioned but not trained on" in message
     assert "make accept-drift DATASET=shop REASON=" in message and "\n" not in message
     written = json.loads(paths.drift_file.read_text())
@@ -129,8 +129,8 @@ def test_an_accepted_drift_trains_a_like_drop_passes_and_a_new_drift_blocks_agai
 
     digits = build_mnist_sample()
     drop(paths, dataset, "train", digits[("train", "images")][:1500], digits[("train", "labels")][:1500], "digit")
-    # 1,840 images are new since the champion: 300 + 40 bags and 1,500 digits
-    with pytest.raises(DriftBlockedError, match=r"train mean intensity: PSI \d\.\d+ > threshold 0\.2 \(1840 new"):
+    # 1,840 images are new since the champion (300 + 40 bags, 1,500 digits), 1,540 since the accepted data
+    with pytest.raises(DriftBlockedError, match=r"train mean intensity: PSI \d\.\d+ > drift\.max_pixel_psi 0\.2 \(1840 new.*The acceptance of .* by ana does not cover this data: it drifted from the accepted data too \(train labels: .*\(1540 new images"):
         check_drift(paths, dataset, BLOCK)
 
 
@@ -154,5 +154,35 @@ def test_a_champion_of_other_classes_is_no_reference(shop):
     report = check_drift(paths, renamed, BLOCK)
 
     assert not report.blocked and report.measures == []
-    assert "the champion's data profile has classes ['T-shirt/top'" in report.outcome
+    assert "the champion's data profile (" in report.outcome and "has classes ['T-shirt/top'" in report.outcome
     assert report.outcome.endswith("nothing to compare with until the next promotion")
+
+
+def test_an_acceptance_of_another_profile_version_is_ignored_and_the_block_says_why(shop, fashion):
+    paths, dataset = shop
+    drop(paths, dataset, "train", *bags(fashion, 300), "bag")
+    with pytest.raises(DriftBlockedError):
+        check_drift(paths, dataset, BLOCK)
+    accept_drift(paths, dataset, BLOCK, "bags are fine", by="ana")
+    stored = json.loads(paths.drift_acceptance_file.read_text())
+    stored["profile"]["profile_version"] = 0
+    paths.drift_acceptance_file.write_text(json.dumps(stored))
+
+    with pytest.raises(DriftBlockedError, match=r"The acceptance of .* by ana does not apply: its data profile has "
+                                                r"profile version 0 with 50 bins, where version 1 with 50 bins is read"):
+        check_drift(paths, dataset, BLOCK)
+
+    paths.drift_acceptance_file.write_text('{"reason": "hand-written"}')
+    with pytest.raises(DriftBlockedError, match=r"The acceptance on file \(.*accepted.json\) is not one `make "
+                                                r"accept-drift` writes"):
+        check_drift(paths, dataset, BLOCK)
+
+
+def test_an_unreadable_champion_profile_means_no_check_with_the_reason_not_a_failure(shop):
+    paths, dataset = shop
+    paths.production_profile_file.write_text("{not json")
+
+    report = check_drift(paths, dataset, BLOCK)
+
+    assert report.measures == [] and not report.blocked
+    assert "the champion's data profile (" in report.outcome and "is not a JSON object (found str)" in report.outcome
