@@ -193,3 +193,8 @@ def test_a_drifted_drop_under_block_is_versioned_not_trained_and_the_run_fails_s
     artifact = latest_artifacts(["mnist-sample-drift"])["mnist-sample-drift"]
     assert artifact.data.startswith("# mnist-sample: drift, training BLOCKED")
     assert "| train | mean intensity | PSI |" in artifact.data
+
+    commit = run(["git", "rev-parse", "HEAD"], repo).stdout
+    again = training_pipeline(dataset="mnist-sample", root=str(repo), return_state=True)
+    assert again.is_failed() and "DriftBlockedError" in again.message
+    assert run(["git", "rev-parse", "HEAD"], repo).stdout == commit  # blocked again, nothing new: no commit
