@@ -87,8 +87,8 @@ accept-drift: setup ## Train on data that drifted: make accept-drift DATASET=sho
 	$(PYTHON) -m tools.accept_drift --dataset "$$DATASET" --reason "$$REASON"
 
 .PHONY: sweep
-SWEEP_GRID ?= {"units": [64, 256], "learning_rate": [0.001, 0.003]}
-sweep: setup ## Trials in parallel on Dask, one DVC experiment each: make sweep GRID='{"units": [64, 256]}' WORKERS=2
+SWEEP_GRID ?= {"dense.units": [64, 256], "learning_rate": [0.001, 0.003]}
+sweep: setup ## Trials in parallel on Dask, one DVC experiment each: make sweep GRID='{"dense.units": [64, 256]}' WORKERS=2
 	$(PYTHON) -m flows.sweep --dataset $(or $(DATASET),mnist-sample) --grid '$(or $(GRID),$(SWEEP_GRID))' \
 	  --workers $(or $(WORKERS),2) $(if $(SCHEDULER),--scheduler-address $(SCHEDULER))
 

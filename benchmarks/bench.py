@@ -119,7 +119,7 @@ def scaling(workspace: Path) -> dict:
         with tempfile.TemporaryDirectory() as docs:
             run_suite({"train": summary}, {"train": build_expectations(10, None, 0.5)}, Path(docs), 5)
         validate_seconds = time.perf_counter() - started
-        model = build_model(params.units, params.learning_rate, params.steps_per_execution)
+        model = build_model(params)
         epoch_seconds = _epoch_timer()
         with tempfile.TemporaryDirectory() as backup_dir:
             fit_model(model, batches_of(images[:count], labels[:count], params.batch_size, params.seed),

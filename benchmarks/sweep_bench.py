@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks.measure import copy_workspace, machine_details, run_timed
 
 DATASET = "mnist-sample"
-GRID = {"units": [64, 256], "learning_rate": [0.001, 0.003]}
+GRID = {"dense.units": [64, 256], "learning_rate": [0.001, 0.003]}
 WORKERS = 2
 ROUNDS = int(os.environ.get("SWEEP_BENCH_ROUNDS", "1"))
 

@@ -1,4 +1,5 @@
-"""Stage 4, train: Flatten -> Dense(units, relu) -> Dense(classes, softmax), adam, sparse categorical cross-entropy.
+"""Stage 6, train: the architecture `train.model` names (tasks/common/architectures.py; by default the lecture's
+Flatten -> Dense(units, relu) -> Dense(classes, softmax)), adam, sparse categorical cross-entropy.
 
 A threshold callback stops training at the end of the first epoch whose monitored metric reaches the
 dataset's threshold. Every epoch is backed up, so a killed run resumes where it stopped when rerun.
@@ -52,25 +53,21 @@ def split_validation(images: np.ndarray, labels: np.ndarray, fraction: float, se
     return (images[train], labels[train]), (images[validation], labels[validation])
 
 
-def build_model(units: int, learning_rate: float, steps_per_execution: int = 1, decay_steps: int | None = None,
-                num_classes: int = 10):
-    """The lecture's model with one output per class, compiled; with `decay_steps`, the learning rate decays along
-    a cosine to 5 %."""
+def build_model(params: TrainParams, decay_steps: int | None = None, steps_per_execution: int | None = None):
+    """The architecture `params.model` with one output per class, compiled with adam; with `decay_steps`, the
+    learning rate decays along a cosine to 5 %. `steps_per_execution` defaults to the params' own."""
     import keras
 
+    from tasks.common.architectures import build_layers
+
+    learning_rate = params.learning_rate
     if decay_steps:
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps,
                                                                alpha=FINAL_LEARNING_RATE_SHARE)
-
-    model = keras.Sequential([
-        keras.Input(shape=(28, 28)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(units, activation="relu"),
-        keras.layers.Dense(num_classes, activation="softmax"),
-    ])
+    model = keras.Sequential(build_layers(params.model, getattr(params, params.model), params.num_classes))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  steps_per_execution=steps_per_execution)
+                  steps_per_execution=steps_per_execution or params.steps_per_execution)
     return model
 
 
@@ -153,7 +150,7 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     # No name keeps the loaded arrays alive: only the split copies stay in memory until batching.
     train_data, validation_data = split_validation(*load_split(paths.processed_file("train")),
                                                    params.validation_fraction, params.seed)
-    prepare_backup(paths.train_backup_dir, {"params": params.model_dump(),
+    prepare_backup(paths.train_backup_dir, {"params": params.model_dump(mode="json"),
                                             "train_file": _file_identity(paths.processed_file("train"))})
     strategy = distribution.strategy_for(params.distribution)  # before any other TensorFlow operation
     keras.utils.set_random_seed(params.seed)

@@ -15,6 +15,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, Validatio
 
 from tasks.common.errors import ConfigError
 from tasks.common.paths import class_folder_name
+from tasks.common.architectures import ARCHITECTURES
 
 # A dataset's name becomes a folder name, a DVC stage suffix (train@<name>) and a dotted params key
 # (data.<name>.source): letters, digits, '-' and '_', so none of the three can misread it.
@@ -33,8 +34,9 @@ class SplitCounts(_Strict):
     test: int = Field(ge=1)
 
 
-class TrainParams(_Strict):
-    units: int = Field(default=128, ge=1, le=8192)
+class _TrainCommon(_Strict):
+    """The training settings every architecture shares."""
+
     epochs: int = Field(default=10, ge=1, le=1000)
     batch_size: int = Field(default=128, ge=1, le=65536)
     learning_rate: float = Field(default=0.001, gt=0, le=10)
@@ -55,6 +57,16 @@ class TrainParams(_Strict):
     num_classes: int = Field(default=10, ge=MIN_CLASSES, le=MAX_CLASSES)
 
 
+# `model` names an architecture (tasks/lib/architectures.py); each architecture's settings are a section of their
+# own under its name (train.dense.units, train.cnn.filters), so a dataset that switches architecture never turns
+# the other one's settings into errors.
+TrainParams = create_model(
+    "TrainParams", __base__=_TrainCommon, __module__=__name__,
+    __doc__="The settings of one training run: the shared ones, the architecture and every architecture's section.",
+    model=(Literal[tuple(ARCHITECTURES)], "dense"),
+    **{name: (architecture.settings, architecture.settings()) for name, architecture in ARCHITECTURES.items()})
+
+
 # Training settings a dataset cannot override under `data.<dataset>.train`: its threshold has a key of its own
 # (data.<dataset>.threshold), its class count comes from its class_names, and the distribution strategy belongs
 # to the machine, not the dataset.
@@ -69,6 +81,8 @@ REFUSED_KEYS = {
     "data.*.train.threshold": "a dataset's threshold is data.<dataset>.threshold, beside its `train` section",
     "data.*.train.num_classes": "the class count is the number of data.<dataset>.class_names",
     "data.*.train.distribution": "the distribution strategy is the machine's, set once as train.distribution",
+    "train.units": "each architecture's settings are under its name: the dense model's width is train.dense.units",
+    "data.*.train.units": "each architecture's settings are under its name: data.<dataset>.train.dense.units",
 }
 
 
@@ -221,11 +235,13 @@ class Params(_Strict):
         return settings
 
     def train_for(self, name: str) -> TrainParams:
-        """Top-level `train` merged with `data.<name>.train` overrides and `data.<name>.threshold`."""
+        """Top-level `train` merged with `data.<name>.train` overrides (an architecture's section key by key) and
+        `data.<name>.threshold`."""
         dataset = self.dataset(name)
-        overrides = dataset.train.model_dump(exclude_none=True)
-        return TrainParams(**{**self.train.model_dump(), **overrides, "threshold": dataset.threshold,
-                              "num_classes": dataset.num_classes})
+        merged = self.train.model_dump()
+        for key, value in dataset.train.model_dump(exclude_unset=True).items():
+            merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
+        return TrainParams(**{**merged, "threshold": dataset.threshold, "num_classes": dataset.num_classes})
 
 
 def parse_params(document: Any, source: str = "params.yaml") -> Params:

@@ -83,14 +83,12 @@ def strategy_for(distribution: str, environ: Mapping[str, str] = os.environ):
 
 
 def build_under(strategy, build_model, params, decay_steps: int | None = None):
-    """`build_model(units, learning_rate, steps_per_execution, decay_steps, num_classes)` under the strategy's
-    scope, ready for `fit`."""
+    """`build_model(params, decay_steps, steps_per_execution)` under the strategy's scope, ready for `fit`."""
     multi_worker = params.distribution == "multi_worker"
     # Keras' multi-step loop (steps_per_execution > 1) fails under collective ops ("You must feed a value for
     # placeholder tensor"), so each worker runs one step per call.
     with strategy.scope():
-        model = build_model(params.units, params.learning_rate, 1 if multi_worker else params.steps_per_execution,
-                            decay_steps, params.num_classes)
+        model = build_model(params, decay_steps, 1 if multi_worker else params.steps_per_execution)
     if multi_worker:
         _work_around_keras_multi_worker(model)
     return model

@@ -33,10 +33,13 @@ def override_params(path: Path, overrides: dict[str, Any]) -> str:
 
 
 def set_dotted(document: Any, dotted_key: str, value: Any) -> None:
-    """Set `a.b.c` in a parsed params document; ConfigError if a section on the way does not exist."""
+    """Set `a.b.c` in a parsed params document; ConfigError if a section on the way does not exist, except an
+    architecture's section in a `train` section (data.<dataset>.train.cnn), which is made."""
     *parents, leaf = dotted_key.split(".")
     node = document
     for position, part in enumerate(parents):
+        if isinstance(node, dict) and part not in node and position and parents[position - 1] == "train":
+            node[part] = {}
         if not isinstance(node, dict) or part not in node:
             raise ConfigError(f"override {dotted_key!r}: no key {'.'.join(parents[:position + 1])!r} in params.yaml")
         node = node[part]

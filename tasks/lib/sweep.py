@@ -1,6 +1,7 @@
 """Sweep trials: which params each trial sets, checked before anything runs, and how trials rank.
 
-A trial is a few overrides of one dataset's training settings, e.g. `{"units": 64, "learning_rate": 0.001}`.
+A trial is a few overrides of one dataset's training settings, e.g. `{"dense.units": 64, "learning_rate": 0.001}`:
+the architecture (`model`), its settings (`<architecture>.<setting>`) and the shared ones.
 They are set under `data.<dataset>` (where they win over the top-level `train` section), the way
 `dvc exp run -S` writes them, so the experiment's params.yaml says exactly what the trial trained with.
 """
@@ -13,13 +14,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.common.architectures import ARCHITECTURES
 from tasks.common.config import parse_params
 from tasks.lib.params_edit import set_dotted
 from tasks.common.errors import ConfigError
 
-# What a sweep may vary, and where params.yaml keeps it for one dataset.
+# What a sweep may vary, and where params.yaml keeps it for one dataset: the architecture, each architecture's
+# settings (tasks/common/architectures.py) and the shared ones.
 SWEEP_KEYS = {
-    "units": "data.{dataset}.train.units",
+    "model": "data.{dataset}.train.model",
+    **{f"{name}.{setting}": f"data.{{dataset}}.train.{name}.{setting}"
+       for name, architecture in ARCHITECTURES.items() for setting in architecture.settings.model_fields},
     "batch_size": "data.{dataset}.train.batch_size",
     "learning_rate": "data.{dataset}.train.learning_rate",
     "epochs": "data.{dataset}.train.epochs",
@@ -39,7 +44,7 @@ class TrialResult:
 
 
 def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """Every combination of the grid's values: {"units": [64, 128], "learning_rate": [0.001]} -> 2 trials."""
+    """Every combination of the grid's values: {"dense.units": [64, 128], "learning_rate": [0.001]} -> 2 trials."""
     for key, values in grid.items():
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
             raise ConfigError(f"sweep grid {key!r}: expected a non-empty list of values, found {values!r}")
@@ -69,7 +74,7 @@ def check_trials(document: dict, dataset: str, trials: Sequence[Mapping[str, Any
 
 
 def param_overrides(dataset: str, trial: Mapping[str, Any]) -> dict[str, Any]:
-    """The trial as dotted params.yaml keys: {"units": 64} -> {"data.mnist-sample.train.units": 64}."""
+    """The trial as dotted params.yaml keys: {"dense.units": 64} -> {"data.mnist-sample.train.dense.units": 64}."""
     return {SWEEP_KEYS[key].format(dataset=dataset): value for key, value in trial.items()}
 
 

@@ -15,11 +15,11 @@ def repo_root(tmp_path):
 
 
 def test_grid_and_list_are_combined_in_order(repo_root):
-    trials = _checked_trials(repo_root, "mnist-sample", {"units": [32, 64]}, [{"threshold": 0.95}])
+    trials = _checked_trials(repo_root, "mnist-sample", {"dense.units": [32, 64]}, [{"threshold": 0.95}])
 
-    assert trials == [{"units": 32}, {"units": 64}, {"threshold": 0.95}]
+    assert trials == [{"dense.units": 32}, {"dense.units": 64}, {"threshold": 0.95}]
 
 
 def test_dataset_without_dvc_stages_is_refused_before_any_work(repo_root):
     with pytest.raises(ConfigError, match=r"dataset 'mnist' is not listed under `datasets` in params.yaml \(listed: "):
-        _checked_trials(repo_root, "mnist", {"units": [32]}, None)
+        _checked_trials(repo_root, "mnist", {"dense.units": [32]}, None)

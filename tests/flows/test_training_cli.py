@@ -14,7 +14,7 @@ from tests.conftest import project_params_document
 
 def test_a_bad_value_in_params_yaml_is_one_line_naming_the_field(tmp_path, capsys):
     document = project_params_document()
-    document["train"]["units"] = "many"
+    document["train"]["dense"]["units"] = "many"
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(document))
 
@@ -23,7 +23,7 @@ def test_a_bad_value_in_params_yaml_is_one_line_naming_the_field(tmp_path, capsy
     error = capsys.readouterr().err
     assert code == 1
     assert error.startswith("training-pipeline failed for mnist-sample: ConfigError: ")
-    assert "train.units" in error and "many" in error
+    assert "train.dense.units" in error and "many" in error
     assert "Traceback" not in error
 
 

@@ -116,7 +116,7 @@ def assert_plots_page(page_file: Path, revisions: list[str]) -> None:
 @pytest.fixture(scope="module")
 def experiment(reproduced):
     repo, _ = reproduced
-    run(["dvc", "exp", "run", "-S", "train.units=32", "-n", "units-32"], repo)
+    run(["dvc", "exp", "run", "-S", "train.dense.units=32", "-n", "units-32"], repo)
     return repo
 
 
@@ -124,9 +124,9 @@ def test_experiment_with_a_changed_param_is_listed(experiment):
     repo = experiment
     table = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], repo).stdout)))
     (experiment,) = [row for row in table if row["Experiment"] == "units-32"]
-    assert experiment["train.units"] == "32"
+    assert experiment["train.dense.units"] == "32"
     assert 0 < float(experiment["test_accuracy"]) <= 1
-    assert json.loads((repo / "reports/custom/training.json").read_text())["params"]["units"] == 32
+    assert json.loads((repo / "reports/custom/training.json").read_text())["params"]["dense"]["units"] == 32
 
 
 def test_plots_diff_between_baseline_and_experiment(experiment, tmp_path):

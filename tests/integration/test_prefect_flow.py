@@ -139,6 +139,7 @@ def test_progress_artifact_moves_on_every_epoch(prefect_server):
     from prefect import flow
 
     from orchestration.artifacts import training_progress
+    from tasks.common.config import TrainParams
     from tasks.train import build_model
 
     key = "progress-check-training-progress"
@@ -149,7 +150,7 @@ def test_progress_artifact_moves_on_every_epoch(prefect_server):
         reader = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: seen.append(latest_artifacts([key])[key]))
         images = np.random.default_rng(0).random((64, 28, 28), dtype=np.float32)
-        build_model(units=8, learning_rate=0.01).fit(images, np.arange(64) % 10, epochs=4, verbose=0,
+        build_model(TrainParams(dense={"units": 8}, learning_rate=0.01)).fit(images, np.arange(64) % 10, epochs=4, verbose=0,
                                                      callbacks=[progress.callback(), reader])
         return seen
 

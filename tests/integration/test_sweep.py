@@ -13,7 +13,7 @@ from tests.prefect_server import temporary_server
 
 # Slow (about 45 s): two Dask workers each start TensorFlow and DVC; `make test-slow` runs it, and CI.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-TRIALS = [{"units": 16, "epochs": 2, "batch_size": 256}, {"units": 64, "epochs": 2, "batch_size": 64}]
+TRIALS = [{"dense.units": 16, "epochs": 2, "batch_size": 256}, {"dense.units": 64, "epochs": 2, "batch_size": 64}]
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,7 @@ def test_failed_stage_keeps_dvc_lock_and_one_command_restores_the_outputs(repo):
 
 
 def test_two_repro_runs_at_once_one_waits_or_fails_and_dvc_lock_stays_whole(repo):
-    set_param(repo, "train", "units", 64)
+    set_param(repo, "train", "dense", {"units": 64})
     environment = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
     started = [subprocess.Popen(["dvc", "repro"], cwd=repo, env=environment,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -98,7 +98,7 @@ def test_two_repro_runs_at_once_one_waits_or_fails_and_dvc_lock_stays_whole(repo
             "another run holds the lock",  # the pipeline lock (tasks/common/lock.py) a stage command holds
         )), refused
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert lock["stages"]["train@custom"]["params"]["params.yaml"]["train"]["units"] == 64
+    assert lock["stages"]["train@custom"]["params"]["params.yaml"]["train"]["dense"]["units"] == 64
     assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
 
 

@@ -148,7 +148,7 @@ def test_backup_of_other_params_is_not_resumed(good_root):
     write_params(good_root.root, epochs=EPOCHS)
     killed = python("-c", KILL_AT_EPOCH, str(good_root.root), str(KILLED_AT), cwd=good_root.root)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    write_params(good_root.root, epochs=EPOCHS, units=64)
+    write_params(good_root.root, epochs=EPOCHS, dense={"units": 64})
 
     rerun = python("-m", "tasks.train", "custom", cwd=good_root.root)
 

@@ -10,7 +10,7 @@ def test_project_params_load_and_merge_overrides(project_params):
     sample = project_params.train_for("mnist-sample")
     assert sample.epochs == project_params.data["mnist-sample"].train.epochs != project_params.train.epochs
     assert sample.threshold == project_params.data["mnist-sample"].threshold
-    assert sample.units == project_params.train.units
+    assert sample.dense == project_params.train.dense and sample.model == project_params.train.model
 
 
 @pytest.mark.parametrize("section, key, value, expected", [
@@ -27,7 +27,12 @@ def test_project_params_load_and_merge_overrides(project_params):
     ("data.mnist-sample.train", "threshold", 0.5, "data.mnist-sample.train.threshold: not allowed here (found 0.5): "
                                                   "a dataset's threshold is data.<dataset>.threshold"),
     ("data.mnist-sample.train", "distribution", "mirrored", "data.mnist-sample.train.distribution: not allowed here"),
-    ("data.mnist-sample.train", "units", 0, "data.mnist-sample.train.units: Input should be greater than or equal to 1"),
+    ("data.mnist-sample.train", "dense", {"units": 0},
+     "data.mnist-sample.train.dense.units: Input should be greater than or equal to 1"),
+    ("train", "units", 64, "train.units: not allowed here (found 64): each architecture's settings are under its name: "
+                           "the dense model's width is train.dense.units"),
+    ("train", "model", "resnet", "train.model: Input should be 'dense' or 'cnn' (found 'resnet')"),
+    ("train", "dense", {"units": 64, "filters": [8]}, "train.dense.filters: unknown key (found [8])"),
     ("data.mnist-sample.train", "validation_fraction", 0.7,
      "data.mnist-sample.train.validation_fraction: Input should be less than 0.5 (found 0.7)"),
 ])
@@ -139,12 +144,15 @@ def test_every_training_setting_but_threshold_and_distribution_can_be_set_per_da
 
 def test_a_dataset_override_and_its_threshold_reach_the_training_params():
     document = project_params_document()
-    document["data"]["mnist-sample"]["train"] = {"monitor": "val_loss", "units": 32}
+    document["data"]["mnist-sample"]["train"] = {"monitor": "val_loss", "dense": {"units": 32},
+                                                 "model": "cnn", "cnn": {"dropout": 0.1}}
     document["data"]["mnist-sample"]["threshold"] = 0.4
 
     merged = parse_params(document).train_for("mnist-sample")
 
-    assert (merged.monitor, merged.units, merged.threshold) == ("val_loss", 32, 0.4)
+    assert (merged.monitor, merged.dense.units, merged.threshold, merged.model) == ("val_loss", 32, 0.4, "cnn")
+    # an architecture's section is merged key by key: the rest comes from the top-level section
+    assert merged.cnn.dropout == 0.1 and merged.cnn.filters == tuple(document["train"]["cnn"]["filters"])
     assert merged.epochs == document["train"]["epochs"]  # not overridden any more
 
 

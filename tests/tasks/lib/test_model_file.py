@@ -8,6 +8,7 @@ import zipfile
 import keras
 import numpy as np
 
+from tasks.common.config import TrainParams
 from tasks.lib.model_file import save_model
 from tasks.train import build_model
 
@@ -19,7 +20,7 @@ def twin_models():
     for _ in range(2):
         keras.backend.clear_session()  # layer names restart at "dense", as in a new process
         keras.utils.set_random_seed(7)
-        model = build_model(units=8, learning_rate=0.01)
+        model = build_model(TrainParams(dense={"units": 8}, learning_rate=0.01))
         images = np.random.default_rng(1).random((16, 28, 28), dtype=np.float32)
         model.fit(images, np.arange(16) % 10, epochs=1, verbose=0)  # optimizer state is saved too
         models.append(model)
