@@ -1,6 +1,7 @@
 """Stage 5, evaluate: test loss and accuracy, confusion matrix over every class, per-class report with class names.
 
-Writes `metrics.json` (DVC metrics), `predictions.csv` (DVC confusion plot) and the test predictions under
+Writes `metrics.json` (DVC metrics), `predictions.csv` (DVC confusion plot) and the test set's probabilities and
+predicted labels (`test_predictions.npz`, which promote and report read instead of running the model again) under
 `reports/<dataset>/`. Pictures of these numbers are drawn by the report stage.
 """
 
@@ -32,7 +33,7 @@ def evaluate_model(paths: DatasetPaths, dataset: DatasetParams) -> Metrics:
     predicted = probabilities.argmax(axis=1).astype(np.uint8)
     test_loss = sparse_categorical_crossentropy(probabilities, labels)
     test_accuracy = float(np.mean(predicted == labels))
-    save_predictions(paths.test_predictions_file, predicted, test_set_fingerprint(images, labels))
+    save_predictions(paths.test_predictions_file, predicted, test_set_fingerprint(images, labels), probabilities)
     matrix, per_class = summarize_predictions(labels, predicted, dataset.class_names)
     metrics = Metrics(float(test_accuracy), float(test_loss), _stop_epoch(paths), int(len(labels)), per_class,
                       matrix.tolist())

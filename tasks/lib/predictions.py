@@ -1,7 +1,8 @@
 """Loading models safely, and test-set predictions saved with a fingerprint of the test set they belong to.
 
-Saving predictions lets the promote stage compare champion and challenger without loading either model
-(and without importing TensorFlow) as long as the test set is the one they were made on.
+Evaluate computes the test set's probabilities once and saves them here with the predicted labels. Promote
+compares champion and challenger from the saved labels, and report draws its mistakes from the saved probabilities,
+without loading either model (or importing TensorFlow), as long as the test set is the one they were made on.
 """
 
 from __future__ import annotations
@@ -39,9 +40,14 @@ def test_set_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def save_predictions(path: Path, predicted: np.ndarray, fingerprint: str) -> None:
+def save_predictions(path: Path, predicted: np.ndarray, fingerprint: str,
+                     probabilities: np.ndarray | None = None) -> None:
+    """The predicted labels (and, from evaluate, each class's probability) for the test set `fingerprint` names."""
+    arrays = {"predicted": predicted.astype(np.uint8), "test_set_sha256": np.array(fingerprint)}
+    if probabilities is not None:
+        arrays["probabilities"] = probabilities.astype(np.float32)
     with atomic_path(path) as tmp_path, open(tmp_path, "wb") as stream:
-        np.savez(stream, predicted=predicted.astype(np.uint8), test_set_sha256=np.array(fingerprint))
+        np.savez(stream, **arrays)
 
 
 def load_predictions(path: Path, fingerprint: str) -> np.ndarray | None:
@@ -50,3 +56,11 @@ def load_predictions(path: Path, fingerprint: str) -> np.ndarray | None:
         return None
     arrays = load_arrays(path, ("predicted", "test_set_sha256"))
     return arrays["predicted"] if str(arrays["test_set_sha256"]) == fingerprint else None
+
+
+def load_probabilities(path: Path, fingerprint: str) -> np.ndarray | None:
+    """The saved probabilities (rows: test images, columns: classes), or None when they were made on another test
+    set or never saved."""
+    if not path.exists() or load_predictions(path, fingerprint) is None:
+        return None
+    return load_arrays(path, ("probabilities",))["probabilities"]

@@ -21,3 +21,18 @@ def test_evaluate_writes_metrics_plots_and_predictions(trained_digits, project_p
     assert set(metrics["per_class"]) == set(DIGITS)
     assert trained_digits.predictions_file.read_text().splitlines()[0] == "actual,predicted"
     assert len(trained_digits.predictions_file.read_text().splitlines()) == 201
+
+
+def test_evaluate_saves_the_models_probabilities_for_promote_and_report(trained_digits, project_params):
+    from tasks.lib.predictions import load_model, load_probabilities, test_set_fingerprint
+    from tasks.lib.outputs import load_split
+
+    evaluate_model(trained_digits, project_params.dataset("mnist-sample"))
+    images, labels = load_split(trained_digits.processed_file("test"))
+
+    saved = load_probabilities(trained_digits.test_predictions_file, test_set_fingerprint(images, labels))
+
+    expected = load_model(trained_digits.model_file).predict(images, verbose=0)  # Keras itself
+    assert saved.shape == (200, 10) and saved.dtype == np.float32
+    np.testing.assert_allclose(saved, expected, rtol=0, atol=1e-5)
+    assert np.array_equal(np.load(trained_digits.test_predictions_file)["predicted"], saved.argmax(axis=1))

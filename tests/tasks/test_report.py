@@ -135,6 +135,24 @@ def test_gallery_shows_real_mistakes_most_confident_first(reported):
     assert Image.open(io.BytesIO(base64.b64decode(thumbnail))).size == (84, 84)
 
 
+def test_the_page_is_drawn_from_evaluates_probabilities_without_loading_the_model(reported, tmp_path):
+    shutil.copytree(reported.root, tmp_path / "copy")
+    paths = DatasetPaths(tmp_path / "copy", "mnist-sample")
+    paths.model_file.write_bytes(b"not a model")  # proves the page needs no model: Keras would refuse this file
+
+    write_report(paths, digits_params().dataset("mnist-sample"), EvaluateParams(misclassified_shown=SHOWN))
+
+    gallery = re.compile(r"<figcaption>.*?</figcaption>")
+    assert gallery.findall(paths.report_file.read_text()) == gallery.findall(reported.report_file.read_text())
+    saved = np.load(paths.test_predictions_file)
+    from tasks.lib.predictions import save_predictions
+
+    save_predictions(paths.test_predictions_file, saved["predicted"], "0" * 64, saved["probabilities"])
+    with pytest.raises(OutputFileError, match=re.escape(f"{paths.test_predictions_file}: no probabilities for this "
+                                                         "test set; run the evaluate stage first")):
+        write_report(paths, digits_params().dataset("mnist-sample"), EvaluateParams())
+
+
 def test_validation_summary_and_run_card(reported):
     page = reported.report_file.read_text()
     validation = json.loads(reported.validation_file.read_text())

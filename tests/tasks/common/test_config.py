@@ -166,3 +166,29 @@ def test_a_dataset_without_a_key_dvc_tracks_is_told_to_write_it():
     assert "  - data.shoes.mirrors: missing; write it even when it does not apply (null, [] or {}): dvc.yaml " \
            "tracks it, and DVC refuses a stage whose param is missing" in str(raised.value).splitlines()
     assert sum("missing; write it" in line for line in str(raised.value).splitlines()) == 3  # + expected_counts, train
+
+
+def test_a_threshold_per_architecture_follows_the_architecture_a_dataset_trains():
+    document = project_params_document()
+    document["data"]["mnist-sample"]["threshold"] = {"dense": 0.98, "cnn": 0.995}
+
+    assert parse_params(document).train_for("mnist-sample").threshold == 0.98
+    document["data"]["mnist-sample"]["train"]["model"] = "cnn"
+    assert parse_params(document).train_for("mnist-sample").threshold == 0.995
+
+
+@pytest.mark.parametrize("threshold, expected", [
+    ({"dense": 0.98}, "data.mnist-sample.threshold: no threshold for the architecture 'cnn' it trains (found "
+                      "thresholds for ['dense']); add `cnn: <accuracy>`"),
+    ({"cnn": 1.5}, "data.mnist-sample.threshold: Input should be less than or equal to 1 (for cnn: found 1.5)"),
+    ({"rnn": 0.5}, "data.mnist-sample.threshold: expected a number in (0, 1] or one per architecture (dense, cnn); "
+                   "found the names ['rnn']"),
+])
+def test_a_bad_threshold_per_architecture_is_refused_when_params_are_read(threshold, expected):
+    document = project_params_document()
+    document["data"]["mnist-sample"].update(threshold=threshold, train={"model": "cnn"})
+
+    with pytest.raises(ConfigError) as raised:
+        parse_params(document)
+
+    assert expected in str(raised.value)
