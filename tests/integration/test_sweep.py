@@ -49,6 +49,13 @@ def shown_experiments(repo) -> dict[str, dict]:
             for baseline in baselines for experiment in baseline.get("experiments") or []}
 
 
+def dotted(section: dict, key: str):
+    """`dense.units` in {"dense": {"units": 16}} -> 16."""
+    for part in key.split("."):
+        section = section[part]
+    return section
+
+
 def test_dvc_exp_show_lists_every_trial_with_its_params_and_metrics(swept):
     repo, outcome, _, _ = swept
     shown = shown_experiments(repo)
@@ -56,7 +63,7 @@ def test_dvc_exp_show_lists_every_trial_with_its_params_and_metrics(swept):
     assert {"trial-1", "trial-2"} <= set(shown)
     for name, trial in (("trial-1", TRIALS[0]), ("trial-2", TRIALS[1])):
         params = shown[name]["params"]["params.yaml"]["data"]["data"]["mnist-sample"]["train"]
-        assert {key: params[key] for key in trial} == trial
+        assert {key: dotted(params, key) for key in trial} == trial
         metrics = shown[name]["metrics"]["reports/mnist-sample/metrics.json"]["data"]
         (result,) = [result for result in outcome.ranked if result.name == name]
         assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
