@@ -116,9 +116,10 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
     matrix = confusion_matrix_of(metrics, paths.metrics_file, len(dataset.class_names))
     images, labels = load_split(paths.processed_file("test"))
     probabilities = load_probabilities(paths.test_predictions_file, test_set_fingerprint(images, labels))
-    if probabilities is None:
-        raise OutputFileError(f"{paths.test_predictions_file}: no probabilities for this test set; run the evaluate "
-                              f"stage first (dvc repro evaluate@{paths.dataset})")
+    if probabilities is None or probabilities.shape != (len(labels), len(dataset.class_names)):
+        raise OutputFileError(f"{paths.test_predictions_file}: no probabilities for this test set and its "
+                              f"{len(dataset.class_names)} classes; run the evaluate stage first "
+                              f"(dvc repro evaluate@{paths.dataset})")
     mistakes = [replace(mistake, thumbnail=data_uri(thumbnail_png(images[mistake.index])))
                 for mistake in most_confident_mistakes(probabilities, labels, dataset.class_names,
                                                        settings.misclassified_shown)]

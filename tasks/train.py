@@ -174,7 +174,7 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     save_model(model, outputs.model_file)  # the same weights give the same bytes (tasks/lib/model_file.py)
     summary = TrainingSummary(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
                               train_count, len(validation_data[0]), str(paths.model_file.relative_to(paths.root)),
-                              params.model_dump())
+                              params.chosen())
     write_history(outputs.training_history_file, history)
     write_record(outputs.training_summary_file, summary)
     distribution.discard_worker_outputs(outputs, paths)

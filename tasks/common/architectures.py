@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,7 +29,7 @@ class CnnSettings(_Settings):
     """A small convolutional net: per entry of `filters`, a block Conv2D(3x3, same) -> BatchNormalization -> ReLU ->
     MaxPooling(2x2); then Dropout -> Dense(dense_units, relu) -> Dropout -> Dense(N, softmax)."""
 
-    filters: tuple[int, ...] = Field(default=(32, 64), min_length=1, max_length=4)
+    filters: tuple[Annotated[int, Field(ge=1, le=1024)], ...] = Field(default=(32, 64), min_length=1, max_length=4)
     dense_units: int = Field(default=128, ge=1, le=8192)
     dropout: float = Field(default=0.3, ge=0, lt=1)
 

@@ -6,6 +6,7 @@ A bad value fails here, before any work, with the key, what is allowed and what 
 from __future__ import annotations
 
 import fnmatch
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -57,8 +58,13 @@ class _TrainCommon(_Strict):
     # The model's output width: `train_for` sets it to the number of data.<dataset>.class_names.
     num_classes: int = Field(default=10, ge=MIN_CLASSES, le=MAX_CLASSES)
 
+    def chosen(self) -> dict:
+        """The settings this run trains with, as JSON: the shared ones and the chosen architecture's section only
+        (what training.json and the report's run card show)."""
+        return self.model_dump(mode="json", exclude=set(ARCHITECTURES) - {self.model})
 
-# `model` names an architecture (tasks/lib/architectures.py); each architecture's settings are a section of their
+
+# `model` names an architecture (tasks/common/architectures.py); each architecture's settings are a section of their
 # own under its name (train.dense.units, train.cnn.filters), so a dataset that switches architecture never turns
 # the other one's settings into errors.
 TrainParams = create_model(
@@ -108,7 +114,7 @@ TrainOverrides = _copy_fields(TrainParams, "TrainOverrides", NOT_PER_DATASET, op
 
 
 def _threshold_value(value: Any, where: str = "") -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise PydanticCustomError("threshold", "Input should be a number in (0, 1]" + where)
     if value <= 0:
         raise PydanticCustomError("threshold", "Input should be greater than 0" + where)
@@ -278,7 +284,8 @@ class Params(_Strict):
         `data.<name>.threshold`."""
         dataset = self.dataset(name)
         merged = self.train.model_dump()
-        for key, value in dataset.train.model_dump(exclude_unset=True).items():
+        # null in a dataset's section means "not set here": the top-level value holds
+        for key, value in dataset.train.model_dump(exclude_unset=True, exclude_none=True).items():
             merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
         return TrainParams(**{**merged, "threshold": dataset.threshold_for(name, merged["model"]),
                               "num_classes": dataset.num_classes})

@@ -63,4 +63,7 @@ def load_probabilities(path: Path, fingerprint: str) -> np.ndarray | None:
     set or never saved."""
     if not path.exists() or load_predictions(path, fingerprint) is None:
         return None
+    with np.load(path, allow_pickle=False) as archive:
+        if "probabilities" not in archive.files:  # saved before evaluate kept them
+            return None
     return load_arrays(path, ("probabilities",))["probabilities"]

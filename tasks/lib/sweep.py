@@ -65,6 +65,10 @@ def check_trials(document: dict, dataset: str, trials: Sequence[Mapping[str, Any
         if unknown:
             raise ConfigError(f"sweep trial {number} {dict(trial)}: unknown key(s) {unknown}; "
                               f"a sweep may vary {sorted(SWEEP_KEYS)}")
+        mappings = sorted(key for key, value in trial.items() if isinstance(value, Mapping))
+        if mappings:  # `dvc exp run -S` takes one value per key
+            raise ConfigError(f"sweep trial {number} {dict(trial)}: {mappings} hold a mapping; a trial sets one value "
+                              "per key (a threshold for the trial's architecture, say, not one per architecture)")
         candidate = copy.deepcopy(document)
         for dotted_key, value in param_overrides(dataset, trial).items():
             set_dotted(candidate, dotted_key, value)

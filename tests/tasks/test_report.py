@@ -147,9 +147,13 @@ def test_the_page_is_drawn_from_evaluates_probabilities_without_loading_the_mode
     saved = np.load(paths.test_predictions_file)
     from tasks.lib.predictions import save_predictions
 
+    refused = re.escape(f"{paths.test_predictions_file}: no probabilities for this test set and its 10 classes; run "
+                        "the evaluate stage first")
     save_predictions(paths.test_predictions_file, saved["predicted"], "0" * 64, saved["probabilities"])
-    with pytest.raises(OutputFileError, match=re.escape(f"{paths.test_predictions_file}: no probabilities for this "
-                                                         "test set; run the evaluate stage first")):
+    with pytest.raises(OutputFileError, match=refused):  # made on another test set
+        write_report(paths, digits_params().dataset("mnist-sample"), EvaluateParams())
+    save_predictions(paths.test_predictions_file, saved["predicted"], str(saved["test_set_sha256"]))
+    with pytest.raises(OutputFileError, match=refused):  # saved before evaluate kept probabilities
         write_report(paths, digits_params().dataset("mnist-sample"), EvaluateParams())
 
 

@@ -26,6 +26,19 @@ def test_threshold_stops_training_and_says_so(digits, capsys):
     assert digits.model_file.exists()
 
 
+def test_the_threshold_stops_a_cnn_too_and_the_summary_keeps_only_its_settings(digits, capsys):
+    params = TrainParams(model="cnn", cnn={"filters": [8, 16], "dense_units": 32}, epochs=20, batch_size=32,
+                         learning_rate=0.003, threshold=0.8, seed=3)
+
+    result = train_model(digits, params)
+
+    assert result.summary.stopped_by_threshold and result.summary.stop_epoch < 20
+    assert "Reached 80% accuracy so cancelling training!" in capsys.readouterr().out
+    written = json.loads(digits.training_summary_file.read_text())["params"]
+    assert written["model"] == "cnn" and written["cnn"] == {"filters": [8, 16], "dense_units": 32, "dropout": 0.3}
+    assert "dense" not in written  # the architecture it did not train
+
+
 def test_epoch_limit_when_threshold_not_reached(digits):
     result = train_model(digits, TrainParams(epochs=2, threshold=1.0))
 

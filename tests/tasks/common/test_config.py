@@ -1,5 +1,6 @@
 import pytest
 
+from tasks.common.architectures import ARCHITECTURES
 from tasks.common.config import load_params, parse_params
 from tasks.common.errors import ConfigError
 from tests.conftest import project_params_document
@@ -31,7 +32,10 @@ def test_project_params_load_and_merge_overrides(project_params):
      "data.mnist-sample.train.dense.units: Input should be greater than or equal to 1"),
     ("train", "units", 64, "train.units: not allowed here (found 64): each architecture's settings are under its name: "
                            "the dense model's width is train.dense.units"),
-    ("train", "model", "resnet", "train.model: Input should be 'dense' or 'cnn' (found 'resnet')"),
+    ("train", "model", "resnet", "train.model: Input should be "
+     + " or ".join([", ".join(f"'{name}'" for name in list(ARCHITECTURES)[:-1]), f"'{list(ARCHITECTURES)[-1]}'"])
+     + " (found 'resnet')"),
+    ("train", "cnn", {"filters": [16, 0]}, "train.cnn.filters.1: Input should be greater than or equal to 1 (found 0)"),
     ("train", "dense", {"units": 64, "filters": [8]}, "train.dense.filters: unknown key (found [8])"),
     ("data.mnist-sample.train", "validation_fraction", 0.7,
      "data.mnist-sample.train.validation_fraction: Input should be less than 0.5 (found 0.7)"),
@@ -181,8 +185,9 @@ def test_a_threshold_per_architecture_follows_the_architecture_a_dataset_trains(
     ({"dense": 0.98}, "data.mnist-sample.threshold: no threshold for the architecture 'cnn' it trains (found "
                       "thresholds for ['dense']); add `cnn: <accuracy>`"),
     ({"cnn": 1.5}, "data.mnist-sample.threshold: Input should be less than or equal to 1 (for cnn: found 1.5)"),
-    ({"rnn": 0.5}, "data.mnist-sample.threshold: expected a number in (0, 1] or one per architecture (dense, cnn); "
-                   "found the names ['rnn']"),
+    ({"rnn": 0.5}, "data.mnist-sample.threshold: expected a number in (0, 1] or one per architecture ("
+                   + ", ".join(ARCHITECTURES) + "); found the names ['rnn']"),
+    (float("nan"), "data.mnist-sample.threshold: Input should be a number in (0, 1] (found nan)"),
 ])
 def test_a_bad_threshold_per_architecture_is_refused_when_params_are_read(threshold, expected):
     document = project_params_document()
@@ -192,3 +197,12 @@ def test_a_bad_threshold_per_architecture_is_refused_when_params_are_read(thresh
         parse_params(document)
 
     assert expected in str(raised.value)
+
+
+def test_null_in_a_datasets_train_section_means_the_top_level_value():
+    document = project_params_document()
+    document["data"]["mnist-sample"]["train"] = {"epochs": None, "model": None, "dense": {"units": 16}}
+
+    merged = parse_params(document).train_for("mnist-sample")
+
+    assert (merged.epochs, merged.model, merged.dense.units) == (document["train"]["epochs"], "dense", 16)

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from tasks.common.architectures import ARCHITECTURES
 from tasks.common.errors import ConfigError
 from tasks.lib.sweep import TrialResult, check_trials, expand_grid, param_overrides, rank_trials, ranking_table
 from tests.conftest import project_params_document
@@ -39,11 +40,18 @@ def test_valid_trials_pass_and_the_document_is_left_alone():
     assert repr(document) == before
 
 
+def test_a_mapping_value_is_refused_before_any_trial_runs():
+    with pytest.raises(ConfigError, match=r"sweep trial 1 .*: \['threshold'\] hold a mapping; a trial sets one value"):
+        check_trials(project_params_document(), "mnist-sample", [{"threshold": {"dense": 0.9}}])
+
+
 def test_unknown_key_names_the_trial_and_the_allowed_keys():
-    with pytest.raises(ConfigError, match=r"sweep trial 2 \{'dropout': 0.2\}: unknown key\(s\) \['dropout'\]; "
-                                          r"a sweep may vary \['batch_size', 'cnn.dense_units', 'cnn.dropout', "
-                                          r"'cnn.filters', 'dense.units', 'epochs', 'learning_rate', 'model', "
-                                          r"'threshold'\]"):
+    allowed = ["batch_size", "epochs", "learning_rate", "model", "threshold",
+               *(f"{name}.{setting}" for name, architecture in ARCHITECTURES.items()
+                 for setting in architecture.settings.model_fields)]  # every architecture's settings
+    assert "dense.units" in allowed and "cnn.filters" in allowed
+    with pytest.raises(ConfigError, match=re.escape(f"sweep trial 2 {{'dropout': 0.2}}: unknown key(s) ['dropout']; "
+                                                    f"a sweep may vary {sorted(allowed)}")):
         check_trials(project_params_document(), "mnist-sample", [{"dense.units": 64}, {"dropout": 0.2}])
 
 
