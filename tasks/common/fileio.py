@@ -75,8 +75,8 @@ def write_json_atomic(path: Path, document: Any) -> None:
     write_text_atomic(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
 
 
-def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The arrays `names` of an .npz file, never unpickling anything.
+def load_arrays(path: Path, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays `names` of an .npz file, and those of `optional` it holds, never unpickling anything.
 
     A missing, truncated or foreign file, a missing array or a pickled object array is an ArrayFileError
     naming the file (NumPy's own messages do not).
@@ -86,7 +86,7 @@ def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # a single .npy array saved under an .npz name
             raise ValueError(f"a single {loaded.dtype} array of shape {loaded.shape}, not an .npz archive")
         with loaded as archive:
-            return {name: archive[name] for name in names}
+            return {name: archive[name] for name in (*names, *(name for name in optional if name in archive.files))}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise ArrayFileError(f"{path}: cannot read arrays {list(names)} ({type(error).__name__}: {error}); "
                              "re-run the stage that writes it") from None

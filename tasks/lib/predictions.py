@@ -61,9 +61,7 @@ def load_predictions(path: Path, fingerprint: str) -> np.ndarray | None:
 def load_probabilities(path: Path, fingerprint: str) -> np.ndarray | None:
     """The saved probabilities (rows: test images, columns: classes), or None when they were made on another test
     set or never saved."""
-    if not path.exists() or load_predictions(path, fingerprint) is None:
+    if not path.exists():
         return None
-    with np.load(path, allow_pickle=False) as archive:
-        if "probabilities" not in archive.files:  # saved before evaluate kept them
-            return None
-    return load_arrays(path, ("probabilities",))["probabilities"]
+    arrays = load_arrays(path, ("test_set_sha256",), optional=("probabilities",))  # none saved before evaluate kept them
+    return arrays.get("probabilities") if str(arrays["test_set_sha256"]) == fingerprint else None
