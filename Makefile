@@ -14,18 +14,26 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup dataset chromium run test bench flow predict serve stop status deployment-run clean-outputs ingest accept-drift
+.PHONY: help setup setup-gpu dataset chromium run test bench flow predict serve stop status deployment-run clean-outputs ingest accept-drift
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: requirements.lock
+# `make setup-gpu` marks the virtualenv as the GPU build: from then on it is synced from requirements-gpu.lock.
+LOCK_FILE = $(if $(wildcard $(VENV)/.gpu),requirements-gpu.lock,requirements.lock)
+
+$(VENV)/.installed: requirements.lock requirements-gpu.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
 	# Compile bytecode at install: with PYTHONDONTWRITEBYTECODE set, importing TensorFlow would otherwise
 	# recompile it from source in every process (about 9 s instead of 4 s on 2 cores).
-	$(VENV)/bin/uv pip sync --quiet --compile-bytecode --python $(PYTHON) requirements.lock
+	$(VENV)/bin/uv pip sync --quiet --compile-bytecode --python $(PYTHON) $(LOCK_FILE)
 	touch $@
+
+setup-gpu: ## On Linux with an NVIDIA GPU: TensorFlow's CUDA build in .venv (requirements-gpu.lock); training then uses the GPU
+	mkdir -p $(VENV) && touch $(VENV)/.gpu && rm -f $(VENV)/.installed
+	$(MAKE) setup
+	$(PYTHON) -m tasks.lib.device
 
 setup: $(VENV)/.installed dataset ## Create .venv from requirements.lock and install the Fashion-MNIST files
 

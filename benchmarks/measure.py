@@ -42,11 +42,11 @@ class Timed:
         return int(in_bytes[-1])
 
 
-def run_timed(command: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> Timed:
+def run_timed(command: list[str], cwd: Path, extra_env: dict[str, str] | None = None, timeout: int = 900) -> Timed:
     environment = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
                    "PYTHONPATH": str(cwd), "TF_CPP_MIN_LOG_LEVEL": "2", **(extra_env or {})}
     started = time.perf_counter()
-    completed = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=900)
+    completed = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
     seconds = time.perf_counter() - started
     if completed.returncode != 0:
         raise RuntimeError(f"{command} exited {completed.returncode}:\n{completed.stdout[-3000:]}\n"

@@ -24,10 +24,9 @@ logger = logging.getLogger(__name__)
 
 
 def evaluate_model(paths: DatasetPaths, dataset: DatasetParams) -> Metrics:
-    """Evaluate `models/<dataset>/model.keras` on the test split and write the reports.
-
-    The model is run by `tasks.lib.inference` (NumPy for the pipeline's dense models, Keras otherwise)."""
-    model = load_network(paths.model_file)
+    """Evaluate `models/<dataset>/model.onnx` (the trained model, exported for ONNX Runtime by the train stage) on
+    the test split and write the reports."""
+    model = load_network(paths.runtime_model_file)
     images, labels = load_split(paths.processed_file("test"))
     probabilities = model.predict(images, verbose=0, batch_size=1024)
     predicted = probabilities.argmax(axis=1).astype(np.uint8)

@@ -24,7 +24,7 @@ from tasks.lib.inference import load_network
 from tasks.lib.outputs import McNemarResult, PromotionDecision, load_split, write_record
 from tasks.lib.paired_tests import holm_adjusted, mcnemar_exact, worse_p_value
 from tasks.lib.scores import summarize_predictions
-from tasks.lib.predictions import load_predictions, predict_labels, test_set_fingerprint
+from tasks.lib.predictions import load_model, load_predictions, predict_labels, test_set_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,10 @@ def _champion_predictions(paths: DatasetPaths, images: np.ndarray, fingerprint: 
     if saved is not None or not paths.production_model_file.exists():
         return saved
     logger.info("%s: test set changed since the champion was promoted; predicting with it again", paths.dataset)
-    return predict_labels(load_network(paths.production_model_file), images)
+    if paths.production_runtime_model_file.exists():
+        return predict_labels(load_network(paths.production_runtime_model_file), images)
+    # a champion promoted before the train stage exported models for ONNX Runtime: Keras runs it (safe mode)
+    return predict_labels(load_model(paths.production_model_file), images)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,9 @@
-"""Stage 6, train: the architecture `train.model` names (tasks/common/architectures.py; by default the lecture's
-Flatten -> Dense(units, relu) -> Dense(classes, softmax)), adam, sparse categorical cross-entropy.
+"""Stage 6, train: the architecture `train.model` names (tasks/common/architectures.py: by default a small CNN; `dense`
+is the lecture's Flatten -> Dense(units, relu) -> Dense(classes, softmax)), adam, sparse categorical cross-entropy.
 
 A threshold callback stops training at the end of the first epoch whose monitored metric reaches the
 dataset's threshold. Every epoch is backed up, so a killed run resumes where it stopped when rerun.
-Writes `models/<dataset>/model.keras` atomically, the per-epoch history as a DVC plot
+Writes `models/<dataset>/model.keras` and its ONNX export `model.onnx` atomically, the per-epoch history as a DVC plot
 (`training_history.csv`) and a summary with the stop epoch (`training.json`).
 """
 
@@ -23,7 +23,8 @@ import numpy as np
 from tasks.lib import distribution
 from tasks.common.config import TrainParams
 from tasks.common.errors import StageInterrupted, TrainingError
-from tasks.lib.model_file import save_model
+from tasks.lib.device import training_device
+from tasks.lib.model_file import save_model_files
 from tasks.common.paths import DatasetPaths
 from tasks.lib.startup import import_large
 from tasks.lib.outputs import TrainingSummary, load_split, write_history, write_record
@@ -171,15 +172,17 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
         raise TrainingError(f"{paths.dataset}: training diverged at epoch {stop_epoch} (final metrics {final}); "
                             f"lower train.learning_rate (now {params.learning_rate}); no model was written")
     outputs = distribution.writer_paths(paths, params.distribution)  # a temporary root on non-chief workers
-    save_model(model, outputs.model_file)  # the same weights give the same bytes (tasks/lib/model_file.py)
+    # model.keras and model.onnx (what evaluate, promote and predict run): the same weights give the same bytes
+    save_model_files(model, outputs.model_file, outputs.runtime_model_file)
     summary = TrainingSummary(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
                               train_count, len(validation_data[0]), str(paths.model_file.relative_to(paths.root)),
-                              params.chosen())
+                              params.chosen(), training_device())
     write_history(outputs.training_history_file, history)
     write_record(outputs.training_summary_file, summary)
     distribution.discard_worker_outputs(outputs, paths)
-    logger.info("%s: stopped at epoch %d (%s) in %.1f s, %s; model -> %s", paths.dataset, stop_epoch,
-                "threshold reached" if by_threshold else "epoch limit", seconds, final, paths.model_file)
+    logger.info("%s: %s on %s stopped at epoch %d (%s) in %.1f s, %s; model -> %s", paths.dataset, params.model,
+                summary.device, stop_epoch, "threshold reached" if by_threshold else "epoch limit", seconds, final,
+                paths.model_file)
     return TrainResult(summary, round(seconds, 3))
 
 

@@ -58,14 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
-    parser.add_argument("--model", type=Path, help="model file (default: models/<dataset>/production/model.keras, "
-                                                     "else models/<dataset>/model.keras)")
+    parser.add_argument("--model", type=Path, help="an ONNX model file the train stage wrote (default: "
+                                                     "models/<dataset>/production/model.onnx, else models/<dataset>/model.onnx)")
     arguments = parser.parse_args(argv)
     try:
         params = load_params(arguments.params)
         paths = DatasetPaths(Path.cwd(), arguments.dataset)
         model_file = arguments.model or next(
-            (path for path in (paths.production_model_file, paths.model_file) if path.exists()), paths.model_file)
+            (path for path in (paths.production_runtime_model_file, paths.runtime_model_file) if path.exists()),
+            paths.runtime_model_file)
         for prediction in predict_files(model_file, arguments.images, params.dataset(arguments.dataset).class_names):
             print(f"{prediction.file}: " + ", ".join(f"{name} {probability:.1%}" for name, probability in prediction.top))
     except PipelineError as error:

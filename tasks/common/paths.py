@@ -17,7 +17,7 @@ STAGE_OUTPUTS = {
     "validate": ("validation_file", "data_docs_dir"),
     "drift": ("drift_file", "data_profile_file"),
     "normalize": ("processed_dir",),
-    "train": ("model_file", "training_summary_file", "training_history_file"),
+    "train": ("model_file", "runtime_model_file", "training_summary_file", "training_history_file"),
     "evaluate": ("metrics_file", "predictions_file", "test_predictions_file"),
     "promote": ("production_dir", "promotion_file"),
     "report": ("report_file", "confusion_matrix_png", "misclassified_png"),
@@ -112,12 +112,21 @@ class DatasetPaths:
         return self.model_dir / "model.keras"
 
     @property
+    def runtime_model_file(self) -> Path:
+        """The same model exported for ONNX Runtime: what evaluate, promote and predict run (tasks/lib/inference.py)."""
+        return self.model_dir / "model.onnx"
+
+    @property
     def production_dir(self) -> Path:
         return self.model_dir / "production"
 
     @property
     def production_model_file(self) -> Path:
         return self.production_dir / "model.keras"
+
+    @property
+    def production_runtime_model_file(self) -> Path:
+        return self.production_dir / "model.onnx"
 
     @property
     def production_predictions_file(self) -> Path:
@@ -138,7 +147,9 @@ class DatasetPaths:
 
     def production_copies(self) -> dict[Path, Path]:
         """What promoting a model copies into the production folder: source -> destination."""
-        return {self.model_file: self.production_model_file, self.metrics_file: self.production_metrics_file,
+        return {self.model_file: self.production_model_file,
+                self.runtime_model_file: self.production_runtime_model_file,
+                self.metrics_file: self.production_metrics_file,
                 self.test_predictions_file: self.production_predictions_file,
                 self.data_profile_file: self.production_profile_file}
 

@@ -1,4 +1,5 @@
-"""The trained model as a reproducible `.keras` file: the same weights give the same bytes.
+"""The trained model as a reproducible `.keras` file (the same weights give the same bytes), and its export for
+ONNX Runtime.
 
 Keras' `model.save` stamps three things that change on every save: `date_saved` in `metadata.json`, Python
 object ids (`shared_object_id`) in `config.json`, and the write time of each zip member. With them, every
@@ -20,11 +21,80 @@ _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip member can re
 _UNSTABLE_METADATA = ("date_saved",)
 
 
+def save_model_files(model, keras_path: Path, runtime_path: Path) -> None:
+    """The `.keras` archive and the ONNX export, each written under a temporary name and renamed into place only once
+    both are complete: a crash while writing leaves both files as they were."""
+    with atomic_path(keras_path) as keras_tmp, atomic_path(runtime_path) as runtime_tmp:
+        _write_keras(model, keras_tmp)
+        _write_onnx(model, runtime_tmp)
+
+
 def save_model(model, path: Path) -> None:
     """Save `model` to `path` atomically, as a `.keras` archive whose bytes depend only on the model."""
     with atomic_path(path) as tmp_path:
-        model.save(tmp_path)
-        make_reproducible(tmp_path)
+        _write_keras(model, tmp_path)
+
+
+def _write_keras(model, path: Path) -> None:
+    model.save(path)
+    make_reproducible(path)
+
+
+def export_runtime_model(model, path: Path) -> None:
+    """Export `model` for ONNX Runtime (tasks/lib/inference.py) to `path` atomically, with Keras' own
+    `Model.export(format="onnx")`, then give its tensors and nodes stable names: the same weights give the same
+    bytes (tests/tasks/lib/test_model_file.py)."""
+    with atomic_path(path) as tmp_path:
+        _write_onnx(model, tmp_path)
+
+
+def _write_onnx(model, path: Path) -> None:
+    import onnx
+
+    model.export(str(path), format="onnx", verbose=False)
+    exported = onnx.load(str(path))
+    canonicalize_names(exported.graph)
+    path.write_bytes(exported.SerializeToString(deterministic=True))
+
+
+def canonicalize_names(graph) -> None:
+    """Rename an exported ONNX graph's tensors and nodes by their order in the graph, in place.
+
+    tf2onnx names the constants it folds from a Python set's iteration order (`const_axes__9` in one process,
+    `const_axes__12` in the next), and the input after Keras' per-process tensor counter (`keras_tensor_15`). The
+    graph itself is the same: its nodes come in the same order. The input becomes `images`, the output
+    `probabilities`, every other tensor `t<n>` in order of first use, every node `<op>_<n>`, the batch dimension
+    `batch`; the graph's
+    description, which names TensorFlow's traced function, is dropped.
+    """
+    graph.doc_string = ""  # "converted from b'__inference___call___336'": TensorFlow's per-process function counter
+    names: dict[str, str] = {graph.input[0].name: "images", graph.output[0].name: "probabilities"}
+
+    def rename(name: str) -> str:
+        if name and name not in names:
+            names[name] = f"t{len(names)}"
+        return names.get(name, name)
+
+    for number, node in enumerate(graph.node):
+        node.input[:] = [rename(name) for name in node.input]
+        node.output[:] = [rename(name) for name in node.output]
+        node.name = f"{node.op_type}_{number}"
+    dimensions: dict[str, str] = {}  # tf2onnx's process-wide counter names the batch dimension (unk__56, unk__111)
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        value.name = rename(value.name)
+        for dimension in value.type.tensor_type.shape.dim:
+            if dimension.dim_param:
+                dimension.dim_param = dimensions.setdefault(dimension.dim_param,
+                                                            "batch" if not dimensions else f"size{len(dimensions)}")
+    for collection in (graph.initializer, graph.value_info):
+        for tensor in collection:
+            tensor.name = rename(tensor.name)
+        ordered = sorted(collection, key=lambda tensor: int(tensor.name[1:]) if tensor.name[1:].isdigit() else -1)
+        copies = [type(tensor)() for tensor in ordered]
+        for copy, tensor in zip(copies, ordered):
+            copy.CopyFrom(tensor)
+        del collection[:]
+        collection.extend(copies)
 
 
 def make_reproducible(archive_path: Path) -> None:

@@ -85,11 +85,13 @@ def read_record(path: Path, kind: type[Record]) -> Record:
     if not isinstance(document, dict):
         raise OutputFileError(f"{path}: expected a JSON object, found {type(document).__name__}")
     fields = [field.name for field in dataclasses.fields(kind)]
-    missing = [name for name in fields if name not in document]
+    required = [field.name for field in dataclasses.fields(kind)
+                if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in document]
     if missing:
         raise OutputFileError(f"{path}: missing keys {missing} (found {sorted(document)}); "
                               "re-run the stage that writes it")
-    return kind(**{name: document[name] for name in fields})
+    return kind(**{name: document[name] for name in fields if name in document})
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class TrainingSummary:
     validation_images: int
     model_file: str  # relative to the repository root, so the DVC-tracked summary is the same in every clone
     params: dict[str, Any]
+    device: str = "not recorded"  # what trained: "CPU" or "GPU <name>" (tasks/lib/device.py)
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,9 @@ def render_page(page: ReportPage) -> str:
 def _headline(page: ReportPage) -> str:
     metrics, training = page.metrics, page.training
     stop = "threshold reached" if training.stopped_by_threshold else "epoch limit"
-    cells = [("test accuracy", "test_accuracy", f"{metrics.test_accuracy:.4f}"),
+    cells = [("model", "model", str(training.params.get("model", "dense"))),
+             ("trained on", "device", training.device),
+             ("test accuracy", "test_accuracy", f"{metrics.test_accuracy:.4f}"),
              ("test loss", "test_loss", f"{metrics.test_loss:.4f}"),
              (f"stop epoch ({stop})", "stop_epoch", str(metrics.stop_epoch)),
              ("test images", "test_images", str(metrics.test_images))]

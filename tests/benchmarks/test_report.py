@@ -81,3 +81,38 @@ def test_a_fit_needs_two_different_sizes():
 def test_slow_ingest_misses_target_eight_in_images_per_second():
     assert verdict_lines(results(ingest=2.0))[-3] == ("8. ingest throughput, 10,000 PNG files to a new data version: "
                                                       "target missed: 5,000 images/s vs >= 10,000 images/s")
+
+
+def cnn_results(accuracies=(0.905, 0.91, 0.908), plain_accuracy=0.915):
+    """Three CNN seeds of 5 epochs at 20 s each, test accuracy rising to `accuracies`; a 15-epoch plain script."""
+    runs = [{"seed": 42 + index, "device": "CPU", "train_seconds": 100.0, "stop_epoch": 5, "test_accuracy": final,
+             "curve": [[epoch, 20.0 * epoch, final - 0.01 * (5 - epoch)] for epoch in range(1, 6)],
+             "flops_per_epoch": 400e9, "matmul_peak_flops": 100e9} for index, final in enumerate(accuracies)]
+    plain = {"train_seconds": 600.0, "test_accuracy": plain_accuracy, "process_seconds": 620.0,
+             "curve": [[epoch, 40.0 * epoch, plain_accuracy] for epoch in range(1, 16)]}
+    return {**results(), "cnn": {"pipeline": runs, "plain": plain, "end_to_end_seconds": 150.0,
+                                 "sample": {"test_accuracy": 0.98, "stop_epoch": 9, "train_seconds": 10.0}}}
+
+
+def test_cnn_verdicts_say_how_far_off_the_accuracy_target_is_and_the_curve():
+    lines = verdict_lines(cnn_results())[10:]
+
+    assert lines[0] == "11. trained on: CPU"
+    assert lines[1] == ("11. Fashion-MNIST CNN test accuracy (median of 3 seeds, 5 epochs): target missed: 0.908 vs "
+                        ">= 0.92; 0.0120 short")
+    assert lines[2] == "11. Fashion-MNIST CNN training time (median of 3 seeds): target missed: 100 s vs <= 60 s"
+    assert lines[3] == ("11. time to test accuracy (training seconds, per epoch): 0.90 in 100.0 s (3 of 3 seeds); "
+                        "0.91 in 100.0 s (1 of 3 seeds); 0.92 not reached in 5 epochs")
+    assert lines[4] == "12. mnist-sample CNN test accuracy: target met (0.98 >= 0.97)"
+    assert lines[5].startswith("13. time to the plain CNN script's accuracy: target missed: the pipeline's CNN did "
+                               "not reach 0.9150 (best seed 0.9100)")
+    assert lines[6] == ("13. whole dvc repro with the CNN / the plain CNN script's whole process: target met "
+                        "(0.242 <= 1)")
+    assert lines[7].startswith("14. compute used by a CNN epoch: 20.0% of this machine's float32 matmul peak")
+
+
+def test_a_cnn_that_reaches_the_plain_scripts_accuracy_is_timed_against_it():
+    lines = verdict_lines(cnn_results(plain_accuracy=0.90))
+
+    assert ("13. time to the plain CNN script's accuracy 0.9000 (pipeline / script training time; 3 of 3 seeds "
+            "reached it): target met (0.167 <= 0.3)") in lines

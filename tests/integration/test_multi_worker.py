@@ -13,10 +13,12 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import yaml
 
 from tasks.common.config import parse_params
+from tasks.lib.inference import load_network
 from tasks.lib.outputs import load_split
 from tasks.common.paths import DatasetPaths
 from tasks.train import train_model
@@ -116,7 +118,13 @@ def test_two_workers_train_one_model_as_good_as_one_worker(two_workers, real_dig
     assert summary["stop_epoch"] == EPOCHS and summary["params"]["distribution"] == "multi_worker"
     # Worker 1 saved into its own temporary folder, then removed it; only the chief's files remain.
     assert all(not any(folder.iterdir()) for folder in temp_dirs)
-    assert sorted(path.name for path in paths.model_dir.iterdir()) == ["model.keras"]
+    assert sorted(path.name for path in paths.model_dir.iterdir()) == ["model.keras", "model.onnx"]
+    assert summary["params"]["model"] == "cnn"  # the default architecture
+    images, _ = load_split(paths.processed_file("test"))
+    import keras
+
+    np.testing.assert_allclose(load_network(paths.runtime_model_file).predict(images),
+                               keras.saving.load_model(paths.model_file).predict(images, verbose=0), atol=2e-6)
 
     single = prepared_root(real_digits_root, tmp_path / "single")
     params = parse_params(params_document("none")).train_for("mnist-sample")

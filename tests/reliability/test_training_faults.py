@@ -15,10 +15,12 @@ import numpy as np
 import pytest
 import yaml
 
+from tasks.common.architectures import ARCHITECTURES
 from tasks.common.config import ConfigError, parse_params
 from tasks.common.errors import ArrayFileError, TrainingError
 from tasks.evaluate import evaluate_model
 from tasks.lib.outputs import load_split, save_split
+from tasks.lib.inference import load_network
 from tasks.lib.predictions import load_model, load_predictions
 from tests.code_deps import PROJECT_PACKAGES
 from tests.conftest import PROJECT_ROOT, project_params_document
@@ -44,8 +46,8 @@ class KillAtEpoch(keras.callbacks.Callback):
 root = Path(sys.argv[1])
 train_model(DatasetPaths(root, "custom"), load_params(root / "params.yaml").train_for("custom"), [KillAtEpoch()])
 """
-# Runs train_model in its own process with Keras' Model.save replaced by one that writes half the file and
-# then SIGKILLs the process: a crash in the middle of writing the model, at a moment no test could time.
+# Runs train_model in its own process with Keras' Model.save (or Model.export) replaced by one that writes half the
+# file and then SIGKILLs the process: a crash in the middle of writing the model, at a moment no test could time.
 CRASH_WHILE_SAVING = """
 import os, signal, sys
 from pathlib import Path
@@ -54,14 +56,15 @@ from tasks.common.config import load_params
 from tasks.common.paths import DatasetPaths
 from tasks.train import train_model
 
-save = keras.Model.save
+method = sys.argv[2]  # "save" (model.keras) or "export" (model.onnx, written after it)
+write = getattr(keras.Model, method)
 
-def save_half_then_die(self, filepath, *args, **kwargs):
-    save(self, filepath, *args, **kwargs)
+def write_half_then_die(self, filepath, *args, **kwargs):
+    write(self, filepath, *args, **kwargs)
     os.truncate(filepath, os.path.getsize(filepath) // 2)
     os.kill(os.getpid(), signal.SIGKILL)
 
-keras.Model.save = save_half_then_die
+setattr(keras.Model, method, write_half_then_die)
 root = Path(sys.argv[1])
 train_model(DatasetPaths(root, "custom"), load_params(root / "params.yaml").train_for("custom"))
 """
@@ -99,14 +102,17 @@ def python(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
 
 
-def test_killed_training_resumes_from_the_epoch_it_reached(good_root):
-    write_params(good_root.root, epochs=EPOCHS)
+@pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
+def test_killed_training_resumes_from_the_epoch_it_reached(good_root, architecture):
+    write_params(good_root.root, epochs=EPOCHS, model=architecture)
     model_before = good_root.model_file.read_bytes()
+    runtime_model_before = good_root.runtime_model_file.read_bytes()
 
     killed = python("-c", KILL_AT_EPOCH, str(good_root.root), str(KILLED_AT), cwd=good_root.root)
 
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert good_root.model_file.read_bytes() == model_before  # the last good model is untouched
+    assert good_root.runtime_model_file.read_bytes() == runtime_model_before
     backup = good_root.train_backup_dir
     assert json.loads((backup / "training_metadata.json").read_text())["epoch"] == KILLED_AT
     epochs_before_kill = [json.loads(line) for line in (backup / "history.jsonl").read_text().splitlines()]
@@ -124,7 +130,9 @@ def test_killed_training_resumes_from_the_epoch_it_reached(good_root):
     assert [float(row.split(",")[1]) for row in rows[:KILLED_AT]] == pytest.approx(
         [record["loss"] for record in epochs_before_kill], abs=1e-6)
     assert not backup.exists()  # a finished run leaves no backup behind
+    assert summary["params"]["model"] == architecture
     load_model(good_root.model_file)
+    load_network(good_root.runtime_model_file)
 
 
 def test_ctrl_c_during_training_is_one_line_saying_where_a_rerun_resumes(good_root):
@@ -156,16 +164,19 @@ def test_backup_of_other_params_is_not_resumed(good_root):
     assert "resuming" not in rerun.stderr and f"Epoch 1/{EPOCHS}" in rerun.stdout
 
 
-def test_crash_while_saving_keeps_the_previous_model(good_root):
+@pytest.mark.parametrize("method", ["save", "export"], ids=["writing model.keras", "writing model.onnx"])
+def test_crash_while_saving_keeps_the_previous_model(good_root, method):
+    """Both files stay as they were, also when model.keras was complete and the crash came while exporting."""
     write_params(good_root.root, epochs=1)
-    temporary = "models/custom/.model."  # atomic_path's temporary file, left behind by a kill -9
+    temporary = "models/custom/.model."  # atomic_path's temporary files, left behind by a kill -9
     before = snapshot(good_root.root, ignore=("params.yaml",))
 
-    crashed = python("-c", CRASH_WHILE_SAVING, str(good_root.root), cwd=good_root.root)
+    crashed = python("-c", CRASH_WHILE_SAVING, str(good_root.root), method, cwd=good_root.root)
 
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     assert snapshot(good_root.root, ignore=("params.yaml", temporary)) == before
     load_model(good_root.model_file).predict(np.zeros((1, 28, 28), dtype=np.float32), verbose=0)
+    load_network(good_root.runtime_model_file).predict(np.zeros((1, 28, 28), dtype=np.float32))
 
 
 # Validate, drift and normalize ran again, successfully, before training diverged (Data Docs carry a run time; the

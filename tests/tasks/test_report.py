@@ -107,7 +107,11 @@ def test_headline_and_promotion_match_their_files(reported):
     metrics = json.loads(reported.metrics_file.read_text())
     promotion = json.loads(reported.promotion_file.read_text())
 
+    training = json.loads(reported.training_summary_file.read_text())
+
     shown = dict(re.findall(r'data-metric="(\w+)">([^<]+)<', page))
+    assert shown["model"] == training["params"]["model"]
+    assert shown["device"] == training["device"] == "CPU"  # no GPU on this machine (tests/tasks/lib/test_device.py)
     assert float(shown["test_accuracy"]) == pytest.approx(metrics["test_accuracy"], abs=5e-5)
     assert float(shown["test_loss"]) == pytest.approx(metrics["test_loss"], abs=5e-5)
     assert int(shown["stop_epoch"]) == metrics["stop_epoch"] == 3

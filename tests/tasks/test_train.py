@@ -35,7 +35,7 @@ def test_the_threshold_stops_a_cnn_too_and_the_summary_keeps_only_its_settings(d
     assert result.summary.stopped_by_threshold and result.summary.stop_epoch < 20
     assert "Reached 80% accuracy so cancelling training!" in capsys.readouterr().out
     written = json.loads(digits.training_summary_file.read_text())["params"]
-    assert written["model"] == "cnn" and written["cnn"] == {"filters": [8, 16], "dense_units": 32, "dropout": 0.3}
+    assert written["model"] == "cnn" and written["cnn"] == {"filters": [8, 16], "dense_units": 32, "dropout": 0.2}
     assert "dense" not in written  # the architecture it did not train
 
 

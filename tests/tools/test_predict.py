@@ -16,7 +16,7 @@ def test_predict_on_png_files_agrees_with_model_predict(trained_digits, tmp_path
         files.append(tmp_path / f"test-{row}.png")
         Image.fromarray(np.round(images[row] * 255).astype(np.uint8)).save(files[-1])
 
-    predictions = predict_files(trained_digits.model_file, files, DIGITS)
+    predictions = predict_files(trained_digits.runtime_model_file, files, DIGITS)
 
     expected = load_model(trained_digits.model_file).predict(images[:12], verbose=0)
     for prediction, row in zip(predictions, expected):
@@ -69,7 +69,7 @@ def test_every_bad_file_is_named_at_once(trained_digits, tmp_path):
     text.write_text("not a picture")
 
     with pytest.raises(ImageFileError) as error:
-        predict_files(trained_digits.model_file, [text, good, tmp_path / "absent.png"], DIGITS)
+        predict_files(trained_digits.runtime_model_file, [text, good, tmp_path / "absent.png"], DIGITS)
 
     message = str(error.value)
     assert message.startswith("2 of 3 files cannot be classified:")
@@ -78,14 +78,17 @@ def test_every_bad_file_is_named_at_once(trained_digits, tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n not a model", b"PK\x03\x04 truncated zip"])
-def test_a_file_that_is_not_a_keras_model_is_named_with_what_was_expected(tmp_path, content):
+def test_a_file_that_is_not_a_model_is_named_with_what_was_expected(tmp_path, content):
     from tasks.common.errors import ModelFileError
+    from tasks.lib.inference import load_network
 
-    not_a_model = tmp_path / "model.keras"
-    not_a_model.write_bytes(content)
+    for name, loader, expected in [("model.onnx", load_network, "expected an ONNX model exported by the train stage"),
+                                   ("model.keras", load_model, "expected a Keras 3 `.keras` model that loads in safe mode")]:
+        not_a_model = tmp_path / name
+        not_a_model.write_bytes(content)
 
-    with pytest.raises(ModelFileError, match=r"model.keras: expected a Keras 3 `.keras` model that loads in safe mode"):
-        load_model(not_a_model)
+        with pytest.raises(ModelFileError, match=rf"{name}: {expected}"):
+            loader(not_a_model)
 
 
 def png_header_only(path, width, height):

@@ -175,6 +175,7 @@ def test_a_dataset_without_a_key_dvc_tracks_is_told_to_write_it():
 def test_a_threshold_per_architecture_follows_the_architecture_a_dataset_trains():
     document = project_params_document()
     document["data"]["mnist-sample"]["threshold"] = {"dense": 0.98, "cnn": 0.995}
+    document["train"]["model"] = "dense"
 
     assert parse_params(document).train_for("mnist-sample").threshold == 0.98
     document["data"]["mnist-sample"]["train"]["model"] = "cnn"
@@ -205,4 +206,5 @@ def test_null_in_a_datasets_train_section_means_the_top_level_value():
 
     merged = parse_params(document).train_for("mnist-sample")
 
-    assert (merged.epochs, merged.model, merged.dense.units) == (document["train"]["epochs"], "dense", 16)
+    assert (merged.epochs, merged.model, merged.dense.units) == (document["train"]["epochs"],
+                                                                 document["train"]["model"], 16)
