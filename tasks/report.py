@@ -32,7 +32,8 @@ from tasks.lib.report_html import Mistake, ReportPage, RunCard, render_page
 from tasks.common.timings import read_timings
 
 logger = logging.getLogger(__name__)
-LIBRARIES = ("tensorflow", "keras", "numpy", "scikit-learn", "great-expectations", "prefect", "dvc", "matplotlib")
+LIBRARIES = ("tensorflow", "keras", "onnxruntime", "numpy", "scikit-learn", "great-expectations", "prefect", "dvc",
+             "matplotlib")
 
 
 def required_inputs(paths: DatasetPaths) -> list[tuple[Path, str]]:
@@ -94,7 +95,7 @@ def build_run_card(paths: DatasetPaths, training: TrainingSummary, validation: V
     timings = read_timings(paths, [stage for stage in STAGES if stage != "report"])
     return RunCard(paths.dataset, checksums, counts, training.params, training.params["seed"],
                    git_commit(paths.root), library_versions(), timings,
-                   datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                   datetime.now(timezone.utc).isoformat(timespec="seconds"), training.device)
 
 
 def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: EvaluateParams) -> Path:

@@ -48,6 +48,7 @@ class RunCard:
     versions: dict[str, str]
     timings: dict[str, StageTiming | None]
     generated_at: str
+    device: str  # what trained (training.json)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,8 @@ def _run_card(card: RunCard) -> str:
     counts = ", ".join(f"{split} {count}" for split, count in card.image_counts.items())
     return ('<h2 id="run-card">Run card</h2>'
             f"<p>Dataset <b>{escape(card.dataset)}</b> ({escape(counts)} images), seed {card.seed}, "
+            f"model <b>{escape(str(card.params.get('model', 'dense')))}</b> trained on "
+            f'<span data-run-card="device">{escape(card.device)}</span>, '
             f"git commit <code>{escape(card.git_commit)}</code>.</p>"
             "<h3>Raw files (SHA-256)</h3>" + _table(["file", "sha256"], files, escaped=True)
             + "<h3>Training parameters</h3>" + _table(["param", "value"], params, escaped=True)

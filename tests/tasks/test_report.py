@@ -112,6 +112,7 @@ def test_headline_and_promotion_match_their_files(reported):
     shown = dict(re.findall(r'data-metric="(\w+)">([^<]+)<', page))
     assert shown["model"] == training["params"]["model"]
     assert shown["device"] == training["device"] == "CPU"  # no GPU on this machine (tests/tasks/lib/test_device.py)
+    assert f'trained on <span data-run-card="device">{training["device"]}</span>' in page  # the run card too
     assert float(shown["test_accuracy"]) == pytest.approx(metrics["test_accuracy"], abs=5e-5)
     assert float(shown["test_loss"]) == pytest.approx(metrics["test_loss"], abs=5e-5)
     assert int(shown["stop_epoch"]) == metrics["stop_epoch"] == 3
