@@ -116,17 +116,24 @@ def assert_plots_page(page_file: Path, revisions: list[str]) -> None:
 @pytest.fixture(scope="module")
 def experiment(reproduced):
     repo, _ = reproduced
-    run(["dvc", "exp", "run", "-S", "train.dense.units=32", "-n", "units-32"], repo)
+    # The default model is the CNN: one key gives the lecture's dense model back, a second sets its width.
+    run(["dvc", "exp", "run", "-S", "train.model=dense", "-S", "train.dense.units=32", "-n", "units-32"], repo)
     return repo
 
 
 def test_experiment_with_a_changed_param_is_listed(experiment):
+    import keras
+
     repo = experiment
     table = list(csv.DictReader(io.StringIO(run(["dvc", "exp", "show", "--csv"], repo).stdout)))
     (experiment,) = [row for row in table if row["Experiment"] == "units-32"]
-    assert experiment["train.dense.units"] == "32"
+    assert (experiment["train.model"], experiment["train.dense.units"]) == ("dense", "32")
     assert 0 < float(experiment["test_accuracy"]) <= 1
-    assert json.loads((repo / "reports/custom/training.json").read_text())["params"]["dense"]["units"] == 32
+    params = json.loads((repo / "reports/custom/training.json").read_text())["params"]
+    assert (params["model"], params["dense"]["units"]) == ("dense", 32)
+    model = keras.saving.load_model(repo / "models/custom/model.keras")
+    assert [type(layer).__name__ for layer in model.layers] == ["Flatten", "Dense", "Dense"]  # the lecture's model
+    assert model.layers[1].units == 32
 
 
 def test_plots_diff_between_baseline_and_experiment(experiment, tmp_path):
