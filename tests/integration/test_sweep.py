@@ -13,7 +13,9 @@ from tests.prefect_server import temporary_server
 
 # Slow (about 45 s): two Dask workers each start TensorFlow and DVC; `make test-slow` runs it, and CI.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-TRIALS = [{"dense.units": 16, "epochs": 2, "batch_size": 256}, {"dense.units": 64, "epochs": 2, "batch_size": 64}]
+# The architecture is swept like any setting, each trial with its own architecture's settings.
+TRIALS = [{"model": "dense", "dense.units": 16, "epochs": 2, "batch_size": 256},
+          {"model": "cnn", "cnn.filters": [8, 16], "epochs": 2, "batch_size": 64}]
 
 
 @pytest.fixture(scope="module")
