@@ -163,8 +163,10 @@ def test_the_worker_runs_them_and_they_complete(scheduled):
     assert all(run.work_pool_name == WORK_POOL and run.infrastructure_pid for run in finished)
     assert finished[0].end_time <= finished[1].start_time  # one at a time
     # The runs queued behind the first wait on the server (their queue's limit, set by `make serve`), instead of
-    # being picked up, refused the slot and rescheduled on every poll; one refusal is possible in a race.
-    assert scheduled["bounces"] <= 1, scheduled["bounces"]  # without the queues: 4 refusals over 3 runs (measured)
+    # being picked up, refused the slot and rescheduled on every poll. One refusal is possible in a race at each
+    # handoff from a run to the next: 2 among the first 3 runs (seen once in CI, with the CNN's slightly longer
+    # runs). Without the queues: 4 refusals over 3 runs (measured).
+    assert scheduled["bounces"] <= 2, scheduled["bounces"]
 
 
 def test_the_first_run_trains_and_promotes_and_the_next_skips(scheduled):
