@@ -119,3 +119,5 @@ def test_predict_classifies_image_files_with_each_architecture(trained, name, tm
     expected = load_model(paths.model_file).predict(images[:8], verbose=0)
     assert [prediction.top[0][0] for prediction in predictions] == [DIGITS[int(row.argmax())] for row in expected]
     assert [prediction.top[0][1] for prediction in predictions] == pytest.approx(expected.max(axis=1), abs=1e-5)
+    assert all(len(prediction.top) == 3 and prediction.top[0][1] >= prediction.top[1][1] >= prediction.top[2][1]
+               for prediction in predictions)
