@@ -3,7 +3,7 @@
 Prints a table with one verdict line per target and writes benchmarks/RESULTS.md. Every figure is the
 median of BENCH_RUNS runs (default 3); baseline and pipeline runs alternate. The CNN figures (targets 11-14) are
 the median of BENCH_CNN_RUNS seeds (default 3) of the pipeline's CNN against one run of the plain CNN script (its
-15 epochs take about 10 minutes here). No figure is asserted in tests.
+15 epochs are the longest single run). No figure is asserted in tests.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def _write_mnist_sample(paths: DatasetPaths) -> DownloadResult:
 def _write_image_folder(paths: DatasetPaths, dataset: DatasetParams) -> DownloadResult:
     """The image folder at local_dir, converted and written as the four IDX files (each only if it changed)."""
     source_by_file = {}
-    for split, arrays in read_image_folder(dataset.local_dir, dataset.class_names).items():
+    for split, arrays in read_image_folder(dataset.local_dir, dataset.class_names, dataset.framing).items():
         for kind, array in zip(("images", "labels"), arrays):
             file_name = IDX_FILE_NAMES[(split, kind)]
             _write_if_changed(paths.raw_dir / file_name, idx.encode_idx(array))

@@ -78,11 +78,11 @@ class _Drop:
                         else np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), np.uint8),
                         np.array(self.labels[split], dtype=np.uint8)) for split in SPLITS}
 
-    def manifest(self, drop: str, now: float, class_names: tuple[str, ...]) -> DropManifest:
+    def manifest(self, drop: str, now: float, class_names: tuple[str, ...], framing: str) -> DropManifest:
         added = {split: {name: sum(1 for entry in self.files if entry["split"] == split and entry["class"] == name)
                          for name in class_names} for split in SPLITS}
         return DropManifest(drop, datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
-                            CONVERSION_VERSION, added, self.files, self.duplicates, self.leakage, self.quarantined)
+                            CONVERSION_VERSION, added, self.files, self.duplicates, self.leakage, self.quarantined, framing)
 
 
 def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestParams,
@@ -92,7 +92,7 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
     now = time.time() if now is None else now
     ensure_inbox(paths)
     prepare_ingested_dir(paths)
-    manifests = rebuild_outdated_drops(paths, read_manifests(paths))
+    manifests = rebuild_outdated_drops(paths, read_manifests(paths), dataset.framing)
     ready, waiting = ready_files(paths.inbox_dir, settings.settle_seconds)
     read = _read_files(ready)
     ready = [path for path in ready if path in read]  # a file gone since it was listed is not taken
@@ -104,8 +104,9 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
     new = [path for path in ready if path not in earlier]
     drop = None
     if new:
-        drop = _decide(paths, new, names, contents, dataset.class_names)
-        manifest = drop.manifest(_drop_id(now, [names[path] for path in new]), now, dataset.class_names)
+        drop = _decide(paths, new, names, contents, dataset.class_names, dataset.framing)
+        manifest = drop.manifest(_drop_id(now, [names[path] for path in new]), now, dataset.class_names,
+                                 dataset.framing)
         _quarantine(paths.quarantine_dir / manifest.drop, drop)
         publish_drop(paths, manifest, drop.arrays(), drop.originals)
         manifests.append(manifest)
@@ -129,25 +130,25 @@ def _read_files(files: list[Path]) -> dict[Path, tuple[bytes, tuple[int, int, in
     return read
 
 
-def rebuild_outdated_drops(paths: DatasetPaths, manifests: list[DropManifest]) -> list[DropManifest]:
+def rebuild_outdated_drops(paths: DatasetPaths, manifests: list[DropManifest], framing: str) -> list[DropManifest]:
     """Make again, from its original bytes, the pixels of every drop an earlier version of the image conversion
     made (tasks/lib/images.py, CONVERSION_VERSION); the drop keeps its name, place and files. The manifests as now."""
     current = []
     for manifest in manifests:
-        if manifest.conversion_version != CONVERSION_VERSION:
-            manifest = _rebuild(paths, manifest)
+        if manifest.conversion_version != CONVERSION_VERSION or manifest.framing != framing:
+            manifest = _rebuild(paths, manifest, framing)
         current.append(manifest)
     return current
 
 
-def _rebuild(paths: DatasetPaths, manifest: DropManifest) -> DropManifest:
+def _rebuild(paths: DatasetPaths, manifest: DropManifest, framing: str) -> DropManifest:
     originals = read_originals(paths, manifest.drop)
     drop = _Drop()
     for entry in manifest.files:
-        pixels = to_dataset_pixels(Path(entry["path"]), originals[entry["path"]])
+        pixels = to_dataset_pixels(Path(entry["path"]), originals[entry["path"]], framing)
         digest = _sha256(pixels.tobytes())
         drop.add(entry["path"], entry["split"], entry["label"], entry["class"], pixels, digest, originals[entry["path"]])
-    rebuilt = replace(manifest, conversion_version=CONVERSION_VERSION, files=drop.files)
+    rebuilt = replace(manifest, conversion_version=CONVERSION_VERSION, files=drop.files, framing=framing)
     write_drop(paths, rebuilt, drop.arrays(), drop.originals)
     logger.info("%s: drop %s rebuilt from its %d original files (image conversion %d -> %d)", paths.dataset,
                 manifest.drop, len(manifest.files), manifest.conversion_version, CONVERSION_VERSION)
@@ -155,7 +156,7 @@ def _rebuild(paths: DatasetPaths, manifest: DropManifest) -> DropManifest:
 
 
 def _decide(paths: DatasetPaths, files: list[Path], names: dict[Path, str], contents: dict[Path, bytes],
-            class_names: tuple[str, ...]) -> _Drop:
+            class_names: tuple[str, ...], framing: str) -> _Drop:
     """Sort each file into added, duplicate, leakage or quarantined; write nothing."""
     drop = _Drop()
     known = _known_pixels(paths)
@@ -165,7 +166,7 @@ def _decide(paths: DatasetPaths, files: list[Path], names: dict[Path, str], cont
     for image in found:
         name, content = names[image.path], contents[image.path]
         try:
-            pixels = to_dataset_pixels(image.path, content)
+            pixels = to_dataset_pixels(image.path, content, framing)
         except ImageFileError as error:
             drop.refuse(drop.quarantined, name, content, str(error).removeprefix(f"{image.path}: "))
             continue

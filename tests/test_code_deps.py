@@ -86,3 +86,7 @@ def test_no_stage_imports_another_stage():
     for stage in STAGES:
         others = {f"tasks/{other}.py" for other in STAGES if other != stage}
         assert not others & code_dependencies(PROJECT_ROOT, f"tasks.{stage}"), stage
+
+
+def test_the_params_check_stage_lists_exactly_the_code_it_runs():
+    assert check_stage_deps(PROJECT_ROOT, "check_params", DVC_YAML["check_params"]["deps"]) == []

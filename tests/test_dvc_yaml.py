@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from tasks.common.paths import STAGES
+from tasks.common.paths import PARAMS_CHECK_FILE, STAGES
 from tasks.common.paths import DatasetPaths
 from tests.code_deps import is_code
 from tests.conftest import PROJECT_ROOT, project_params_document
@@ -27,7 +27,17 @@ def declared_outputs(paths: DatasetPaths) -> dict[str, set]:
 
 
 def test_stage_names_and_order_match_the_package():
-    assert tuple(DVC_YAML) == STAGES
+    assert tuple(DVC_YAML) == ("check_params", *STAGES)
+
+
+def test_the_params_check_comes_first_and_every_stage_depends_on_its_marker():
+    """DVC removes a stage's outputs before running it: the check must be upstream of every stage."""
+    check = DVC_YAML["check_params"]
+    assert check["cmd"] == "python -m tasks.check_params"
+    assert "params.yaml" in check["deps"] and "tasks/check_params.py" in check["deps"]
+    assert [next(iter(out)) for out in check["outs"]] == [PARAMS_CHECK_FILE]
+    for stage in STAGES:
+        assert PARAMS_CHECK_FILE in DVC_YAML[stage]["do"]["deps"], stage
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -51,7 +61,7 @@ def test_data_dependencies_are_outputs_of_earlier_stages_or_the_inbox(dataset):
     # The data sources no stage writes, people and tools do: the inbox, and the drift acceptances.
     written_by_people = {str(paths.inbox_dir.relative_to(PROJECT_ROOT)): "ingest",
                          str(paths.drift_acceptance_dir.relative_to(PROJECT_ROOT)): "drift"}
-    produced: set[str] = set()
+    produced: set[str] = {PARAMS_CHECK_FILE}
     for stage in STAGES:
         for dependency in stage_paths(stage, "deps", dataset):
             if dependency in written_by_people:

@@ -1,8 +1,9 @@
 """Classify image files with a trained model: `python -m tools.predict [--dataset D] IMAGE...`.
 
 Each image (PNG, JPEG, ... of any size and colour) is turned into what the training data looks like: grayscale,
-a light object on a dark background (photos with a light background are inverted), fitted into 28x28 with its
-aspect ratio kept, scaled to [0, 1]. Prints the top-3 classes with their probabilities.
+a light object on a dark background (photos with a light background are inverted), cut to the object and framed
+as the dataset's images were (`data.<dataset>.framing`, tasks/lib/images.py), scaled to [0, 1]. An image with no
+object in it is refused, not classified. Prints the top-3 classes with their probabilities.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from tasks.normalize import normalize_images
 __all__ = ["ImageFileError", "Prediction", "image_to_input", "predict_files", "main"]
 
 
-def image_to_input(path: Path) -> np.ndarray:
-    """A (28, 28) float32 array in [0, 1]: the image as the dataset holds it (tasks/lib/images.py), normalized as
-    the normalize stage does."""
-    return normalize_images(to_dataset_pixels(path))
+def image_to_input(path: Path, framing: str = "box") -> np.ndarray:
+    """A (28, 28) float32 array in [0, 1]: the image as the dataset holds it (tasks/lib/images.py; `framing` as the
+    dataset's), normalized as the normalize stage does."""
+    return normalize_images(to_dataset_pixels(path, framing=framing))
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,16 @@ class Prediction:
     top: list[tuple[str, float]]
 
 
-def predict_files(model_file: Path, files: list[Path], class_names: tuple[str, ...], top_k: int = 3) -> list[Prediction]:
-    """Top-k classes of every file; raise ImageFileError listing every file that is missing or not an image."""
+def predict_files(model_file: Path, files: list[Path], class_names: tuple[str, ...], top_k: int = 3,
+                  framing: str = "box") -> list[Prediction]:
+    """Top-k classes of every file; raise ImageFileError listing every file that is missing, not an image, or
+    blank."""
     from tasks.lib.inference import load_network
 
     inputs, problems = [], []
     for path in files:
         try:
-            inputs.append(image_to_input(path))
+            inputs.append(image_to_input(path, framing))
         except ImageFileError as error:
             problems.append(str(error))
     if problems:
@@ -67,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         model_file = arguments.model or next(
             (path for path in (paths.production_runtime_model_file, paths.runtime_model_file) if path.exists()),
             paths.runtime_model_file)
-        for prediction in predict_files(model_file, arguments.images, params.dataset(arguments.dataset).class_names):
+        dataset = params.dataset(arguments.dataset)
+        for prediction in predict_files(model_file, arguments.images, dataset.class_names, framing=dataset.framing):
             print(f"{prediction.file}: " + ", ".join(f"{name} {probability:.1%}" for name, probability in prediction.top))
     except PipelineError as error:
         print(f"predict failed: {type(error).__name__}: {error}", file=sys.stderr)

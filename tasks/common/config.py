@@ -139,6 +139,10 @@ class DatasetParams(_Strict):
     threshold: Any
     min_accuracy: float = Field(ge=0, le=1)
     train: TrainOverrides
+    # How the dataset's images were made, so a larger image is framed the same way (tasks/lib/images.py): `box`
+    # (Fashion-MNIST: the object fitted to 28x28, centred by its box) or `mass` (MNIST: fitted to 20x20, centred
+    # by its centre of mass).
+    framing: Literal["box", "mass"]
 
     @field_validator("class_names")
     @classmethod

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PARAMS_FILE = "params.yaml"
+# Written by the check_params stage (tasks/check_params.py) once params.yaml passed its checks; every stage in
+# dvc.yaml depends on it, so `dvc repro` refuses a bad params.yaml before it removes any stage's outputs.
+PARAMS_CHECK_FILE = "data/params_check.txt"
 SPLITS = ("train", "test")
 # The standard MNIST file names; the raw folder holds them decompressed.
 # Each stage's outputs (DatasetPaths attributes), in pipeline order. This is the one list of stages: STAGES is its

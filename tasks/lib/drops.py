@@ -51,6 +51,9 @@ class DropManifest:
     duplicates: list[dict]
     leakage: list[dict]
     quarantined: list[dict]
+    # data.<dataset>.framing the files were converted with (tasks/lib/images.py); drops from before it was a
+    # setting were framed as `box` would have.
+    framing: str = "box"
 
     def handled(self) -> set[tuple[str, str]]:
         """(inbox path, bytes SHA-256) of every file this drop took out of the inbox, added or refused."""

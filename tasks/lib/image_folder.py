@@ -80,7 +80,8 @@ def _visible_files(root: Path):
             yield path
 
 
-def read_image_folder(root: Path, class_names: tuple[str, ...]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_image_folder(root: Path, class_names: tuple[str, ...],
+                      framing: str = "box") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each split's (count, 28, 28) uint8 images and (count,) uint8 labels from the image folder at `root`.
 
     Raises ImageFileError listing every problem at once: a missing or empty split folder, a file outside the
@@ -98,7 +99,7 @@ def read_image_folder(root: Path, class_names: tuple[str, ...]) -> dict[str, tup
         pixels = []
         for image in in_split:
             try:
-                pixels.append(to_dataset_pixels(image.path))
+                pixels.append(to_dataset_pixels(image.path, framing=framing))
             except ImageFileError as error:
                 problems.append(str(error))
         if len(pixels) == len(in_split):

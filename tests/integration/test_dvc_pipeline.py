@@ -79,6 +79,38 @@ def test_retraining_to_the_same_weights_gives_the_same_model_file_so_later_stage
     assert (repo / "dvc.lock").read_bytes() == lock_before
 
 
+@pytest.mark.parametrize(("key", "value", "named"), [
+    ("unitz", 128, "train.unitz: unknown key"),
+    ("epochs", -1, "train.epochs"),
+])
+def test_a_bad_params_yaml_stops_repro_before_any_output_is_removed(reproduced, key, value, named):
+    """DVC removes a stage's outputs before running it: the check_params stage, upstream of every stage, must
+    refuse the file first (issue 16: `train.unitz: 128` used to cost the model and its training record)."""
+    repo, _ = reproduced
+    params_file = repo / "params.yaml"
+    original = params_file.read_text()
+    kept = ["models/custom/model.keras", "models/custom/model.onnx", "reports/custom/training.json",
+            "reports/custom/training_history.csv", "reports/custom/metrics.json", "dvc.lock"]
+    before = {name: (repo / name).read_bytes() for name in kept}
+    document = yaml.safe_load(original)
+    document["train"][key] = value
+    params_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    try:
+        failed = run(["dvc", "repro"], repo, check=False)
+    finally:
+        params_file.write_text(original)
+
+    assert failed.returncode != 0
+    assert named in failed.stderr and "nothing was removed" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stdout + failed.stderr
+    assert "Running stage 'train@custom'" not in failed.stdout
+    assert {name: (repo / name).read_bytes() for name in kept} == before
+    # Fixed again: the check reruns, writes the same marker, and nothing downstream runs.
+    again = run(["dvc", "repro"], repo)
+    assert re.findall(r"Running stage '([^']+)'", again.stdout) == ["check_params"], again.stdout
+    assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+
+
 def test_push_then_pull_in_a_fresh_clone_restores_data_and_model(reproduced, tmp_path):
     repo, _ = reproduced
     run(["dvc", "push"], repo)

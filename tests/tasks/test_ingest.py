@@ -12,6 +12,7 @@ from PIL import Image
 from tasks.common.config import IngestParams, parse_params
 from tasks.common.paths import DatasetPaths
 from tasks.ingest import ingest_inbox
+from tasks.lib.images import CONVERSION_VERSION
 from tasks.lib.drops import read_index, read_manifests, read_originals, read_split
 from tests.conftest import project_params_document, real_fashion_images, write_idx_dataset, write_image_folder
 
@@ -58,7 +59,7 @@ def test_two_drops_make_two_versions_appended_in_order_and_the_inbox_is_emptied(
                                                                                  kind="stable")]).mean() < 3  # JPEG
     assert sorted(path.name for path in paths.inbox_dir.rglob("*")) == [".gitkeep"]
     manifest = read_manifests(paths)[0]
-    assert manifest.conversion_version == 1 and manifest.ingested_at == "2027-01-15T08:00:00+00:00"
+    assert manifest.conversion_version == CONVERSION_VERSION and manifest.ingested_at == "2027-01-15T08:00:00+00:00"
     assert sum(manifest.added["train"].values()) == 30 and not manifest.duplicates
     originals = read_originals(paths, first.drop)
     assert len(originals) == 40 and originals[manifest.files[0]["path"]][:4] == b"\x89PNG"
@@ -216,7 +217,7 @@ def test_a_crash_before_the_drop_is_published_leaves_the_previous_version_and_th
 
 
 def test_a_new_image_conversion_rebuilds_earlier_drops_from_their_original_bytes(shop, monkeypatch):
-    """A later conversion is simulated: a version 2 that also flips each image left to right."""
+    """A later conversion is simulated: a next version that also flips each image left to right."""
     import tasks.ingest
 
     paths, dataset, fresh = shop
@@ -225,14 +226,16 @@ def test_a_new_image_conversion_rebuilds_earlier_drops_from_their_original_bytes
     first = ingest_inbox(paths, dataset, NOW)
     before = {split: read_split(paths, split) for split in ("train", "test")}
     convert = tasks.ingest.to_dataset_pixels
-    monkeypatch.setattr(tasks.ingest, "CONVERSION_VERSION", 2)
-    monkeypatch.setattr(tasks.ingest, "to_dataset_pixels", lambda path, content: convert(path, content)[:, ::-1])
+    newer = tasks.ingest.CONVERSION_VERSION + 1
+    monkeypatch.setattr(tasks.ingest, "CONVERSION_VERSION", newer)
+    monkeypatch.setattr(tasks.ingest, "to_dataset_pixels",
+                        lambda path, content, framing: convert(path, content, framing)[:, ::-1])
 
     rerun = ingest_inbox(paths, dataset, NOW)
 
     manifest = read_manifests(paths)[0]
     assert rerun.drop is None and read_index(paths).drops == [first.drop]
-    assert manifest.conversion_version == 2
+    assert manifest.conversion_version == newer
     for split, (images, labels) in before.items():
         after_images, after_labels = read_split(paths, split)
         base = 100 if split == "train" else 40

@@ -8,6 +8,13 @@ from tasks.lib.predictions import load_model
 DIGITS = tuple(str(digit) for digit in range(10))
 
 
+def save_a_one(path):
+    """A light stroke on black, as MNIST's digits: something to classify (an all-black image is refused as blank)."""
+    pixels = np.zeros((28, 28), dtype=np.uint8)
+    pixels[4:24, 13:15] = 255
+    Image.fromarray(pixels).save(path)
+
+
 # Predict on PNG files agrees with Keras for every architecture: tests/tasks/test_every_architecture.py.
 
 
@@ -36,7 +43,7 @@ def test_command_prints_top_three_and_fails_clearly(trained_digits, tmp_path, ca
     from tests.conftest import PROJECT_ROOT
 
     image = tmp_path / "digit.png"
-    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(image)
+    save_a_one(image)
     monkeypatch.chdir(trained_digits.root)
 
     assert main([str(image), "--dataset", "mnist-sample", "--params", str(PROJECT_ROOT / "params.yaml")]) == 0
@@ -50,7 +57,7 @@ def test_command_prints_top_three_and_fails_clearly(trained_digits, tmp_path, ca
 
 def test_every_bad_file_is_named_at_once(trained_digits, tmp_path):
     good = tmp_path / "digit.png"
-    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(good)
+    save_a_one(good)
     text = tmp_path / "notes.png"
     text.write_text("not a picture")
 
@@ -115,6 +122,19 @@ def test_an_image_past_pils_own_limit_is_refused_in_one_line_too(tmp_path):
 
 def test_a_phone_sized_photo_is_decoded(tmp_path):
     path = tmp_path / "photo.png"
-    Image.new("L", (5000, 4000), color=255).save(path)  # 20 megapixels: a phone photo
+    photo = Image.new("L", (5000, 4000), color=255)  # 20 megapixels: a phone photo
+    photo.paste(0, (2000, 1000, 3000, 3000))  # of a dark object
+    photo.save(path)
 
     assert image_to_input(path).shape == (28, 28)
+
+
+def test_a_blank_photo_is_not_classified_and_says_so(tmp_path, capsys):
+    """Issue 16: a white 300x300 image was "Sandal 75.3%" with no warning. It is refused before any model loads."""
+    blank = tmp_path / "blank.png"
+    Image.new("L", (300, 300), color=255).save(blank)
+
+    assert main([str(blank), "--model", str(tmp_path / "never-loaded.onnx")]) == 1
+    error = capsys.readouterr().err
+    assert f"{blank}: no object found: every pixel is within 32 grey levels of the background" in error
+    assert "Traceback" not in error

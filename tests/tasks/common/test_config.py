@@ -169,7 +169,7 @@ def test_a_dataset_without_a_key_dvc_tracks_is_told_to_write_it():
         parse_params(document)
     assert "  - data.shoes.mirrors: missing; write it even when it does not apply (null, [] or {}): dvc.yaml " \
            "tracks it, and DVC refuses a stage whose param is missing" in str(raised.value).splitlines()
-    assert sum("missing; write it" in line for line in str(raised.value).splitlines()) == 3  # + expected_counts, train
+    assert sum("missing; write it" in line for line in str(raised.value).splitlines()) == 4  # + expected_counts, train, framing
 
 
 def test_a_threshold_per_architecture_follows_the_architecture_a_dataset_trains():

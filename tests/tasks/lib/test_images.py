@@ -62,3 +62,58 @@ def test_a_truncated_png_is_named(tmp_path):
 
     with pytest.raises(ImageFileError, match=r"cut.png: not an image PIL can read"):
         to_dataset_pixels(tmp_path / "cut.png")
+
+
+def photo_of(image: np.ndarray, side: int, margin: int) -> Image.Image:
+    """A dataset image as a product photo: dark object on white, upscaled to `side` - 2 x `margin`, white margin."""
+    inner = Image.fromarray(255 - image).resize((side - 2 * margin,) * 2, Image.Resampling.BICUBIC)
+    canvas = Image.new("L", (side, side), 255)
+    canvas.paste(inner, (margin, margin))
+    return canvas
+
+
+def one_per_class(count: int = 400) -> np.ndarray:
+    images, labels = real_fashion_images(count)
+    return np.stack([images[np.flatnonzero(labels == label)[0]] for label in range(10)])
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel().astype(float), b.ravel().astype(float))[0, 1])
+
+
+@pytest.mark.parametrize("margin", [0, 30])
+def test_a_product_photo_with_a_white_margin_is_cut_to_the_object_and_framed_as_fashion_mnist(tmp_path, margin):
+    """Issue 16: 300x300 photos with a 30 px margin were classified 6 of 10 right (the object shrank to 22 px):
+    cut to its box and fitted to 28 px, each comes back close to the dataset image it was made from."""
+    for label, image in enumerate(one_per_class()):
+        photo_of(image, 300, margin).save(tmp_path / f"{label}.png")
+
+        pixels = to_dataset_pixels(tmp_path / f"{label}.png", framing="box")
+
+        assert correlation(pixels, image) > 0.85, (label, correlation(pixels, image))  # before: 0.31-0.82 at 30 px
+
+
+def test_mass_framing_fits_a_digit_to_20_pixels_centred_by_its_centre_of_mass(tmp_path):
+    digit = np.zeros((28, 28), np.uint8)
+    digit[2:26, 10:14] = 255  # a tall "1", off-centre in its photo below
+    photo = Image.new("L", (400, 300), 255)
+    photo.paste(Image.fromarray(255 - digit[2:26, 10:14]).resize((40, 240)), (40, 30))
+    photo.save(tmp_path / "one.png")
+
+    pixels = to_dataset_pixels(tmp_path / "one.png", framing="mass")
+
+    rows, columns = np.nonzero(pixels > 127)
+    assert rows.max() - rows.min() + 1 in (19, 20)  # the longest side is 20, as MNIST's digits
+    centre = np.average(np.indices(pixels.shape).reshape(2, -1), axis=1, weights=pixels.ravel().astype(float))
+    assert np.allclose(centre, (13.5, 13.5), atol=0.6), centre
+
+
+@pytest.mark.parametrize("fill", [255, 0, 128])
+def test_a_blank_image_is_refused_saying_there_is_no_object(tmp_path, fill):
+    noise = np.random.default_rng(0).integers(0, 10, (300, 300))
+    Image.fromarray(np.clip(fill + noise - 5, 0, 255).astype(np.uint8)).save(tmp_path / "blank.png")
+
+    with pytest.raises(ImageFileError) as raised:
+        to_dataset_pixels(tmp_path / "blank.png")
+    assert str(raised.value).startswith(f"{tmp_path / 'blank.png'}: no object found: every pixel is within 32 grey")
+    assert "\n" not in str(raised.value)
