@@ -90,7 +90,7 @@ if __name__ == "__main__":
     print(json.dumps({
         "seed": seed, "model": train_params.model, "device": training.summary.device,
         "train_seconds": curve.train_seconds, "stop_epoch": training.summary.stop_epoch,
-        "test_accuracy": evaluation.test_accuracy, "curve": curve.curve,
+        "test_accuracy": evaluation.metrics.test_accuracy, "curve": curve.curve,
         "train_images": training.summary.train_images,
         "flops_per_epoch": training_flops_per_image(captured["model"]) * training.summary.train_images,
         "matmul_peak_flops": matmul_peak_flops()}))

@@ -26,5 +26,5 @@ if __name__ == "__main__":
     training = train_model(paths, params.train_for(dataset))
     evaluation = evaluate_model(paths, params.dataset(dataset))
     print(json.dumps({"train_seconds": training.train_seconds, "stop_epoch": training.summary.stop_epoch,
-                      "test_accuracy": evaluation.test_accuracy, "batch_size": params.train_for(dataset).batch_size,
+                      "test_accuracy": evaluation.metrics.test_accuracy, "batch_size": params.train_for(dataset).batch_size,
                       "process_seconds": time.perf_counter() - started}))

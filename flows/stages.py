@@ -20,7 +20,7 @@ from tasks.common.errors import ChecksumError, ConfigError, DownloadError, Drift
 from tasks.evaluate import evaluate_model
 from tasks.ingest import IngestResult, ingest_inbox
 from tasks.normalize import NormalizeResult, normalize_dataset
-from tasks.lib.outputs import DriftReport, Metrics, PromotionDecision
+from tasks.lib.outputs import DriftReport, Evaluation, PromotionDecision
 from tasks.common.paths import DatasetPaths
 from tasks.promote import promote_model
 from tasks.report import write_report
@@ -115,10 +115,10 @@ def train(paths: DatasetPaths, params: TrainParams) -> TrainResult:
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate(paths: DatasetPaths, dataset: DatasetParams) -> Metrics:
+def evaluate(paths: DatasetPaths, dataset: DatasetParams) -> Evaluation:
     with _timed(paths, "evaluate"):
         result = evaluate_model(paths, dataset)
-    get_run_logger().info("test accuracy %.4f, test loss %.4f", result.test_accuracy, result.test_loss)
+    get_run_logger().info("test accuracy %.4f, test loss %.4f", result.metrics.test_accuracy, result.metrics.test_loss)
     return result
 
 

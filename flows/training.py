@@ -28,7 +28,7 @@ from tasks.common.config import DatasetName, Params, load_params
 from tasks.lib.params_edit import override_params
 from tasks.common.errors import DriftBlockedError, PipelineError, StageFailedError
 from tasks.common.lock import pipeline_lock
-from tasks.lib.outputs import Metrics, PromotionDecision
+from tasks.lib.outputs import Evaluation, PromotionDecision
 from tasks.common.paths import PARAMS_FILE, STAGES, DatasetPaths
 
 FLOW_NAME = "training-pipeline"
@@ -43,7 +43,7 @@ class PipelineOutcome:
     dataset: str
     skipped: bool
     message: str
-    evaluation: Metrics | None = None
+    evaluation: Evaluation | None = None
     promotion: PromotionDecision | None = None
 
 

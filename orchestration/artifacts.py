@@ -9,7 +9,7 @@ from prefect.artifacts import (create_image_artifact, create_markdown_artifact, 
 
 from orchestration.versioning import locked_output_hash
 from tasks.common.paths import DatasetPaths
-from tasks.lib.outputs import DriftReport, Metrics, PromotionDecision, read_record
+from tasks.lib.outputs import DriftReport, Evaluation, Metrics, PromotionDecision, read_record
 from tasks.train import TrainResult
 
 
@@ -19,31 +19,31 @@ def artifact_key(dataset: str, kind: str) -> str:
 
 
 def publish_results(paths: DatasetPaths, class_names: tuple[str, ...], training: TrainResult,
-                    evaluation: Metrics, decision: PromotionDecision) -> None:
+                    evaluation: Evaluation, decision: PromotionDecision) -> None:
     create_markdown_artifact(key=artifact_key(paths.dataset, "decision"), markdown=decision_markdown(paths, decision),
                              description=f"Whether this run's model became {paths.dataset}'s production model")
     create_markdown_artifact(key=artifact_key(paths.dataset, "metrics"),
                              markdown=metrics_markdown(paths, class_names, training, evaluation),
                              description=f"Test metrics and confusion matrix of {paths.dataset}")
     rows = [{"class": name, **{metric: round(value, 4) for metric, value in scores.items()}}
-            for name, scores in evaluation.per_class.items()]
+            for name, scores in evaluation.class_scores.per_class.items()]
     create_table_artifact(key=artifact_key(paths.dataset, "per-class"), table=rows,
                           description=f"Per-class precision, recall and F1 of {paths.dataset}")
 
 
 def metrics_markdown(paths: DatasetPaths, class_names: tuple[str, ...], training: TrainResult,
-                     evaluation: Metrics) -> str:
+                     evaluation: Evaluation) -> str:
     header = "| true \\ predicted | " + " | ".join(class_names) + " |"
     divider = "|---" * (len(class_names) + 1) + "|"
     body = [f"| **{name}** | " + " | ".join(str(count) for count in row) + " |"
-            for name, row in zip(class_names, evaluation.confusion_matrix)]
+            for name, row in zip(class_names, evaluation.class_scores.confusion_matrix)]
     return "\n".join([
         f"# {paths.dataset}",
         "",
         "| metric | value |",
         "|---|---|",
-        f"| test accuracy | {evaluation.test_accuracy:.4f} |",
-        f"| test loss | {evaluation.test_loss:.4f} |",
+        f"| test accuracy | {evaluation.metrics.test_accuracy:.4f} |",
+        f"| test loss | {evaluation.metrics.test_loss:.4f} |",
         f"| stop epoch | {training.summary.stop_epoch} "
         f"({'threshold reached' if training.summary.stopped_by_threshold else 'epoch limit'}) |",
         f"| training time | {training.train_seconds:.1f} s |",

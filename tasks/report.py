@@ -26,7 +26,7 @@ from tasks.common.errors import OutputFileError
 from tasks.common.fileio import sha256_of_file, write_bytes_atomic, write_text_atomic
 from tasks.lib.predictions import load_probabilities, test_set_fingerprint
 from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
-from tasks.lib.outputs import (DriftReport, Metrics, PromotionDecision, TrainingSummary, ValidationSummary,
+from tasks.lib.outputs import (ClassScores, DriftReport, Metrics, PromotionDecision, TrainingSummary, ValidationSummary,
                                load_split, read_history, read_record)
 from tasks.lib.report_html import Mistake, ReportPage, RunCard, render_page
 from tasks.common.timings import read_timings
@@ -41,7 +41,7 @@ def required_inputs(paths: DatasetPaths) -> list[tuple[Path, str]]:
     raw = [(paths.raw_file(split, kind), "download") for split, kind in IDX_FILE_NAMES]
     return raw + [(paths.validation_file, "validate"), (paths.drift_file, "drift"),
                   (paths.processed_file("test"), "normalize"), (paths.training_summary_file, "train"),
-                  (paths.training_history_file, "train"), (paths.metrics_file, "evaluate"),
+                  (paths.training_history_file, "train"), (paths.metrics_file, "evaluate"), (paths.class_scores_file, "evaluate"),
                   (paths.test_predictions_file, "evaluate")]
 
 
@@ -52,8 +52,8 @@ def check_inputs(paths: DatasetPaths) -> None:
                                + f". Run the earlier stages first (dvc repro report@{paths.dataset}).")
 
 
-def confusion_matrix_of(metrics: Metrics, path: Path, class_count: int) -> np.ndarray:
-    matrix = np.asarray(metrics.confusion_matrix)
+def confusion_matrix_of(class_scores: ClassScores, path: Path, class_count: int) -> np.ndarray:
+    matrix = np.asarray(class_scores.confusion_matrix)
     if matrix.shape != (class_count, class_count) or not np.issubdtype(matrix.dtype, np.integer):
         raise OutputFileError(f"{path}: confusion_matrix should be {class_count}x{class_count} integer counts "
                                f"(one row and column per class name), found shape {matrix.shape} of {matrix.dtype}")
@@ -109,12 +109,13 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
 
     check_inputs(paths)
     metrics = read_record(paths.metrics_file, Metrics)
+    class_scores = read_record(paths.class_scores_file, ClassScores)
     training = read_record(paths.training_summary_file, TrainingSummary)
     validation = read_record(paths.validation_file, ValidationSummary)
     drift = read_record(paths.drift_file, DriftReport)
     promotion = read_record(paths.promotion_file, PromotionDecision) if paths.promotion_file.is_file() else None
     history = read_history(paths.training_history_file)
-    matrix = confusion_matrix_of(metrics, paths.metrics_file, len(dataset.class_names))
+    matrix = confusion_matrix_of(class_scores, paths.class_scores_file, len(dataset.class_names))
     images, labels = load_split(paths.processed_file("test"))
     probabilities = load_probabilities(paths.test_predictions_file, test_set_fingerprint(images, labels))
     if probabilities is None or probabilities.shape != (len(labels), len(dataset.class_names)):
@@ -134,7 +135,7 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
                "curves": data_uri(training_curves_png(history, training.stop_epoch, training.stopped_by_threshold,
                                                       training.monitor, training.threshold))}
     data_docs_link = os.path.relpath(paths.data_docs_index, paths.reports_dir)
-    page = ReportPage(paths.dataset, metrics, promotion, training, figures, mistakes, validation, data_docs_link,
+    page = ReportPage(paths.dataset, metrics, class_scores, promotion, training, figures, mistakes, validation, data_docs_link,
                       drift, build_run_card(paths, training, validation))
     write_text_atomic(paths.report_file, render_page(page))
     logger.info("%s: report with %d mistakes shown -> %s", paths.dataset, len(mistakes), paths.report_file)

@@ -21,7 +21,7 @@ STAGE_OUTPUTS = {
     "drift": ("drift_file", "data_profile_file"),
     "normalize": ("processed_dir",),
     "train": ("model_file", "runtime_model_file", "training_summary_file", "training_history_file"),
-    "evaluate": ("metrics_file", "predictions_file", "test_predictions_file"),
+    "evaluate": ("metrics_file", "class_scores_file", "predictions_file", "test_predictions_file"),
     "promote": ("production_dir", "promotion_file"),
     "report": ("report_file", "confusion_matrix_png", "misclassified_png"),
 }
@@ -202,6 +202,10 @@ class DatasetPaths:
     @property
     def metrics_file(self) -> Path:
         return self.reports_dir / "metrics.json"
+
+    @property
+    def class_scores_file(self) -> Path:
+        return self.reports_dir / "class_scores.json"
 
     @property
     def predictions_file(self) -> Path:

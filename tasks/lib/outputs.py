@@ -141,15 +141,31 @@ class TrainingSummary:
 
 @dataclass(frozen=True)
 class Metrics:
-    """reports/<dataset>/metrics.json (evaluate; DVC metrics): test scores, the confusion matrix (rows: actual,
-    columns: predicted) and per-class precision, recall, F1 and support."""
+    """reports/<dataset>/metrics.json (evaluate; the DVC metrics file): the numbers a person compares across runs,
+    and nothing else. `dvc metrics show`, `dvc metrics diff` and `dvc exp show` make a column of every key."""
 
     test_accuracy: float
     test_loss: float
     stop_epoch: int | None
     test_images: int
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    """reports/<dataset>/class_scores.json (evaluate; not a DVC metrics file: for 10 classes it would add 140
+    columns): the confusion matrix (rows: actual, columns: predicted) and per-class precision, recall, F1 and
+    support."""
+
     per_class: dict[str, dict[str, float]]
     confusion_matrix: list[list[int]]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the evaluate stage wrote: metrics.json and class_scores.json."""
+
+    metrics: Metrics
+    class_scores: ClassScores
 
 
 @dataclass(frozen=True)

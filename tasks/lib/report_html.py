@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from html import escape
 
 from tasks.common.timings import StageTiming
-from tasks.lib.outputs import DriftReport, Metrics, PromotionDecision, TrainingSummary, ValidationSummary
+from tasks.lib.outputs import ClassScores, DriftReport, Metrics, PromotionDecision, TrainingSummary, ValidationSummary
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }
@@ -55,6 +55,7 @@ class RunCard:
 class ReportPage:
     dataset: str
     metrics: Metrics
+    class_scores: ClassScores
     promotion: PromotionDecision | None
     training: TrainingSummary
     figures: dict[str, str]  # name -> data URI: confusion_counts, confusion_normalized, curves
@@ -66,7 +67,7 @@ class ReportPage:
 
 
 def render_page(page: ReportPage) -> str:
-    sections = [_headline(page), _promotion(page.promotion), _confusion(page), _per_class(page.metrics),
+    sections = [_headline(page), _promotion(page.promotion), _confusion(page), _per_class(page.class_scores),
                 _curves(page), _mistakes(page.mistakes), _validation(page.validation, page.data_docs_link),
                 _drift(page.drift), _run_card(page.run_card)]
     return "\n".join([
@@ -108,9 +109,9 @@ def _confusion(page: ReportPage) -> str:
             f'<img alt="confusion matrix, row-normalized" src="{page.figures["confusion_normalized"]}"></div>')
 
 
-def _per_class(metrics: Metrics) -> str:
+def _per_class(class_scores: ClassScores) -> str:
     rows = [[name, f"{scores['precision']:.4f}", f"{scores['recall']:.4f}", f"{scores['f1']:.4f}",
-             str(scores["support"])] for name, scores in metrics.per_class.items()]
+             str(scores["support"])] for name, scores in class_scores.per_class.items()]
     return '<h2 id="per-class">Per class</h2>' + _table(["class", "precision", "recall", "F1", "support"], rows)
 
 

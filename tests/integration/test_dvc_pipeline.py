@@ -168,6 +168,28 @@ def test_experiment_with_a_changed_param_is_listed(experiment):
     assert model.layers[1].units == 32
 
 
+@pytest.mark.parametrize("command", [["dvc", "metrics", "show"], ["dvc", "metrics", "diff", "HEAD", "units-32"],
+                                     ["dvc", "exp", "show", "--only-changed", "--drop", r".*/|params\.yaml"]],
+                         ids=["show", "diff", "exp-show"])
+def test_dvc_tables_fit_a_200_column_terminal_without_being_cut(experiment, command):
+    """Issue 16: `dvc metrics show` had lines of 3,501 characters and `dvc exp show` 365 columns. The terminal is
+    made very wide so that DVC cuts nothing: the table's own width is what is measured. `dvc exp show` is the
+    README's command."""
+    shown = run(command, experiment, env={"COLUMNS": "20000"}).stdout
+
+    widest = max(len(line) for line in shown.splitlines())
+    assert widest <= 200, f"{command}: {widest} columns:\n{shown[:3000]}"
+    assert "test_accuracy" in shown and "…" not in shown
+
+
+def test_the_metrics_files_hold_numbers_only(experiment):
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], experiment).stdout)
+
+    for revision in shown.values():
+        for file_name, content in revision["data"].items():
+            assert all(isinstance(value, (int, float)) for value in content["data"].values()), file_name
+
+
 def test_plots_diff_between_baseline_and_experiment(experiment, tmp_path):
     run(["dvc", "plots", "diff", "HEAD", "units-32", "-o", str(tmp_path / "diff")], experiment)
 

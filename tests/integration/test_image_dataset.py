@@ -42,14 +42,15 @@ def test_a_three_class_image_folder_dataset_trains_evaluates_promotes_and_report
     drift = check_drift(paths, dataset, params.drift)
     normalize_dataset(paths)
     training = train_model(paths, params.train_for("shoes_2026"))
-    metrics = evaluate_model(paths, dataset)
+    evaluation = evaluate_model(paths, dataset)
     decision = promote_model(paths, dataset, params.promote)
     page = write_report(paths, dataset, params.evaluate)
 
     assert report.image_counts == {"train": 600, "test": 150}
     assert training.summary.params["num_classes"] == 3
-    assert metrics.test_accuracy > 0.85 and np.array(metrics.confusion_matrix).shape == (3, 3)
-    assert set(metrics.per_class) == set(SHOES)
+    scores = evaluation.class_scores
+    assert evaluation.metrics.test_accuracy > 0.85 and np.array(scores.confusion_matrix).shape == (3, 3)
+    assert set(scores.per_class) == set(SHOES)
     assert decision.promoted and paths.production_model_file.exists()
     assert "Ankle boot" in page.read_text()
     assert drift.outcome.startswith("no drift check: no champion yet") and 'data-drift="unchecked"' in page.read_text()

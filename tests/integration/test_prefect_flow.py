@@ -41,8 +41,8 @@ def test_flow_completes_and_writes_the_outputs(flow_run):
     outcome = state.result()
     assert not outcome.skipped and outcome.promotion.promoted
     metrics = json.loads((repo / "reports/mnist-sample/metrics.json").read_text())
-    assert metrics["test_accuracy"] == pytest.approx(outcome.evaluation.test_accuracy)
-    assert outcome.evaluation.test_accuracy > 0.85
+    assert metrics["test_accuracy"] == pytest.approx(outcome.evaluation.metrics.test_accuracy)
+    assert outcome.evaluation.metrics.test_accuracy > 0.85
     assert (repo / "models/mnist-sample/production/model.keras").is_file()
     assert (repo / "models/mnist-sample/model.keras").is_file()
     assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["mnist-sample"]["threshold"] == 0.95

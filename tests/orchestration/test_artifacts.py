@@ -22,8 +22,7 @@ def test_report_markdown_links_the_page_and_gives_the_decision(tmp_path):
     paths.reports_dir.mkdir(parents=True)
     write_record(paths.promotion_file, PromotionDecision("mnist-sample", False, "rejected: ...", 0.91, 0.93, -0.02,
                                                          {}, [], None))
-    metrics = Metrics(test_accuracy=0.91234, test_loss=0.3, stop_epoch=4, test_images=10, per_class={},
-                      confusion_matrix=[])
+    metrics = Metrics(test_accuracy=0.91234, test_loss=0.3, stop_epoch=4, test_images=10)
 
     text = report_markdown(paths, metrics)
 

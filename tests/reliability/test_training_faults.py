@@ -265,9 +265,9 @@ def test_test_split_missing_a_class_still_gives_a_ten_by_ten_report(good_root):
 
     result = evaluate_model(good_root, params.dataset("custom"))
 
-    metrics = json.loads(good_root.metrics_file.read_text())
-    assert np.array(metrics["confusion_matrix"]).shape == (10, 10)
-    assert sum(metrics["confusion_matrix"][3]) == 0
-    assert list(metrics["per_class"]) == [str(digit) for digit in range(10)]
-    assert metrics["per_class"]["3"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    assert result.confusion_matrix == metrics["confusion_matrix"]
+    scores = json.loads(good_root.class_scores_file.read_text())
+    assert np.array(scores["confusion_matrix"]).shape == (10, 10)
+    assert sum(scores["confusion_matrix"][3]) == 0
+    assert list(scores["per_class"]) == [str(digit) for digit in range(10)]
+    assert scores["per_class"]["3"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert result.class_scores.confusion_matrix == scores["confusion_matrix"]

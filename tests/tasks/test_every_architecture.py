@@ -60,7 +60,7 @@ def test_evaluate_scores_each_architecture_as_keras_does(trained, name):
     images, labels = load_split(paths.processed_file("test"))
     keras_accuracy = float(np.mean(load_model(paths.model_file).predict(images, verbose=0).argmax(axis=1) == labels))
 
-    metrics = evaluate_model(paths, digits_params().dataset("mnist-sample"))
+    metrics = evaluate_model(paths, digits_params().dataset("mnist-sample")).metrics
 
     assert metrics.test_accuracy == pytest.approx(keras_accuracy, abs=1 / 200)  # at most one image on a tie
     assert metrics.test_accuracy > 0.5  # chance is 0.1; 3 epochs on 600 digits
@@ -80,7 +80,7 @@ def test_a_cnn_challenger_is_judged_against_a_dense_champion(trained, tmp_path, 
     for source, destination in [(cnn.model_file, paths.model_file), (cnn.runtime_model_file, paths.runtime_model_file),
                                 (cnn.training_summary_file, paths.training_summary_file)]:
         shutil.copy2(source, destination)
-    challenger = evaluate_model(paths, params.dataset("mnist-sample"))
+    challenger = evaluate_model(paths, params.dataset("mnist-sample")).metrics
 
     decision = promote_model(paths, params.dataset("mnist-sample"), params.promote)
 
