@@ -61,6 +61,7 @@ chromium: ## Install Debian's chromium (the test that renders the report page us
 	fi
 
 run: setup ## Run the whole pipeline (dvc repro) on the datasets in params.yaml and say where the outputs are
+	@$(PYTHON) -m tasks.check_params  # data/sources/<dataset> -> this machine's local_dir, before DVC looks
 	dvc repro
 	@$(PYTHON) -m orchestration.commits
 	@$(PYTHON) -m tools.outputs

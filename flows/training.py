@@ -21,17 +21,20 @@ from prefect import flow, get_run_logger
 
 from orchestration.artifacts import publish_results, publish_skip
 from orchestration.commits import commit_run
+from orchestration.log_filters import quiet_pipeline_errors
 from orchestration.runs import read_last_run, write_last_run
 from flows.stages import download, drift, evaluate, ingest, normalize, promote, report, train, validate
 from orchestration.versioning import changed_stages, record_outputs
+from tasks.check_params import link_sources, write_marker
 from tasks.common.config import DatasetName, Params, load_params
 from tasks.lib.params_edit import override_params
 from tasks.common.errors import DriftBlockedError, PipelineError, StageFailedError
 from tasks.common.lock import pipeline_lock
 from tasks.lib.outputs import Evaluation, PromotionDecision
-from tasks.common.paths import PARAMS_FILE, STAGES, DatasetPaths
+from tasks.common.paths import PARAMS_CHECK_FILE, PARAMS_FILE, STAGES, DatasetPaths
 
 FLOW_NAME = "training-pipeline"
+quiet_pipeline_errors()  # a PipelineError is logged as its one line, not with Prefect's traceback
 # A deployment's run (scheduled, triggered by new data, or started by hand) waits this long for a run of the same
 # dataset outside Prefect (`dvc repro`, `make flow`) to finish, instead of failing on the pipeline lock. Runs of
 # the deployment itself never overlap: its concurrency limit queues them (prefect.yaml).
@@ -80,6 +83,10 @@ def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> P
 
 def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool) -> PipelineOutcome:
     repo_root, dataset = paths.root, paths.dataset
+    # What `dvc repro` does first (tasks/check_params.py), params.yaml being checked: the links through which DVC
+    # watches each local_dir, and the marker every stage depends on.
+    link_sources(repo_root, params)
+    write_marker(repo_root / PARAMS_CHECK_FILE)
     _run(download, paths, dataset_params, params.download)
     _run(ingest, paths, dataset_params, params.ingest)
     changed = changed_stages(repo_root, dataset)

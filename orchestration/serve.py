@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from orchestration.automations import apply_automations
 from orchestration.server_log import DATE_FORMAT
 
 WORK_POOL = "training"
@@ -97,7 +98,8 @@ def start_server(service: Service) -> None:
 
 
 def serve(service: Service) -> None:
-    """Start the server, create the work pool if missing, deploy prefect.yaml and start a worker."""
+    """Start the server, create the work pool if missing, deploy prefect.yaml, create or update the failure
+    notifications (automations.yaml) and start a worker."""
     if any(is_running(service, name) for name in PROCESS_NAMES):
         raise RuntimeError(f"already serving from {service.home} (run `make stop` first)")
     start_server(service)
@@ -106,6 +108,7 @@ def serve(service: Service) -> None:
     run_cli(service, "config", "set", f"PREFECT_API_URL={service.api_url}")
     hold_queued_runs(service)
     run_cli(service, "deploy", "--all")
+    apply_automations(service.api_url, service.root, service.environment())  # failure notifications, by name
     start_process(service, "worker", prefect_command("worker", "start", "--pool", WORK_POOL),
                   service.environment())
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks.common.paths import STAGES
+from tasks.common.paths import PARAMS_CHECK_STAGE, STAGES
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,9 @@ def record_outputs(root: Path, dataset: str, stages: tuple[str, ...] = STAGES) -
     """`dvc commit` the dataset's `stages` (all by default): hash their outputs into DVC's cache, update dvc.lock."""
     from dvc.repo import Repo
 
-    targets = [f"{stage}@{dataset}" for stage in stages]
+    # check_params first: the run checked params.yaml and wrote its marker (flows/training.py), so dvc.lock then
+    # agrees, and the next run's `dvc status` does not see params.yaml as changed for every stage.
+    targets = [PARAMS_CHECK_STAGE, *(f"{stage}@{dataset}" for stage in stages)]
     with contextlib.chdir(root), Repo(str(root)) as repo:
         for target in targets:
             repo.commit(target, force=True)

@@ -26,7 +26,7 @@ from tasks.common.errors import StageInterrupted, TrainingError
 from tasks.lib.device import training_device
 from tasks.lib.model_file import save_model_files
 from tasks.common.paths import DatasetPaths
-from tasks.lib.startup import import_large
+from tasks.lib.startup import TENSORFLOW_NOISE, import_large, native_stderr_without
 from tasks.lib.outputs import TrainingSummary, load_split, write_history, write_record
 
 logger = logging.getLogger(__name__)
@@ -148,6 +148,8 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     import_large("keras")  # see tasks/lib/startup.py
     import keras
 
+    with native_stderr_without(TENSORFLOW_NOISE):  # the CUDA probe: "failed call to cuInit" without a GPU
+        device = training_device()
     # No name keeps the loaded arrays alive: only the split copies stay in memory until batching.
     train_data, validation_data = split_validation(*load_split(paths.processed_file("train")),
                                                    params.validation_fraction, params.seed)
@@ -176,7 +178,7 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
     save_model_files(model, outputs.model_file, outputs.runtime_model_file)
     summary = TrainingSummary(paths.dataset, stop_epoch, by_threshold, params.monitor, params.threshold, final,
                               train_count, len(validation_data[0]), str(paths.model_file.relative_to(paths.root)),
-                              params.chosen(), training_device())
+                              params.chosen(), device)
     write_history(outputs.training_history_file, history)
     write_record(outputs.training_summary_file, summary)
     distribution.discard_worker_outputs(outputs, paths)

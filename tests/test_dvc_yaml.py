@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import yaml
 
-from tasks.common.paths import PARAMS_CHECK_FILE, STAGES
+from tasks.common.paths import PARAMS_CHECK_FILE, PARAMS_CHECK_STAGE, STAGES
 from tasks.common.paths import DatasetPaths
 from tests.code_deps import is_code
 from tests.conftest import PROJECT_ROOT, project_params_document
@@ -27,12 +27,12 @@ def declared_outputs(paths: DatasetPaths) -> dict[str, set]:
 
 
 def test_stage_names_and_order_match_the_package():
-    assert tuple(DVC_YAML) == ("check_params", *STAGES)
+    assert tuple(DVC_YAML) == (PARAMS_CHECK_STAGE, *STAGES)
 
 
 def test_the_params_check_comes_first_and_every_stage_depends_on_its_marker():
     """DVC removes a stage's outputs before running it: the check must be upstream of every stage."""
-    check = DVC_YAML["check_params"]
+    check = DVC_YAML[PARAMS_CHECK_STAGE]
     assert check["cmd"] == "python -m tasks.check_params"
     assert "params.yaml" in check["deps"] and "tasks/check_params.py" in check["deps"]
     assert [next(iter(out)) for out in check["outs"]] == [PARAMS_CHECK_FILE]
@@ -60,7 +60,9 @@ def test_data_dependencies_are_outputs_of_earlier_stages_or_the_inbox(dataset):
     paths = DatasetPaths(PROJECT_ROOT, dataset)
     # The data sources no stage writes, people and tools do: the inbox, and the drift acceptances.
     written_by_people = {str(paths.inbox_dir.relative_to(PROJECT_ROOT)): "ingest",
-                         str(paths.drift_acceptance_dir.relative_to(PROJECT_ROOT)): "drift"}
+                         str(paths.drift_acceptance_dir.relative_to(PROJECT_ROOT)): "drift",
+                         str(paths.source_link.relative_to(PROJECT_ROOT)): "download",  # a link to local_dir
+                         "vendor/web": "validate"}  # the Data Docs' scripts and styles (tools/web_assets.py)
     produced: set[str] = {PARAMS_CHECK_FILE}
     for stage in STAGES:
         for dependency in stage_paths(stage, "deps", dataset):

@@ -35,7 +35,7 @@ class CnnSettings(_Settings):
     validation accuracy fell from 0.70 to 0.48 over the first epochs (benchmarks/tuning_notes.md)."""
 
     filters: tuple[Annotated[int, Field(ge=1, le=1024)], ...] = Field(default=(16, 32), min_length=1, max_length=4)
-    dense_units: int = Field(default=64, ge=1, le=8192)
+    dense_units: int = Field(default=128, ge=1, le=8192)
     dropout: float = Field(default=0.2, ge=0, lt=1)
 
 

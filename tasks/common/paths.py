@@ -9,6 +9,7 @@ PARAMS_FILE = "params.yaml"
 # Written by the check_params stage (tasks/check_params.py) once params.yaml passed its checks; every stage in
 # dvc.yaml depends on it, so `dvc repro` refuses a bad params.yaml before it removes any stage's outputs.
 PARAMS_CHECK_FILE = "data/params_check.txt"
+PARAMS_CHECK_STAGE = "check_params"
 SPLITS = ("train", "test")
 # The standard MNIST file names; the raw folder holds them decompressed.
 # Each stage's outputs (DatasetPaths attributes), in pipeline order. This is the one list of stages: STAGES is its
@@ -35,6 +36,8 @@ IDX_FILE_NAMES = {
 
 # Kept in each dataset's inbox so the folder exists in a fresh clone (DVC hashes it as a dependency of ingest).
 INBOX_PLACEHOLDER = ".gitkeep"
+# The same, in data/sources/<dataset> for a dataset without a local_dir (a dependency of download).
+SOURCE_PLACEHOLDER = ".gitkeep"
 # Kept in each dataset's drift acceptance folder for the same reason (a dependency of the drift stage).
 DRIFT_PLACEHOLDER = ".gitkeep"
 # In each quarantined drop's folder: a line per refused file saying why, and the files under their inbox paths.
@@ -67,6 +70,14 @@ class DatasetPaths:
 
     def raw_file(self, split: str, kind: str) -> Path:
         return self.raw_dir / IDX_FILE_NAMES[(split, kind)]
+
+    @property
+    def source_link(self) -> Path:
+        """data/sources/<dataset>: a symbolic link to the dataset's local_dir, or a folder holding only
+        SOURCE_PLACEHOLDER when it has none (tasks/check_params.py keeps it so; in git, so a clone has it). A
+        dependency of the download stage: `dvc repro` sees files added to or changed in local_dir, as it sees
+        the inbox."""
+        return self.root / "data" / "sources" / self.dataset
 
     @property
     def inbox_dir(self) -> Path:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.lib.startup import import_large
+from tasks.lib.offline_pages import make_offline
 
 # Before the import: GX logs hundreds of INFO lines while importing and every context setup step after it;
 # the stage logs what a user needs. Analytics are off before GX reads the setting.
@@ -122,6 +123,7 @@ def run_suite(summaries: dict[str, pd.DataFrame], expectations_by_split: dict[st
                           for validation in run.run_results.values() for result in validation.results]
     # Once for both splits: a checkpoint's UpdateDataDocsAction would render the whole site after each split.
     context.build_data_docs(site_names=[_DOCS_SITE])
+    make_offline(docs_dir)  # scripts and styles from vendor/web/, not CDNs (tasks/lib/offline_pages.py)
     return results
 
 

@@ -21,7 +21,10 @@ def copy_repository(destination: Path, edit_params) -> Path:
                             cwd=PROJECT_ROOT, check=True, capture_output=True).stdout.decode().split("\0")
     for relative in filter(None, listed):
         source = PROJECT_ROOT / relative
-        if source.is_file():
+        if source.is_symlink():  # data/sources/<dataset>: a link to the dataset's local_dir, kept a link
+            (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(source), destination / relative)
+        elif source.is_file():
             (destination / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, destination / relative)
     params_file = destination / "params.yaml"

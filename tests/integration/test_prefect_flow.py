@@ -4,6 +4,7 @@ Afterwards DVC must agree: `dvc status` clean and `dvc repro` with nothing to do
 """
 
 import json
+import logging
 import re
 
 import pytest
@@ -12,6 +13,26 @@ from tests.integration.repo import copy_repository, run
 from tests.prefect_server import temporary_server
 
 pytestmark = pytest.mark.integration
+
+
+class RecordsOf(logging.Handler):
+    """The records these loggers hand to their handlers (after the loggers' filters), while in a `with` block."""
+
+    def __init__(self, *names: str):
+        super().__init__()
+        self.names, self.seen = names, []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record)
+
+    def __enter__(self):
+        for name in self.names:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        for name in self.names:
+            logging.getLogger(name).removeHandler(self)
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +199,15 @@ def test_a_drifted_drop_under_block_is_versioned_not_trained_and_the_run_fails_s
     write_image_folder(repo / "data/inbox/mnist-sample", {"train": real_fashion_images(1500, "train")},
                        [str(digit) for digit in range(10)])
 
-    state = training_pipeline(dataset="mnist-sample", root=str(repo), return_state=True)
+    records = RecordsOf("prefect.task_runs", "prefect.flow_runs")
+    with records:
+        state = training_pipeline(dataset="mnist-sample", root=str(repo), return_state=True)
 
     assert state.is_failed()
+    # Issue 16: the failure is Prefect's line and the message, without Prefect's traceback before it.
+    failures = [record for record in records.seen if record.levelno >= logging.ERROR]
+    assert any("DriftBlockedError" in record.getMessage() for record in failures)
+    assert not any(record.exc_info or record.exc_text for record in failures)
     assert "stage 'drift' failed: DriftBlockedError: drift from the data the champion learned from (base): " \
            "train mean intensity: PSI " in state.message
     assert (repo / "models/mnist-sample/model.keras").read_bytes() == model_before

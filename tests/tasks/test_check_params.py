@@ -1,5 +1,7 @@
 """The check_params stage: a valid params.yaml gives the same marker bytes every time; a bad one is one line."""
 
+import hashlib
+
 import yaml
 
 from tasks.check_params import MARKER_TEXT, check_params, main
@@ -35,7 +37,36 @@ def test_a_bad_value_is_one_line_naming_the_key_and_writes_nothing(tmp_path, cap
     assert not (tmp_path / "data" / "params_check.txt").exists()
 
 
-def test_the_committed_marker_is_the_one_the_stage_writes_for_the_project_params(tmp_path):
+def test_the_marker_the_stage_writes_is_the_one_in_git_and_dvc_lock(tmp_path):
     check_params(PROJECT_ROOT / "params.yaml", tmp_path / "marker")
 
-    assert (tmp_path / "marker").read_bytes() == (PROJECT_ROOT / "data" / "params_check.txt").read_bytes()
+    (entry,) = yaml.safe_load((PROJECT_ROOT / "dvc.lock").read_text())["stages"]["check_params"]["outs"]
+    assert entry["path"] == "data/params_check.txt"
+    assert hashlib.md5((tmp_path / "marker").read_bytes()).hexdigest() == entry["md5"]
+    assert (PROJECT_ROOT / entry["path"]).read_bytes() == (tmp_path / "marker").read_bytes()
+
+
+def test_each_listed_dataset_gets_a_link_to_its_local_dir_or_an_empty_folder(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "train").mkdir(parents=True)
+    root = tmp_path / "repo"
+    root.mkdir()
+
+    def listing(local_dir):
+        def edit(document):
+            document["datasets"] = ["custom", "mnist-sample"]
+            document["data"]["custom"]["local_dir"] = local_dir
+        return edit
+
+    params = write_params(root / "params.yaml", listing(str(photos)))
+    check_params(params, root / "marker", root)
+    link = root / "data" / "sources" / "custom"
+    assert link.is_symlink() and link.resolve() == photos and (link / "train").is_dir()
+    placeholder = root / "data" / "sources" / "mnist-sample"  # no local_dir: a folder with only a placeholder
+    assert [path.name for path in placeholder.iterdir()] == [".gitkeep"]
+
+    check_params(write_params(root / "params.yaml", listing(str(tmp_path / "absent"))), root / "marker", root)
+    assert not link.is_symlink() and [path.name for path in link.iterdir()] == [".gitkeep"]  # missing here
+
+    check_params(write_params(root / "params.yaml", listing(str(photos))), root / "marker", root)
+    assert link.is_symlink() and link.resolve() == photos

@@ -2,15 +2,11 @@
 checked as text and, once, rendered in headless Chromium."""
 
 import base64
-import contextlib
 import html
 import io
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
 
 import numpy as np
 import pytest
@@ -25,6 +21,7 @@ from tasks.report import most_confident_mistakes, write_report
 from tasks.lib.report_figures import THUMBNAIL_SCALE, misclassified_grid_png, row_normalized
 from tasks.common.timings import timed_stage
 from tasks.validate import validate_dataset
+from tests.chromium import run_chromium
 from tests.conftest import PROJECT_ROOT, project_params_document
 
 DIGITS = tuple(str(digit) for digit in range(10))
@@ -220,29 +217,6 @@ PROBE = """<script>window.addEventListener("load", () => {
   output.textContent = JSON.stringify(found);
   document.body.appendChild(output);
 });</script>"""
-
-
-def run_chromium(arguments: list[str], profile, timeout_seconds: float = 90) -> str:
-    """Headless Chromium in its own session, bounded in time; everything it started is killed at the end.
-
-    DNS resolves nothing, so a page that needed the network would show broken images."""
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is not installed (make chromium, or apt-get install chromium)"
-    process = subprocess.Popen(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-         "--hide-scrollbars", f"--user-data-dir={profile}", "--host-resolver-rules=MAP * ~NOTFOUND", *arguments],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        stdout, stderr = process.communicate(timeout=timeout_seconds)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
-        raise AssertionError(f"chromium did not finish within {timeout_seconds} s: {arguments}") from None
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # helper processes left in its session, if any
-    assert process.returncode == 0, f"chromium exited {process.returncode}:\n{stderr[-3000:]}"
-    return stdout
 
 
 @pytest.mark.integration

@@ -8,6 +8,7 @@ from tasks.common.config import ValidateParams
 from tasks.common.errors import DataValidationError
 from tasks.lib.expectations import summarize_images
 from tasks.validate import ValidationReport, validate_dataset
+from tests.chromium import run_chromium
 from tests.conftest import make_images, write_idx_dataset
 
 
@@ -258,3 +259,40 @@ def test_a_grown_dataset_is_judged_against_its_base_minimum_counts_and_its_own_c
     assert line.startswith(f"  - {tiny_dataset.raw_file('train', 'labels')} and 2 drop(s) in "
                            f"{tiny_dataset.ingested_dir} [train]: class balance")
     assert "rows" in line and "of 120 rows" in line
+
+
+# Run in the Data Docs index once loaded: did the vendored scripts and styles load and fill the validations table?
+DOCS_PROBE = """<script>window.addEventListener("load", () => setTimeout(() => {
+  const found = {jquery: typeof window.jQuery, bootstrapTable: typeof (window.jQuery && jQuery.fn.bootstrapTable),
+                 vegaEmbed: typeof window.vegaEmbed, bodyMargin: getComputedStyle(document.body).margin,
+                 tables: document.querySelectorAll(".bootstrap-table").length,
+                 rows: document.querySelectorAll(".bootstrap-table tbody tr[data-index]").length};
+  const output = document.createElement("pre");
+  output.id = "probe";
+  output.textContent = JSON.stringify(found);
+  document.body.appendChild(output);
+}, 500));</script>"""
+
+
+@pytest.mark.integration
+def test_data_docs_work_offline(tiny_dataset, custom_params, tmp_path):
+    """Issue 16: offline, the Data Docs index rendered unstyled and listed no validations (its scripts and styles
+    came from CDNs). Chromium here resolves no host name: what renders comes from the Data Docs folder."""
+    import html
+    import re
+
+    _validate(tiny_dataset, custom_params)
+    index = tiny_dataset.data_docs_dir / "index.html"
+    pages = list(tiny_dataset.data_docs_dir.rglob("*.html"))
+    for page in pages:
+        assert not re.search(r'<(script|img)[^>]*src="https?://|<link[^>]*href="https?://', page.read_text()), page
+    probed = index.with_name("probed.html")
+    probed.write_text(index.read_text().replace("</body>", DOCS_PROBE + "</body>"))
+
+    dom = run_chromium(["--virtual-time-budget=10000", "--dump-dom", probed.as_uri()], tmp_path / "profile")
+    found = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
+
+    assert found["jquery"] == "function" and found["bootstrapTable"] == "function", found
+    assert found["vegaEmbed"] == "function", found
+    assert found["bodyMargin"] == "0px", found  # Bootstrap's reboot, not the browser's 8 px
+    assert found["tables"] >= 1 and found["rows"] >= 2, found  # the train and test validations are listed

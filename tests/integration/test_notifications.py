@@ -1,0 +1,119 @@
+"""Failure notifications on a real Prefect server and worker started from prefect.yaml as `make serve` does: a
+deployment run that fails sends one notification, through automations.yaml's automation and a webhook block, to a
+receiver on 127.0.0.1 that records what arrives. Serving again updates the automation; it never duplicates it."""
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from orchestration.automations import NOTIFY_BLOCK, WEBHOOK_VARIABLE, apply_automations
+from orchestration.serve import Service, run_cli
+from tests.integration.repo import copy_repository
+from tests.prefect_server import free_port, serving
+
+pytestmark = pytest.mark.integration
+DEPLOYMENT = "training-pipeline/mnist-sample"
+AUTOMATION = "training-pipeline run failed"
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        self.received.append({"path": self.path, "body": json.loads(self.rfile.read(length) or b"{}")})
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *arguments):
+        pass
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    """A webhook receiver on loopback for the module; stopped (and its thread joined) at the end."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, receiver):
+    def only_mnist_sample(document):
+        document["datasets"] = ["mnist-sample"]
+
+    repo = copy_repository(tmp_path_factory.mktemp("notify-repo"), only_mnist_sample)
+    service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(WEBHOOK_VARIABLE, url)
+        with serving(service):
+            yield service, url
+
+
+def flow_run_named(service: Service, flow_run_id: str) -> str:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).name
+
+
+def automations_named(service: Service, name: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
+        return client.read_automations_by_name(name)
+
+
+def test_a_failed_deployment_run_sends_one_notification_naming_deployment_dataset_stage_and_error(served, receiver):
+    service, _ = served
+    Receiver.received.clear()
+    overrides = json.dumps({"overrides": {"data.mnist-sample.expected_counts": {"train": 5, "test": 5}}})
+
+    output = run_cli(service, "deployment", "run", DEPLOYMENT, "--params", overrides, "--watch",
+                     "--watch-timeout", "300", check=False).stdout
+    flow_run_name = flow_run_named(service, re.search(r"UUID: ([0-9a-f-]{36})", output).group(1))
+    deadline = time.monotonic() + 90
+    while not Receiver.received and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(5)  # a second notification for the same run would have arrived by now
+
+    assert "Failed" in output, output
+    assert len(Receiver.received) == 1, Receiver.received
+    (notification,) = Receiver.received
+    assert notification["path"] == "/hook"
+    body, subject = notification["body"]["body"], notification["body"]["subject"]
+    assert subject == "training-pipeline Failed: deployment mnist-sample"
+    assert "Deployment: mnist-sample" in body and "Dataset: mnist-sample" in body
+    assert f"Flow run: {flow_run_name}, Failed" in body
+    assert "Error: stage 'validate' failed: DataValidationError: " in body, body
+
+
+def test_serving_again_updates_the_automation_in_place(served):
+    service, url = served
+    (before,) = automations_named(service, AUTOMATION)
+
+    again = apply_automations(service.api_url, service.root, {WEBHOOK_VARIABLE: url})
+
+    (after,) = automations_named(service, AUTOMATION)
+    assert again == [AUTOMATION] and after.id == before.id
+    assert after.actions[0].type == "send-notification"
+    logs = "".join(path.read_text() for path in (service.home / "logs").glob("*.log"))
+    assert url not in logs  # the webhook address is a secret of the environment: not in the logs
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: service.api_url}):
+        assert CustomWebhookNotificationBlock.load(NOTIFY_BLOCK).url == url
