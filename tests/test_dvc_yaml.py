@@ -138,3 +138,18 @@ def test_every_dataset_key_dvc_tracks_is_required_by_the_config_and_nothing_else
                if key.startswith("data.${item}.")}
     required = {name for name, field in DatasetParams.model_fields.items() if field.is_required()}
     assert tracked == required
+
+
+@pytest.mark.parametrize("dataset", project_params_document()["datasets"])
+def test_the_committed_reports_are_a_first_runs_so_a_fresh_clones_make_run_leaves_git_clean(dataset):
+    """Issue 16: a fresh clone has no champion, so its `make run` promotes with "no champion yet" and checks no
+    drift; a committed promotion.json written with a champion in place made `git status` dirty afterwards.
+    (Regenerate them with `rm -rf models/*/production && dvc repro -f -s drift@<dataset> && dvc repro`.)"""
+    import json
+
+    paths = DatasetPaths(PROJECT_ROOT, dataset)
+    promotion = json.loads(paths.promotion_file.read_text())
+    drift = json.loads(paths.drift_file.read_text())
+    assert promotion["promoted"] and promotion["reason"].endswith("no champion yet"), promotion["reason"]
+    assert promotion["champion_accuracy"] is None
+    assert drift["outcome"].startswith("no drift check: no champion yet"), drift["outcome"]
