@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-gpu dataset chromium run test bench flow predict serve stop status deployment-run clean-outputs ingest accept-drift
+.PHONY: help setup setup-gpu dataset chromium run test bench flow predict serve stop status deployment-run clean-outputs ingest accept-drift history
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -84,6 +84,9 @@ status: $(VENV)/.installed ## Server health, worker, each deployment's next and 
 
 deployment-run: ## Run a deployment on the served Prefect: make deployment-run DATASET=mnist-sample
 	prefect deployment run 'training-pipeline/$(or $(DATASET),fashion-mnist)' --watch
+
+history: $(VENV)/.installed ## What each run did to a dataset, from the commits runs made: make history DATASET=mnist-sample
+	$(PYTHON) -m orchestration.history --dataset $(or $(DATASET),fashion-mnist)
 
 ingest: setup ## New images landed: make ingest DATASET=shoes [FROM=folder]; the served deployment runs at once
 	$(PYTHON) -m orchestration.inbox --dataset $(or $(DATASET),fashion-mnist) $(if $(FROM),--from '$(FROM)')

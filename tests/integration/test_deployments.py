@@ -5,6 +5,7 @@ skips training, a failing run leaves the server and worker up, and a deliberatel
 rejected with the champion unchanged. Everything started here is stopped here.
 """
 
+import json
 import re
 
 import pytest
@@ -109,3 +110,15 @@ def test_worse_challenger_is_rejected_and_the_champion_kept(served, first_run):
     assert "champion kept" in decision and "absolute accuracy gate | **no**" in decision
     assert (served.root / "models/mnist-sample/production/model.keras").read_bytes() == champion
     assert run(["dvc", "status"], served.root).stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_history_lists_each_run_that_committed_newest_first(served, first_run):
+    """After the first run (promoted) and the worse challenger (rejected), not the skipped run: `make history`."""
+    shown = run(["python", "-m", "orchestration.history", "--dataset", "mnist-sample"], served.root).stdout
+    lines = shown.splitlines()[1:]
+
+    assert len(lines) == 2, shown
+    first_metrics = json.loads(run(["git", "show", "HEAD~1:reports/mnist-sample/metrics.json"], served.root).stdout)
+    assert first_run[0].name in lines[1] and "promoted: every gate passed; no champion yet" in lines[1]
+    assert f" {first_metrics['test_accuracy']:.4f} " in lines[1]
+    assert "rejected" in lines[0]

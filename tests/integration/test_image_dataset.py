@@ -32,7 +32,7 @@ def test_a_three_class_image_folder_dataset_trains_evaluates_promotes_and_report
     document = project_params_document()
     document["data"]["shoes_2026"] = {"source": "images", "local_dir": str(tmp_path / "photos"), "mirrors": [],
                                       "class_names": SHOES, "expected_counts": None, "threshold": 0.9,
-                                      "min_accuracy": 0.8, "train": {"epochs": 8}}
+                                      "min_accuracy": 0.8, "framing": "box", "train": {"epochs": 8}}
     document["datasets"] = ["shoes_2026"]
     params = parse_params(document)
     dataset, paths = params.dataset("shoes_2026"), DatasetPaths(tmp_path, "shoes_2026")

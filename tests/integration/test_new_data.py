@@ -33,7 +33,7 @@ def edit_params(photos):
         document["ingest"]["settle_seconds"] = 0  # the files are complete when written (waiting: test_ingest.py)
         document["data"]["shoes"] = {"source": "images", "local_dir": str(photos), "mirrors": [],
                                      "class_names": SHOES, "expected_counts": None, "threshold": 0.97,
-                                     "min_accuracy": 0.8, "train": {"epochs": 6}}
+                                     "min_accuracy": 0.8, "framing": "box", "train": {"epochs": 6}}
     return edit
 
 

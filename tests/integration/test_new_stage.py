@@ -45,6 +45,7 @@ DVC_ENTRY = '''
     do:
       cmd: python -m tasks.inventory ${item}
       deps:
+        - data/params_check.txt
         - tasks/inventory.py
         - tasks/common
         - data/raw/${item}
