@@ -19,12 +19,17 @@ def stage_targets(dataset: str) -> list[str]:
 
 
 def changed_stages(root: Path, dataset: str) -> list[str]:
-    """Stages of `dataset` whose code, params, data or outputs differ from dvc.lock (empty: nothing changed)."""
+    """Stages of `dataset` whose code, params, data or outputs differ from dvc.lock (empty: nothing changed).
+
+    check_params is left out: it depends on the whole params.yaml, so an edit to another dataset's section marks it
+    changed, yet its marker (what the dataset's stages depend on) stays the same while params.yaml is valid. The
+    flow has checked params.yaml itself; each stage's own params say whether this dataset changed."""
     from dvc.repo import Repo
 
     # DVC resolves stage names and paths against the current directory, so work from the repository root.
     with contextlib.chdir(root), Repo(str(root)) as repo:
-        return sorted(repo.status(targets=[stage_targets(dataset)[-1]], with_deps=True))
+        changed = repo.status(targets=[stage_targets(dataset)[-1]], with_deps=True)
+    return sorted(name for name in changed if name != PARAMS_CHECK_STAGE)
 
 
 def record_outputs(root: Path, dataset: str, stages: tuple[str, ...] = STAGES) -> list[str]:

@@ -107,6 +107,24 @@ def test_second_run_with_nothing_changed_skips_training(flow_run):
     assert (repo / "models/mnist-sample/model.keras").read_bytes() == model_before
 
 
+def test_an_edit_to_another_datasets_params_does_not_retrain_this_one(flow_run):
+    """params.yaml is one file: the check_params stage sees every edit, but mnist-sample's stages depend only on
+    their own params. A run of mnist-sample after an edit to fashion-mnist's section skips training."""
+    from flows.training import training_pipeline
+
+    repo, _ = flow_run
+    original = (repo / "params.yaml").read_text()
+    document = yaml.safe_load(original)
+    document["data"]["fashion-mnist"]["min_accuracy"] = 0.5
+    (repo / "params.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    try:
+        outcome = training_pipeline(dataset="mnist-sample", root=str(repo))
+    finally:
+        (repo / "params.yaml").write_text(original)
+
+    assert outcome.skipped, outcome.message
+
+
 def latest_artifacts(keys: list[str]) -> dict:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
