@@ -47,11 +47,16 @@ def write_marker(marker_file: Path) -> None:
 
 
 def link_sources(root: Path, params: Params) -> None:
-    """Make each listed dataset's data/sources/<dataset> lead to its local_dir (relative paths: from `root`)."""
+    """Make each listed dataset's data/sources/<dataset> lead to its local_dir. A relative local_dir (from `root`)
+    gives a relative link, so the link in git holds in a clone at any path, as params.yaml does."""
     for name in params.datasets:
-        local_dir = params.dataset(name).local_dir
-        target = None if local_dir is None else (root / local_dir).resolve()
-        point_link(DatasetPaths(root, name).source_link, target if target is not None and target.is_dir() else None)
+        local_dir, link = params.dataset(name).local_dir, DatasetPaths(root, name).source_link
+        if local_dir is None or not (root / local_dir).is_dir():
+            point_link(link, None)
+        elif local_dir.is_absolute():
+            point_link(link, local_dir)
+        else:
+            point_link(link, Path(os.path.relpath(root / local_dir, link.parent)))
 
 
 def point_link(link: Path, target: Path | None) -> None:

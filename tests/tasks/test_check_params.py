@@ -1,6 +1,7 @@
 """The check_params stage: a valid params.yaml gives the same marker bytes every time; a bad one is one line."""
 
 import hashlib
+import os
 
 import yaml
 
@@ -70,3 +71,19 @@ def test_each_listed_dataset_gets_a_link_to_its_local_dir_or_an_empty_folder(tmp
 
     check_params(write_params(root / "params.yaml", listing(str(photos))), root / "marker", root)
     assert link.is_symlink() and link.resolve() == photos
+
+
+def test_a_relative_local_dir_gives_a_relative_link_that_holds_in_a_moved_clone(tmp_path):
+    root = tmp_path / "repo"
+    (root / "photos" / "train").mkdir(parents=True)
+
+    def relative(document):
+        document["datasets"] = ["custom"]
+        document["data"]["custom"]["local_dir"] = "photos"
+
+    check_params(write_params(root / "params.yaml", relative), root / "marker", root)
+    moved = tmp_path / "elsewhere"
+    root.rename(moved)
+
+    link = moved / "data" / "sources" / "custom"
+    assert not os.path.isabs(os.readlink(link)) and (link / "train").is_dir()
