@@ -21,6 +21,7 @@ from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, STAGES, DatasetPaths
 from tasks.lib.drops import describe_version, read_index
+from tasks.lib.run_log import write_run_log
 
 logger = logging.getLogger(__name__)
 _INDEX_LOCK_TRIES = 30
@@ -59,6 +60,7 @@ def commit_version(paths: DatasetPaths, message: str) -> str | None:
     commit = _git(root, "rev-parse", "HEAD").stdout.strip()
     _push(root, paths.dataset)
     logger.info("committed %s: %s", commit[:10], message)
+    write_run_log(paths)  # the report page's history now includes this run (tasks/lib/run_log.py)
     return commit
 
 

@@ -12,73 +12,14 @@ params that differ from today's params.yaml (dvc.lock records each run's own, ov
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from tasks.common.config import load_params
 from tasks.common.errors import ConfigError
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    commit: str
-    when: str  # the commit's date, ISO 8601
-    trigger: str
-    data_version: str
-    decision: str
-    test_accuracy: float | None
-    model_md5: str | None
-    params_changed: dict
-
-
-def read_history(root: Path, dataset: str) -> list[RunRecord]:
-    """The dataset's runs, newest first: every commit whose message a run wrote for it."""
-    paths = DatasetPaths(root, dataset)
-    log = _git(root, "log", "--format=%H%x1f%cI%x1f%s", "--", "dvc.lock",
-               str(paths.reports_dir.relative_to(root)))
-    params_file = root / PARAMS_FILE
-    current = _flatten(yaml.safe_load(params_file.read_text()) if params_file.exists() else {})
-    records = []
-    for line in filter(None, log.splitlines()):
-        commit, when, subject = line.split("\x1f")
-        prefix = f"{dataset}: "
-        if not subject.startswith(prefix) or ": data " not in subject:
-            continue
-        trigger, _, rest = subject[len(prefix):].rpartition(": data ")
-        version, _, decision = rest.partition("; ")
-        lock = yaml.safe_load(_show(root, commit, "dvc.lock") or "{}") or {}
-        metrics = json.loads(_show(root, commit, str(paths.metrics_file.relative_to(root))) or "{}")
-        params = _train_params(lock, dataset)
-        changed = {key: value for key, value in params.items() if current.get(key) != value}
-        records.append(RunRecord(commit[:10], when, trigger, version, decision, metrics.get("test_accuracy"),
-                                 _model_md5(lock, dataset), changed))
-    return records
-
-
-def _train_params(lock: dict, dataset: str) -> dict:
-    """The params dvc.lock records for the dataset's train stage, as dotted keys."""
-    return _flatten(((lock.get("stages") or {}).get(f"train@{dataset}") or {}).get("params", {}).get(PARAMS_FILE, {}))
-
-
-def _flatten(document, prefix: str = "") -> dict:
-    """{"train": {"epochs": 5}} -> {"train.epochs": 5}; dvc.lock's keys are dotted already ("data.shoes.train")."""
-    if not isinstance(document, dict):
-        return {prefix: document}
-    flat: dict = {}
-    for key, value in document.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def _model_md5(lock: dict, dataset: str) -> str | None:
-    outs = ((lock.get("stages") or {}).get(f"train@{dataset}") or {}).get("outs", [])
-    return next((out.get("md5") for out in outs if out.get("path", "").endswith("model.keras")), None)
+from tasks.lib.run_history import RunRecord, read_history
+from tasks.lib.run_log import write_run_log
 
 
 def format_history(records: list[RunRecord]) -> str:
@@ -94,15 +35,6 @@ def format_history(records: list[RunRecord]) -> str:
     return "\n".join(lines)
 
 
-def _git(root: Path, *arguments: str) -> str:
-    return subprocess.run(["git", *arguments], cwd=root, check=True, capture_output=True, text=True).stdout
-
-
-def _show(root: Path, commit: str, path: str) -> str | None:
-    shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=root, capture_output=True, text=True)
-    return shown.stdout if shown.returncode == 0 else None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestration.history", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
@@ -114,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"history failed: ConfigError: {error}", file=sys.stderr)
         return 1
     print(format_history(read_history(root, arguments.dataset)))
+    write_run_log(DatasetPaths(root, arguments.dataset))  # the report page's history too (tasks/lib/run_log.py)
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Answers "is this model good, where does it fail, and was the data sound?" from the files the earlier stages
 wrote: headline metrics and the promotion decision, confusion matrices, per-class scores, training curves,
-the most confident mistakes, the data validation summary (linking to the GX Data Docs), the drift check and a run card.
+the most confident mistakes, the data validation summary (linking to the GX Data Docs), the drift check and a run card,
+and a slot for the run log (when, wall times, history), which is local state beside the page (tasks/lib/run_log.py).
 Images are inlined as data URIs: the page opens anywhere, offline, with no other file. The counts heatmap
 and the grid of mistakes are also written as PNG files (`confusion_matrix.png`, `misclassified.png`).
 """
@@ -12,15 +13,12 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import subprocess
 from dataclasses import replace
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from tasks.common.paths import STAGES
 from tasks.common.config import DatasetParams, EvaluateParams
 from tasks.common.errors import OutputFileError
 from tasks.common.fileio import sha256_of_file, write_bytes_atomic, write_text_atomic
@@ -29,7 +27,7 @@ from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
 from tasks.lib.outputs import (ClassScores, DriftReport, Metrics, PromotionDecision, TrainingSummary, ValidationSummary,
                                load_split, read_history, read_record)
 from tasks.lib.report_html import Mistake, ReportPage, RunCard, render_page
-from tasks.common.timings import read_timings
+from tasks.lib.run_log import write_run_log
 
 logger = logging.getLogger(__name__)
 LIBRARIES = ("tensorflow", "keras", "onnxruntime", "numpy", "scikit-learn", "great-expectations", "prefect", "dvc",
@@ -70,15 +68,6 @@ def most_confident_mistakes(probabilities: np.ndarray, labels: np.ndarray, class
             for row in ranked]
 
 
-def git_commit(root: Path) -> str:
-    try:
-        completed = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                   timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"unknown (git: {error})"
-    return completed.stdout.strip() if completed.returncode == 0 else "unknown (not a git checkout)"
-
-
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:
@@ -92,10 +81,8 @@ def library_versions() -> dict[str, str]:
 def build_run_card(paths: DatasetPaths, training: TrainingSummary, validation: ValidationSummary) -> RunCard:
     checksums = {name: sha256_of_file(paths.raw_file(split, kind)) for (split, kind), name in IDX_FILE_NAMES.items()}
     counts = {**validation.image_counts, "validation (held out of train)": training.validation_images}
-    timings = read_timings(paths, [stage for stage in STAGES if stage != "report"])
-    return RunCard(paths.dataset, checksums, counts, training.params, training.params["seed"],
-                   git_commit(paths.root), library_versions(), timings,
-                   datetime.now(timezone.utc).isoformat(timespec="seconds"), training.device)
+    return RunCard(paths.dataset, checksums, counts, training.params, training.params["seed"], library_versions(),
+                   training.device)
 
 
 def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: EvaluateParams) -> Path:
@@ -138,6 +125,7 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
     page = ReportPage(paths.dataset, metrics, class_scores, promotion, training, figures, mistakes, validation, data_docs_link,
                       drift, build_run_card(paths, training, validation))
     write_text_atomic(paths.report_file, render_page(page))
+    write_run_log(paths)  # what differs from run to run: beside the page, not in it (tasks/lib/run_log.py)
     logger.info("%s: report with %d mistakes shown -> %s", paths.dataset, len(mistakes), paths.report_file)
     return paths.report_file
 

@@ -252,6 +252,11 @@ class DatasetPaths:
         return self.timings_dir / f"{stage}.json"
 
     @property
+    def run_log_file(self) -> Path:
+        """The report page's run log: when, wall times, history (local state, not versioned: tasks/lib/run_log.py)."""
+        return self.reports_dir / "run_log.js"
+
+    @property
     def train_backup_dir(self) -> Path:
         """Keras' BackupAndRestore state of an interrupted training run (local scratch, not versioned)."""
         return self.model_dir / ".train_backup"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +21,21 @@ logging.getLogger("great_expectations").setLevel(logging.WARNING)
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 import_large("great_expectations")  # see tasks/lib/startup.py
 import great_expectations as gx  # noqa: E402
+from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 IMAGE_SIDE = 28
 PIXEL_MAX = 255
 _DOCS_SITE = "pipeline_reports"
+# The Data Docs are a DVC output, so the same data must give the same bytes (a fresh clone's `make run` then leaves
+# dvc.lock as committed). GX stamps each page with the wall clock and random ids; instead, each validation run is
+# named after the data it read and dated at a fixed instant, and `_make_reproducible` renames the rest. When a run
+# happened is what `make history` and the report's run log answer.
+_RUN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_RUN_TIME_SHOWN = ("1970-01-01T00:00:00Z", "1970-01-01 00:00:00 UTC")
+_UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_LOAD_TIME = re.compile(r"(ge_load_time</span>.*?>)\d{8}T\d{6}\.\d{6}Z(<)", re.DOTALL)
+_RUN_TIME_SORT = re.compile(r"'_run_time_sort': -?[0-9.e+-]+")
 
 
 def summarize_images(images: np.ndarray, labels: np.ndarray, base_shares: np.ndarray | None = None) -> pd.DataFrame:
@@ -118,13 +131,34 @@ def run_suite(summaries: dict[str, pd.DataFrame], expectations_by_split: dict[st
             result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ["row"],
                            "partial_unexpected_count": rows_shown},
         ))
-        run = checkpoint.run(batch_parameters={"dataframe": summary})
+        run = checkpoint.run(batch_parameters={"dataframe": summary},
+                             run_id=RunIdentifier(run_name=f"data-{_digest(summary)}", run_time=_RUN_TIME))
         results[split] = [_describe_result(result, rows_shown)
                           for validation in run.run_results.values() for result in validation.results]
     # Once for both splits: a checkpoint's UpdateDataDocsAction would render the whole site after each split.
     context.build_data_docs(site_names=[_DOCS_SITE])
     make_offline(docs_dir)  # scripts and styles from vendor/web/, not CDNs (tasks/lib/offline_pages.py)
+    _make_reproducible(docs_dir)
     return results
+
+
+def _digest(summary: pd.DataFrame) -> str:
+    """12 hex digits that identify the table validated (the run's name in the Data Docs)."""
+    return hashlib.sha256(pd.util.hash_pandas_object(summary, index=True).values.tobytes()).hexdigest()[:12]
+
+
+def _make_reproducible(docs_dir: Path) -> None:
+    """Rewrite what GX draws from the clock or from uuid4 in each page: random ids become 1, 2, ... in order of
+    first appearance (they only pair a collapse button with its panel), times become "not recorded"."""
+    for page in Path(docs_dir).rglob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        numbers: dict[str, str] = {}
+        text = _UUID4.sub(lambda found: numbers.setdefault(found.group(0), str(len(numbers) + 1)), text)
+        text = _LOAD_TIME.sub(r"\1not recorded\2", text)
+        text = _RUN_TIME_SORT.sub("'_run_time_sort': 0", text)
+        for shown in _RUN_TIME_SHOWN:
+            text = text.replace(shown, "not recorded")
+        page.write_text(text, encoding="utf-8")
 
 
 def _describe_result(result, rows_shown: int) -> dict:

@@ -1,10 +1,14 @@
-"""The report page as HTML: one file, inline CSS, images as data URIs, no script and no network.
+"""The report page as HTML: one file, inline CSS, images as data URIs, no network; and its run log.
 
-Pure functions from already-loaded content to text; every value from a file is escaped.
+The page is a DVC output, so it holds only what its inputs decide: the same inputs give the same bytes. What
+changes from run to run (when, at which commit, each stage's wall time, the dataset's history) is the run log,
+`run_log.js` beside the page, which the page's one script tag loads (tasks/lib/run_log.py writes it); without it
+the page says how to get it. Pure functions from already-loaded content to text; every value from a file is escaped.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from html import escape
 
@@ -44,11 +48,19 @@ class RunCard:
     image_counts: dict[str, int]
     params: dict
     seed: int
-    git_commit: str
     versions: dict[str, str]
-    timings: dict[str, StageTiming | None]
-    generated_at: str
     device: str  # what trained (training.json)
+
+
+@dataclass(frozen=True)
+class RunLog:
+    """What differs from run to run, for the page's run log (tasks/lib/run_log.py gathers it)."""
+
+    dataset: str
+    written_at: str
+    git_commit: str
+    timings: dict[str, StageTiming | None]
+    history: list  # tasks.lib.run_history.RunRecord, newest first
 
 
 @dataclass(frozen=True)
@@ -69,13 +81,12 @@ class ReportPage:
 def render_page(page: ReportPage) -> str:
     sections = [_headline(page), _promotion(page.promotion), _confusion(page), _per_class(page.class_scores),
                 _curves(page), _mistakes(page.mistakes), _validation(page.validation, page.data_docs_link),
-                _drift(page.drift), _run_card(page.run_card)]
+                _drift(page.drift), _run_card(page.run_card), _run_log_slot(page.dataset)]
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(page.dataset)}: run report</title><style>{_STYLE}</style></head><body>",
         f"<h1>{escape(page.dataset)}: run report</h1>",
-        f"<p>Generated {escape(page.run_card.generated_at)} at commit "
-        f"<code>{escape(page.run_card.git_commit)}</code>.</p>",
+        '<p>When this run happened, its wall times and the history of runs: <a href="#runs">Runs</a>.</p>',
         *sections, "</body></html>", ""])
 
 
@@ -178,20 +189,79 @@ def _run_card(card: RunCard) -> str:
     files = [[escape(name), f"<code>{escape(digest)}</code>"] for name, digest in card.file_checksums.items()]
     params = [[escape(key), escape(str(value))] for key, value in card.params.items()]
     versions = [[escape(name), escape(version)] for name, version in card.versions.items()]
-    timings = [[escape(stage)] + (["not recorded", "", "", ""] if timing is None else
-                          [escape(timing.outcome), f"{timing.seconds:.1f} s", escape(timing.finished_at),
-                           escape(timing.runner)]) for stage, timing in card.timings.items()]
     counts = ", ".join(f"{split} {count}" for split, count in card.image_counts.items())
     return ('<h2 id="run-card">Run card</h2>'
             f"<p>Dataset <b>{escape(card.dataset)}</b> ({escape(counts)} images), seed {card.seed}, "
             f"model <b>{escape(str(card.params.get('model', 'dense')))}</b> trained on "
-            f'<span data-run-card="device">{escape(card.device)}</span>, '
-            f"git commit <code>{escape(card.git_commit)}</code>.</p>"
+            f'<span data-run-card="device">{escape(card.device)}</span>.</p>'
             "<h3>Raw files (SHA-256)</h3>" + _table(["file", "sha256"], files, escaped=True)
             + "<h3>Training parameters</h3>" + _table(["param", "value"], params, escaped=True)
-            + "<h3>Wall time per stage (last recorded run)</h3>"
-            + _table(["stage", "outcome", "wall time", "finished (UTC)", "run by"], timings, escaped=True)
             + "<h3>Library versions</h3>" + _table(["library", "version"], versions, escaped=True))
+
+
+def _run_log_slot(dataset: str) -> str:
+    """Where the run log appears: filled by run_log.js when it is there, else a line saying how to get it."""
+    return ('<h2 id="runs">Runs</h2><div id="run-log"><p>No run log here: <code>run_log.js</code>, beside this page, '
+            "is written by every run in this checkout (<code>dvc repro</code>, a flow run) and by "
+            f"<code>make history DATASET={escape(dataset)}</code>. It is not versioned: it changes with every run, "
+            "while this page changes only with its inputs.</p></div>"
+            '<script src="run_log.js"></script>')
+
+
+def render_run_log(log: RunLog) -> str:
+    """run_log.js: one statement that puts the run log's HTML into the page's `run-log` element."""
+    timings = [[escape(stage)] + (["not recorded", "", "", ""] if timing is None else
+                                  [escape(timing.outcome), f"{timing.seconds:.1f} s", escape(timing.finished_at),
+                                   escape(timing.runner)]) for stage, timing in log.timings.items()]
+    parts = [f"<p>Run log written {escape(log.written_at)} at commit <code>{escape(log.git_commit)}</code>.</p>",
+             "<h3>Wall time per stage (last recorded run)</h3>",
+             _table(["stage", "outcome", "wall time", "finished (UTC)", "run by"], timings, escaped=True),
+             f"<h3>History: the runs committed for {escape(log.dataset)}, newest first</h3>"]
+    if log.history:
+        parts += [_accuracy_chart(log.history), _history_table(log.history)]
+    else:
+        parts.append("<p>No run has committed a version of this dataset yet: deployment runs commit each version "
+                     "(README, Deployments and scheduled retraining).</p>")
+    body = json.dumps("".join(parts)).replace("</", "<\\/")
+    return f'document.getElementById("run-log").innerHTML = {body};\n'
+
+
+def _history_table(history: list) -> str:
+    rows = []
+    for record in history:
+        changed = ", ".join(f"{key}={value}" for key, value in sorted(record.params_changed.items()))
+        accuracy = "-" if record.test_accuracy is None else f"{record.test_accuracy:.4f}"
+        rows.append([escape(record.when), f"<code>{escape(record.commit)}</code>", accuracy,
+                     f"<code>{escape((record.model_md5 or '-')[:8])}</code>", escape(record.data_version),
+                     escape(record.trigger), escape(record.decision), escape(changed)])
+    return _table(["when (UTC)", "commit", "test accuracy", "model", "data", "started by", "decision",
+                   "params unlike params.yaml"], rows, escaped=True)
+
+
+def _accuracy_chart(history: list, width: int = 640, height: int = 160, margin: int = 40) -> str:
+    """Test accuracy over the committed runs, oldest on the left, as inline SVG: promoted runs in green."""
+    runs = [record for record in reversed(history) if record.test_accuracy is not None]
+    if not runs:
+        return ""
+    low, high = min(run.test_accuracy for run in runs), max(run.test_accuracy for run in runs)
+    low, high = (low - 0.005, high + 0.005) if high - low < 0.01 else (low, high)
+    step = (width - 2 * margin) / max(len(runs) - 1, 1)
+
+    def point(index: int, accuracy: float) -> tuple[float, float]:
+        return (margin + index * step, height - margin / 2 - (accuracy - low) / (high - low) * (height - margin))
+
+    points = [point(index, run.test_accuracy) for index, run in enumerate(runs)]
+    dots = "".join(
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{"#17692c" if run.decision.startswith("promoted") else "#888"}">'
+        f"<title>{escape(run.when)}: {run.test_accuracy:.4f}, {escape(run.decision)}</title></circle>"
+        for (x, y), run in zip(points, runs))
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    return (f'<svg id="accuracy-over-time" width="{width}" height="{height}" role="img" '
+            f'aria-label="test accuracy over {len(runs)} runs">'
+            f'<text x="2" y="{height - margin / 2:.0f}" font-size="11">{low:.3f}</text>'
+            f'<text x="2" y="{margin / 2:.0f}" font-size="11">{high:.3f}</text>'
+            f'<polyline points="{line}" fill="none" stroke="#4a6fa5" stroke-width="2"/>{dots}</svg>'
+            "<p>Test accuracy per committed run, oldest on the left; green: promoted.</p>")
 
 
 def _verdict(passed: bool) -> str:

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from tasks.promote import promote_model
 from tasks.common.errors import OutputFileError
 from tasks.report import most_confident_mistakes, write_report
 from tasks.lib.report_figures import THUMBNAIL_SCALE, misclassified_grid_png, row_normalized
+from tasks.lib.report_html import RunLog, render_run_log
+from tasks.lib.run_history import RunRecord
 from tasks.common.timings import timed_stage
 from tasks.validate import validate_dataset
 from tests.chromium import run_chromium
@@ -62,7 +65,8 @@ def test_page_is_self_contained(reported):
     assert len(sources) == 3 + SHOWN  # two confusion matrices, the curves, the gallery
     for source in sources:
         assert source.startswith("data:image/png;base64,")
-    assert "<script" not in page.lower() and "<link" not in page.lower()
+    # One script, the run log beside the page (local state, tasks/lib/run_log.py); no style sheet.
+    assert re.findall(r"<script[^>]*>", page, re.I) == ['<script src="run_log.js">'] and "<link" not in page.lower()
     assert not re.search(r'(src|href)="(https?:)?//', page)
 
 
@@ -172,10 +176,59 @@ def test_validation_summary_and_run_card(reported):
     from tasks.common.fileio import sha256_of_file
 
     assert sha256_of_file(reported.raw_file("test", "labels")) in page
-    assert re.search(r"<td>evaluate</td><td>ok</td><td class=\"number\">[\d.]+ s</td>", page)
-    assert "<td>train</td><td>not recorded</td>" in page
     assert "<td>seed</td><td class=\"number\">42</td>" in page
     assert "<td>tensorflow</td>" in page
+
+
+def run_log_html(paths: DatasetPaths) -> str:
+    """The HTML run_log.js puts into the page."""
+    statement = paths.run_log_file.read_text()
+    prefix = 'document.getElementById("run-log").innerHTML = '
+    assert statement.startswith(prefix) and statement.endswith(";\n")
+    return json.loads(statement[len(prefix):-2])
+
+
+def test_the_run_log_beside_the_page_holds_the_wall_times_and_the_page_loads_it(reported):
+    page, log = reported.report_file.read_text(), run_log_html(reported)
+
+    assert '<div id="run-log">' in page and '<script src="run_log.js"></script>' in page
+    assert re.search(r"<td>evaluate</td><td>ok</td><td class=\"number\">[\d.]+ s</td>", log)
+    assert "<td>train</td><td>not recorded</td>" in log
+    assert "not a git checkout" in log and "No run has committed a version of this dataset yet" in log
+
+
+def test_the_page_is_the_same_bytes_for_the_same_inputs(reported, tmp_path):
+    """The page is a DVC output: its time, commit and wall times made every rerun change dvc.lock, so a fresh
+    clone's `make run` left `git status` dirty (issue 16). They are in the run log now, which does change."""
+    shutil.copytree(reported.root, tmp_path / "copy")
+    paths = DatasetPaths(tmp_path / "copy", "mnist-sample")
+    before, log_before = paths.report_file.read_bytes(), run_log_html(paths)
+    with timed_stage(paths, "evaluate", "cli", lambda line: None):
+        time.sleep(0.2)
+
+    write_report(paths, digits_params().dataset("mnist-sample"), EvaluateParams(misclassified_shown=SHOWN))
+
+    assert paths.report_file.read_bytes() == before
+    assert run_log_html(paths) != log_before
+
+
+def test_the_run_log_shows_each_committed_run_and_the_accuracy_over_time():
+    history = [RunRecord("b" * 10, "2026-12-02T10:00:00+00:00", "scheduled run a", "base + 1 drop(s), latest d1",
+                         "rejected: accuracy dropped by 0.02", 0.89, "b" * 32, {"train.epochs": 3}),
+               RunRecord("a" * 10, "2026-12-01T10:00:00+00:00", "make run", "base", "promoted: every gate passed",
+                         0.91, "a" * 32, {})]
+    log = RunLog("shoes", "2026-12-02T11:00:00+00:00", "c" * 40, {"train": None}, history)
+    statement = render_run_log(log)
+    shown = json.loads(statement[statement.index("=") + 1:].strip().rstrip(";"))
+
+    rows = re.findall(r"<tr><td>(2026-12-0\d)T", shown)
+    assert rows == ["2026-12-02", "2026-12-01"]  # newest first
+    assert "rejected: accuracy dropped by 0.02" in shown and "train.epochs=3" in shown
+    circles = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)" r="4" fill="(#[0-9a-f]+)">', shown)
+    (x_old, y_old, colour_old), (x_new, y_new, colour_new) = circles  # oldest on the left
+    assert float(x_old) < float(x_new) and float(y_old) < float(y_new)  # 0.91 drawn above 0.89
+    assert colour_old == "#17692c" and colour_new == "#888"  # promoted in green
+    assert "</" not in statement  # a script cannot be ended early by the HTML it carries
 
 
 def test_missing_input_is_named(reported, tmp_path):
@@ -208,7 +261,8 @@ def test_row_normalized_keeps_empty_rows_at_zero():
 
 # Run inside a copy of the page once it has loaded: what Chromium decoded for each image, and the headline as shown.
 PROBE = """<script>window.addEventListener("load", () => {
-  const found = {images: Array.from(document.images, (image) => ({
+  const found = {runLog: document.getElementById("run-log").innerText,
+                 images: Array.from(document.images, (image) => ({
                    alt: image.alt, complete: image.complete, width: image.naturalWidth, height: image.naturalHeight})),
                  metrics: Object.fromEntries(Array.from(document.querySelectorAll("[data-metric]"),
                                                         (element) => [element.dataset.metric, element.innerText]))};
@@ -221,13 +275,15 @@ PROBE = """<script>window.addEventListener("load", () => {
 
 @pytest.mark.integration
 def test_page_renders_in_headless_chromium(reported, tmp_path):
-    probed = tmp_path / "probed.html"
+    probed = reported.reports_dir / "probed.html"  # beside run_log.js, as the page is
     probed.write_text(reported.report_file.read_text().replace("</body>", PROBE + "</body>"))
     metrics = json.loads(reported.metrics_file.read_text())
 
     dom = run_chromium(["--virtual-time-budget=10000", "--dump-dom", probed.as_uri()], tmp_path / "profile")
     found = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S).group(1)))
 
+    probed.unlink()
+    assert "Wall time per stage" in found["runLog"] and "No run log here" not in found["runLog"]
     assert len(found["images"]) == 3 + SHOWN
     for image in found["images"]:
         assert image["complete"] and image["width"] > 0 and image["height"] > 0, image

@@ -296,3 +296,22 @@ def test_data_docs_work_offline(tiny_dataset, custom_params, tmp_path):
     assert found["vegaEmbed"] == "function", found
     assert found["bodyMargin"] == "0px", found  # Bootstrap's reboot, not the browser's 8 px
     assert found["tables"] >= 1 and found["rows"] >= 2, found  # the train and test validations are listed
+
+
+def test_data_docs_are_the_same_bytes_for_the_same_data_and_name_the_data_they_read(tiny_dataset, custom_params):
+    """The Data Docs are a DVC output: GX's wall-clock stamps and uuid4 ids made every rerun change dvc.lock, so a
+    fresh clone's `make run` left `git status` dirty (issue 16). Same data, same bytes; other data, another run name."""
+    _validate(tiny_dataset, custom_params)
+    first = _tree_bytes(tiny_dataset.data_docs_dir)
+    _validate(tiny_dataset, custom_params)
+
+    assert _tree_bytes(tiny_dataset.data_docs_dir) == first
+    pages = b"".join(content for path, content in first.items() if path.suffix == ".html").decode()
+    assert "not recorded" in pages and "Run Time" in pages  # GX's time fields say so rather than a fixed date
+    names = {path.parts[2] for path in first if path.parts[0] == "validations"}
+    assert len(names) == 2 and all(name.startswith("data-") for name in names)  # one per split, named by its data
+
+    _write(tiny_dataset, make_images(60, seed=7))
+    _validate(tiny_dataset, custom_params)
+    renamed = {path.parts[2] for path in _tree_bytes(tiny_dataset.data_docs_dir) if path.parts[0] == "validations"}
+    assert len(renamed & names) == 1  # the train split changed, the test split did not

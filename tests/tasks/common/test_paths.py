@@ -31,6 +31,7 @@ def overlap(first: Path, second: Path) -> bool:
 def local_state(paths: DatasetPaths) -> dict[str, Path]:
     """Files the pipeline writes that are not DVC outputs (git-ignored, differ from run to run)."""
     return {"lock_file": paths.lock_file, "timings_dir": paths.timings_dir, "last_run_file": paths.last_run_file,
+            "run_log_file": paths.run_log_file,
             "train_backup_dir": paths.train_backup_dir, "failed_validation_dir": paths.failed_validation_dir,
             "inbox_dir": paths.inbox_dir, "quarantine_dir": paths.quarantine_dir}
 
