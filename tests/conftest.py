@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -165,3 +166,11 @@ def write_image_folder(root: Path, splits: dict[str, tuple[np.ndarray, np.ndarra
             Image.fromarray(image).save(path, **({"quality": 95} if suffix == ".jpg" else {}))
             written.append(path)
     return written
+
+
+def run_log_html(paths: DatasetPaths) -> str:
+    """The HTML run_log.js puts into the page."""
+    statement = paths.run_log_file.read_text()
+    prefix = 'document.getElementById("run-log").innerHTML = '
+    assert statement.startswith(prefix) and statement.endswith(";\n")
+    return json.loads(statement[len(prefix):-2])

@@ -9,6 +9,8 @@ import re
 
 import pytest
 import yaml
+from tasks.common.paths import DatasetPaths
+from tests.conftest import run_log_html
 from tests.integration.repo import copy_repository, run
 from tests.prefect_server import temporary_server
 
@@ -158,9 +160,10 @@ def test_artifacts_link_the_report_and_show_the_confusion_matrix(flow_run):
 
     page = report.read_text()
     assert f"data-metric=\"test_accuracy\">{metrics['test_accuracy']:.4f}<" in page
+    run_log = run_log_html(DatasetPaths(repo, "mnist-sample"))  # the page's Runs section
     for stage in ("download", "validate", "normalize", "train", "evaluate", "promote"):  # timed by the tasks
         assert re.search(rf"<td>{stage}</td><td>ok</td><td class=\"number\">[\d.]+ s</td><td>[^<]+</td><td>prefect</td>",
-                         page), stage
+                         run_log), stage
     assert f"]({report.as_uri()})" in by_key["mnist-sample-report"].data
     image = by_key["mnist-sample-confusion"].data
     assert image.startswith("data:image/png;base64,")

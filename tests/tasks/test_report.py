@@ -25,7 +25,7 @@ from tasks.lib.run_history import RunRecord
 from tasks.common.timings import timed_stage
 from tasks.validate import validate_dataset
 from tests.chromium import run_chromium
-from tests.conftest import PROJECT_ROOT, project_params_document
+from tests.conftest import PROJECT_ROOT, project_params_document, run_log_html
 
 DIGITS = tuple(str(digit) for digit in range(10))
 SHOWN = 12
@@ -178,14 +178,6 @@ def test_validation_summary_and_run_card(reported):
     assert sha256_of_file(reported.raw_file("test", "labels")) in page
     assert "<td>seed</td><td class=\"number\">42</td>" in page
     assert "<td>tensorflow</td>" in page
-
-
-def run_log_html(paths: DatasetPaths) -> str:
-    """The HTML run_log.js puts into the page."""
-    statement = paths.run_log_file.read_text()
-    prefix = 'document.getElementById("run-log").innerHTML = '
-    assert statement.startswith(prefix) and statement.endswith(";\n")
-    return json.loads(statement[len(prefix):-2])
 
 
 def test_the_run_log_beside_the_page_holds_the_wall_times_and_the_page_loads_it(reported):
