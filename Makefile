@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-gpu dataset chromium run test bench flow predict serve stop status deployment-run clean-outputs ingest accept-drift history
+.PHONY: help setup setup-gpu dataset chromium run test bench flow predict serve stop status deployment-run clean-outputs ingest accept-drift history rollback
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,9 +69,9 @@ run: setup ## Run the whole pipeline (dvc repro) on the datasets in params.yaml 
 flow: setup ## Run the Prefect flow for one dataset without a server: make flow DATASET=mnist-sample
 	$(PYTHON) -m flows.training --dataset $(or $(DATASET),fashion-mnist)
 
-predict: setup ## Top-3 classes for image files: make predict IMAGES="shirt.jpg shoe.png" DATASET=fashion-mnist
+predict: setup ## Top-3 classes for image files: make predict IMAGES="shirt.jpg shoe.png" DATASET=fashion-mnist [VERSION=<commit>]
 	@if [ -z "$(IMAGES)" ]; then echo 'name the image files: make predict IMAGES="shirt.jpg shoe.png"' >&2; exit 2; fi
-	$(PYTHON) -m tools.predict --dataset $(or $(DATASET),fashion-mnist) $(IMAGES)
+	$(PYTHON) -m tools.predict --dataset $(or $(DATASET),fashion-mnist) $(if $(VERSION),--version '$(VERSION)') $(IMAGES)
 
 serve: setup ## Start a Prefect server on 127.0.0.1:4200, the work pool, the deployments and a worker
 	$(PYTHON) -m orchestration.serve serve
@@ -87,6 +87,13 @@ deployment-run: ## Run a deployment on the served Prefect: make deployment-run D
 
 history: $(VENV)/.installed ## What each run did to a dataset, from the commits runs made: make history DATASET=mnist-sample
 	$(PYTHON) -m orchestration.history --dataset $(or $(DATASET),fashion-mnist)
+
+# DATASET, TO and REASON reach the command through the environment, as for accept-drift below.
+rollback: $(VENV)/.installed ## Restore an earlier champion: make rollback DATASET=shoes TO=<commit from make history> REASON="why"
+	@if [ -z "$$DATASET" ] || [ -z "$$TO" ] || [ -z "$$REASON" ]; then \
+	  echo 'name the dataset, the version and say why: make rollback DATASET=shoes TO=4be1c0d2a1 REASON="misses sandals"' >&2; \
+	  exit 2; fi
+	$(PYTHON) -m orchestration.rollback --dataset "$$DATASET" --to "$$TO" --reason "$$REASON"
 
 ingest: setup ## New images landed: make ingest DATASET=shoes [FROM=folder]; the served deployment runs at once
 	$(PYTHON) -m orchestration.inbox --dataset $(or $(DATASET),fashion-mnist) $(if $(FROM),--from '$(FROM)')

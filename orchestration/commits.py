@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from orchestration.registry import assign_production, register_champion
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, STAGES, DatasetPaths
@@ -42,9 +43,11 @@ def data_version(paths: DatasetPaths) -> str:
     return describe_version(read_index(paths).drops if paths.drop_index_file.exists() else [])
 
 
-def commit_version(paths: DatasetPaths, message: str) -> str | None:
+def commit_version(paths: DatasetPaths, message: str, champion: str | None = None) -> str | None:
     """Commit the dataset's versioned files as they are now (nothing else, even what the user staged), then
-    `dvc push` its stages when a DVC remote is configured. The new commit's hash, or None when nothing changed."""
+    `dvc push` its stages when a DVC remote is configured. `champion`: "promoted" (a new champion: registered as a
+    new version in the `prod` stage) or "restored" (a rollback: `prod` moves to this commit), orchestration/registry.py.
+    The new commit's hash, or None when nothing changed."""
     root = paths.root
     if _git(root, "rev-parse", "--is-inside-work-tree", check=False).returncode != 0:
         logger.warning("%s is not a git checkout: nothing committed", root)
@@ -58,6 +61,11 @@ def commit_version(paths: DatasetPaths, message: str) -> str | None:
     identity = () if _git(root, "config", "user.email", check=False).stdout.strip() else FALLBACK_IDENTITY
     _git(root, *identity, "commit", "-q", "-m", message, "--", *files)
     commit = _git(root, "rev-parse", "HEAD").stdout.strip()
+    tagger = {"author": identity[1].split("=", 1)[1], "author_email": identity[3].split("=", 1)[1]} if identity else {}
+    if champion == "promoted":
+        register_champion(root, paths.dataset, commit, message, **tagger)
+    elif champion == "restored":
+        assign_production(root, paths.dataset, commit, message, **tagger)
     _push(root, paths.dataset)
     logger.info("committed %s: %s", commit[:10], message)
     write_run_log(paths)  # the report page's history now includes this run (tasks/lib/run_log.py)
@@ -103,7 +111,8 @@ def commit_run(paths: DatasetPaths, setting: str, outcome: str) -> str | None:
 
     if setting == "never" or (setting == "deployments" and not deployment.id):
         return None
-    return commit_version(paths, f"{paths.dataset}: {describe_trigger()}: data {data_version(paths)}; {outcome}")
+    return commit_version(paths, f"{paths.dataset}: {describe_trigger()}: data {data_version(paths)}; {outcome}",
+                          "promoted" if outcome.startswith("promoted") else None)
 
 
 def describe_trigger() -> str:
@@ -139,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         for dataset in params.datasets:
             paths = DatasetPaths(Path.cwd(), dataset)
             decision = read_record(paths.promotion_file, PromotionDecision)
-            commit_version(paths, f"{dataset}: make run: data {data_version(paths)}; {decision.reason}")
+            commit_version(paths, f"{dataset}: make run: data {data_version(paths)}; {decision.reason}",
+                           "promoted" if decision.promoted else None)
     except PipelineError as error:
         print(f"commit failed: {error}", file=sys.stderr)
         return 1

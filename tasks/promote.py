@@ -6,7 +6,9 @@ predictions says whether the two models differ at all.
 
 The champion lives in `models/<dataset>/production/` (DVC-tracked, so earlier champions stay retrievable
 from git history + DVC cache). Promotion swaps that folder in whole; a rejected challenger leaves it as it was.
-The decision, with its numbers, goes to `reports/<dataset>/promotion.json`.
+The decision, with its numbers, goes to `reports/<dataset>/promotion.json`. A model that `make rollback` replaced
+(listed in the champion's `rolled_back.json`, orchestration/rollback.py) is never promoted again: training is
+deterministic, so retraining it on the same data and params gives the same bytes, and those stay refused.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from tasks.common.errors import TrainingError
 from tasks.common.fileio import atomic_directory
 from tasks.common.paths import DatasetPaths
 from tasks.lib.inference import load_network
-from tasks.lib.outputs import McNemarResult, PromotionDecision, load_split, write_record
+from tasks.lib.model_versions import file_md5
+from tasks.lib.outputs import (McNemarResult, PromotionDecision, RolledBackModel, RolledBackModels, load_split,
+                               read_record, write_record)
 from tasks.lib.paired_tests import holm_adjusted, mcnemar_exact, worse_p_value
 from tasks.lib.scores import summarize_predictions
 from tasks.lib.predictions import load_model, load_predictions, predict_labels, test_set_fingerprint
@@ -37,12 +41,19 @@ def per_class_recall(labels: np.ndarray, predicted: np.ndarray, class_names: tup
 
 
 def decide(dataset: str, labels: np.ndarray, challenger_predicted: np.ndarray, champion_predicted: np.ndarray | None,
-           dataset_params: DatasetParams, settings: PromoteParams) -> PromotionDecision:
-    """Apply the gates to paired predictions on the same test set. Pure: no files."""
+           dataset_params: DatasetParams, settings: PromoteParams,
+           rolled_back: RolledBackModel | None = None) -> PromotionDecision:
+    """Apply the gates to paired predictions on the same test set; `rolled_back`: the challenger is a model
+    `make rollback` replaced. Pure: no files."""
     challenger_correct = challenger_predicted == labels
     challenger_accuracy = float(challenger_correct.mean())
     gates = [_gate("absolute accuracy gate", challenger_accuracy >= dataset_params.min_accuracy,
                    f"test accuracy {challenger_accuracy:.4f} vs minimum {dataset_params.min_accuracy:.4f}")]
+    if rolled_back is not None:
+        gates.append(_gate("not rolled back", False,
+                           f"this model (md5 {rolled_back.model_md5[:8]}) was rolled back from on "
+                           f"{rolled_back.rolled_back_at} by {rolled_back.by}: {rolled_back.reason}; a model "
+                           "retrained on other data or params is judged afresh"))
     if champion_predicted is None:
         return _conclude(dataset, gates, challenger_accuracy, None, {}, None, "no champion yet")
     champion_correct = champion_predicted == labels
@@ -112,11 +123,16 @@ def promote_model(paths: DatasetPaths, dataset_params: DatasetParams, settings: 
     if not paths.data_profile_file.is_file():  # stored with a new champion: the next drift check's reference
         raise TrainingError(f"{paths.data_profile_file}: missing; run the drift stage first")
     champion_predicted = _champion_predictions(paths, images, fingerprint)
-    decision = decide(paths.dataset, labels, challenger_predicted, champion_predicted, dataset_params, settings)
+    rollbacks = (read_record(paths.production_rollbacks_file, RolledBackModels)
+                 if paths.production_rollbacks_file.is_file() else None)
+    decision = decide(paths.dataset, labels, challenger_predicted, champion_predicted, dataset_params, settings,
+                      rollbacks.find(file_md5(paths.model_file)) if rollbacks else None)
     if decision.promoted or not paths.production_dir.exists():
         # A rejected first model still gets the folder (a DVC output), holding only the decision, so that
         # `dvc repro` and the flow's `dvc commit` record the state "no champion".
         copies = paths.production_copies() if decision.promoted else {}
+        if rollbacks:  # the models rolled back from stay refused, champion after champion
+            copies[paths.production_rollbacks_file] = paths.production_rollbacks_file
         with atomic_directory(paths.production_dir) as staging_dir:
             for source, destination in copies.items():
                 shutil.copy2(source, staging_dir / destination.relative_to(paths.production_dir))

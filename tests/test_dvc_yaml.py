@@ -106,6 +106,16 @@ def test_top_level_curves_cover_exactly_the_listed_datasets():
         assert set(definition["y"]) == expected
 
 
+def test_each_listed_datasets_production_model_is_a_registered_artifact():
+    listed = project_params_document()["datasets"]
+    artifacts = DVC_FILE["artifacts"]
+
+    assert sorted(artifacts) == sorted(f"{name}-model" for name in listed)
+    for name in listed:
+        expected = DatasetPaths(PROJECT_ROOT, name).production_model_file.relative_to(PROJECT_ROOT)
+        assert artifacts[f"{name}-model"]["path"] == str(expected) and artifacts[f"{name}-model"]["type"] == "model"
+
+
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "custom"])
 def test_report_depends_on_every_file_it_reads(dataset):
     from tasks.report import required_inputs

@@ -4,12 +4,16 @@ Each image (PNG, JPEG, ... of any size and colour) is turned into what the train
 a light object on a dark background (photos with a light background are inverted), cut to the object and framed
 as the dataset's images were (`data.<dataset>.framing`, tasks/lib/images.py), scaled to [0, 1]. An image with no
 object in it is refused, not classified. Prints the top-3 classes with their probabilities.
+
+The model: the production model (`models/<dataset>/production/`), `--model FILE`, or `--version V`: the model the
+run of version V trained (a commit, as `make history` lists them, with its model's hash), read from DVC's cache.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,23 +60,40 @@ def predict_files(model_file: Path, files: list[Path], class_names: tuple[str, .
             for path, row in zip(files, probabilities)]
 
 
+def _version_model(paths: DatasetPaths, version: str, scratch: Path) -> Path:
+    """The ONNX model the run of `version` trained, fetched into `scratch`; says which on stderr."""
+    from tasks.lib.model_versions import fetch, file_md5, resolve_commit
+
+    commit = resolve_commit(paths.root, version)
+    keras_file = fetch(paths.root, commit, str(paths.model_file.relative_to(paths.root)), scratch / "model.keras")
+    model_file = fetch(paths.root, commit, str(paths.runtime_model_file.relative_to(paths.root)), scratch / "model.onnx")
+    print(f"model of version {commit[:10]} (md5 {file_md5(keras_file)[:8]}, as make history shows it)", file=sys.stderr)
+    return model_file
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.predict", description=__doc__)
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
-    parser.add_argument("--model", type=Path, help="an ONNX model file the train stage wrote (default: "
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--model", type=Path, help="an ONNX model file the train stage wrote (default: "
                                                      "models/<dataset>/production/model.onnx, else models/<dataset>/model.onnx)")
+    chosen.add_argument("--version", help="the model the run of this version trained (a commit `make history` lists)")
     arguments = parser.parse_args(argv)
     try:
         params = load_params(arguments.params)
         paths = DatasetPaths(Path.cwd(), arguments.dataset)
-        model_file = arguments.model or next(
-            (path for path in (paths.production_runtime_model_file, paths.runtime_model_file) if path.exists()),
-            paths.runtime_model_file)
         dataset = params.dataset(arguments.dataset)
-        for prediction in predict_files(model_file, arguments.images, dataset.class_names, framing=dataset.framing):
-            print(f"{prediction.file}: " + ", ".join(f"{name} {probability:.1%}" for name, probability in prediction.top))
+        with tempfile.TemporaryDirectory(prefix="predict-") as scratch:
+            model_file = arguments.model or next(
+                (path for path in (paths.production_runtime_model_file, paths.runtime_model_file) if path.exists()),
+                paths.runtime_model_file)
+            if arguments.version:
+                model_file = _version_model(paths, arguments.version, Path(scratch))
+            for prediction in predict_files(model_file, arguments.images, dataset.class_names, framing=dataset.framing):
+                print(f"{prediction.file}: " + ", ".join(f"{name} {probability:.1%}"
+                                                         for name, probability in prediction.top))
     except PipelineError as error:
         print(f"predict failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1

@@ -76,3 +76,7 @@ class OutputFileError(PipelineError, ValueError):
 class ImageFileError(PipelineError, ValueError):
     """An image file is missing, empty, not an image, too large, or sits where the image-folder layout has no
     place for it."""
+
+
+class VersionError(PipelineError, ValueError):
+    """A version asked for (a commit `make history` lists) that is not recorded, or has no such file."""

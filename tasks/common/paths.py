@@ -155,6 +155,11 @@ class DatasetPaths:
         return self.production_dir / "promotion.json"
 
     @property
+    def production_rollbacks_file(self) -> Path:
+        """Champions `make rollback` replaced, kept with the champion: promote never promotes them again."""
+        return self.production_dir / "rolled_back.json"
+
+    @property
     def production_profile_file(self) -> Path:
         """The profile of the data the champion learned from: the reference the drift stage compares with."""
         return self.production_dir / "data_profile.json"

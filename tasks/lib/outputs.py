@@ -177,6 +177,31 @@ class McNemarResult:
 
 
 @dataclass(frozen=True)
+class RolledBackModel:
+    """A champion `make rollback` replaced (orchestration/rollback.py): promote never promotes these bytes again."""
+
+    model_md5: str  # of model.keras, as dvc.lock and `make history` show it
+    rolled_back_at: str
+    by: str
+    to_commit: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RolledBackModels:
+    """models/<dataset>/production/rolled_back.json: carried from champion to champion."""
+
+    models: list[RolledBackModel]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", [model if isinstance(model, RolledBackModel) else RolledBackModel(**model)
+                                            for model in self.models])
+
+    def find(self, model_md5: str) -> RolledBackModel | None:
+        return next((model for model in self.models if model.model_md5 == model_md5), None)
+
+
+@dataclass(frozen=True)
 class PromotionDecision:
     """reports/<dataset>/promotion.json (promote): whether the challenger replaced the champion, and why."""
 

@@ -20,6 +20,9 @@ import yaml
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
 
 
+ROLLBACK_DECISION = "rolled back to "  # how a `make rollback` commit's decision starts (orchestration/rollback.py)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     commit: str
@@ -51,9 +54,18 @@ def read_history(root: Path, dataset: str) -> list[RunRecord]:
         metrics = json.loads(_show(root, commit, str(paths.metrics_file.relative_to(root))) or "{}")
         params = _train_params(lock, dataset)
         changed = {key: value for key, value in params.items() if current.get(key) != value}
-        records.append(RunRecord(commit[:10], when, trigger, version, decision, metrics.get("test_accuracy"),
-                                 _model_md5(lock, dataset), changed))
+        accuracy, model_md5 = metrics.get("test_accuracy"), _model_md5(lock, dataset)
+        if decision.startswith(ROLLBACK_DECISION):  # the model it made production, not the last one trained
+            accuracy, model_md5 = _restored(root, commit, paths)
+        records.append(RunRecord(commit[:10], when, trigger, version, decision, accuracy, model_md5, changed))
     return records
+
+
+def _restored(root: Path, commit: str, paths: DatasetPaths) -> tuple[float | None, str | None]:
+    """A rollback's champion: its accuracy and model md5, from the promotion.json the rollback wrote."""
+    promotion = json.loads(_show(root, commit, str(paths.promotion_file.relative_to(root))) or "{}")
+    gate = next((gate for gate in promotion.get("gates", []) if gate.get("gate") == "rollback"), {})
+    return promotion.get("challenger_accuracy"), gate.get("model_md5")
 
 
 def _train_params(lock: dict, dataset: str) -> dict:

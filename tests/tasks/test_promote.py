@@ -7,6 +7,8 @@ from tasks.common.config import PromoteParams, TrainParams
 from tasks.evaluate import evaluate_model
 from tasks.common.paths import DatasetPaths
 from tasks.promote import decide, per_class_recall, promote_model
+from tasks.lib.model_versions import file_md5
+from tasks.lib.outputs import RolledBackModel, RolledBackModels, read_record, write_record
 from tasks.train import train_model
 
 DIGITS = tuple(str(digit) for digit in range(10))
@@ -191,3 +193,35 @@ def test_a_real_per_class_regression_on_a_large_test_set_is_rejected_explaining_
            "paired test on its 1000 images p = " in decision.reason
     (class_gate,) = [gate for gate in decision.gates if gate["gate"] == "no per-class recall regression"]
     assert ", significant at 0.05)" in class_gate["detail"]
+
+
+def test_a_model_rolled_back_from_is_rejected_however_good(sample):
+    rolled_back = RolledBackModel("f" * 32, "2026-12-01T10:00:00+00:00", "ops", "abc1234567", "misses sevens")
+
+    decision = decide("d", LABELS, LABELS.copy(), predictions_with_errors(range(0, 200, 20)), sample,
+                      PromoteParams(), rolled_back)
+
+    assert not decision.promoted
+    assert decision.reason.startswith("rejected: not rolled back failed (this model (md5 ffffffff) was rolled back "
+                                      "from on 2026-12-01T10:00:00+00:00 by ops: misses sevens")
+
+
+def test_the_rolled_back_list_stays_with_each_new_champion_and_refuses_its_models(digits, project_params):
+    paths = digits
+    dataset = project_params.dataset("mnist-sample").model_copy(update={"min_accuracy": 0.5})
+    anything_goes = PromoteParams(max_accuracy_drop=1.0, max_recall_drop=1.0)
+    train_and_evaluate(paths, dataset, epochs=2)
+    assert promote_model(paths, dataset, anything_goes).promoted
+    refused = RolledBackModels([RolledBackModel("0" * 32, "2026-12-01T10:00:00+00:00", "ops", "abc1234567", "old")])
+    write_record(paths.production_rollbacks_file, refused)
+
+    train_and_evaluate(paths, dataset, epochs=3)
+    assert promote_model(paths, dataset, anything_goes).promoted
+    assert read_record(paths.production_rollbacks_file, RolledBackModels) == refused  # carried to the new champion
+
+    champion = paths.production_model_file.read_bytes()
+    write_record(paths.production_rollbacks_file, RolledBackModels(refused.models + [RolledBackModel(
+        file_md5(paths.model_file), "2026-12-02T10:00:00+00:00", "ops", "abc1234567", "bad on sevens")]))
+    decision = promote_model(paths, dataset, anything_goes)  # the same challenger again
+    assert not decision.promoted and "bad on sevens" in decision.reason
+    assert paths.production_model_file.read_bytes() == champion
