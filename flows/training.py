@@ -27,11 +27,11 @@ from flows.stages import download, drift, evaluate, ingest, normalize, promote, 
 from orchestration.versioning import changed_stages, record_outputs
 from tasks.check_params import link_sources, write_marker
 from tasks.common.config import DatasetName, Params, load_params
-from tasks.lib.params_edit import override_params
+from tasks.lib.params_edit import override_params, put_back_params
 from tasks.common.errors import DriftBlockedError, PipelineError, StageFailedError
 from tasks.common.lock import pipeline_lock
 from tasks.lib.outputs import Evaluation, PromotionDecision
-from tasks.common.paths import PARAMS_CHECK_FILE, PARAMS_FILE, STAGES, DatasetPaths
+from tasks.common.paths import PARAMS_BEFORE_OVERRIDES_FILE, PARAMS_CHECK_FILE, PARAMS_FILE, STAGES, DatasetPaths
 
 FLOW_NAME = "training-pipeline"
 quiet_pipeline_errors()  # a PipelineError is logged as its one line, not with Prefect's traceback
@@ -56,19 +56,21 @@ def training_pipeline(dataset: DatasetName = "fashion-mnist", params_file: str =
                       root: str | None = None) -> PipelineOutcome:
     """Run the stages for `dataset`, publish artifacts and record the outputs in DVC.
 
-    `overrides` sets dotted params.yaml keys first (like `dvc exp run -S`); params.yaml is put back
-    as it was if the run fails. `force` retrains even when nothing changed. `root` is the repository
-    root (default: the current directory).
+    `overrides` sets dotted params.yaml keys for this run only (like `dvc exp run -S`, so dvc.lock records
+    them); params.yaml is put back as it was when the run ends, however it ends, and by the next run or
+    `make serve` if this one is killed (tasks/lib/params_edit.py). `force` retrains even when nothing changed.
+    `root` is the repository root (default: the current directory).
     """
     repo_root = Path(root).resolve() if root else Path.cwd()
-    params_path = repo_root / params_file
-    original_params = override_params(params_path, overrides) if overrides else None
+    params_path, keep = repo_root / params_file, repo_root / PARAMS_BEFORE_OVERRIDES_FILE
+    put_back_params(params_path, keep)  # the overrides of a run that was killed
+    if overrides:
+        override_params(params_path, overrides, keep)
     try:
         return _run_stages(repo_root, dataset, load_params(params_path), force)
-    except BaseException:
-        if original_params is not None:
-            params_path.write_text(original_params, encoding="utf-8")
-        raise
+    finally:
+        if overrides:
+            put_back_params(params_path, keep, only_if_dead=False)
 
 
 def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> PipelineOutcome:
@@ -125,11 +127,20 @@ def _run(stage_task, *arguments):
         raise StageFailedError(f"stage '{stage_task.name}' failed: {type(error).__name__}: {error}") from error
 
 
+def _listed_datasets(params_file: str = PARAMS_FILE) -> str:
+    """What --help offers: the datasets the pipeline runs (listed under `datasets`), not every one under `data`."""
+    try:
+        return "in " + params_file + ": " + ", ".join(load_params(Path(params_file)).datasets)
+    except (OSError, PipelineError):  # --help still answers when params.yaml is missing or broken
+        return f"{params_file} unreadable"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.training", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="fashion-mnist",
-                        help="a dataset listed under `datasets` in the params file (default: %(default)s)")
+                        help=f"a dataset listed under `datasets` in the params file ({_listed_datasets()}; "
+                             f"default: %(default)s)")
     parser.add_argument("--params-file", default=PARAMS_FILE)
     parser.add_argument("--overrides", type=json.loads, default=None,
                         help='JSON object of dotted params keys, e.g. \'{"train.epochs": 3}\'')

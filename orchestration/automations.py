@@ -5,7 +5,8 @@
 notification block saved beforehand and named in PIPELINE_NOTIFY_BLOCK (`sendgrid-email/ops`), and creates each
 automation of automations.yaml, or updates the one of that name in place, so that serving again changes nothing
 (`prefect automation create` would make a duplicate). The URLs stay in the environment and the server's block
-store: nothing is written to the repository or the logs. Without a notification target no automation is made.
+store: nothing is written to the repository or the logs. Without a notification target, only the automations
+that send nothing are made (the one that crashes a run whose heartbeats stopped).
 """
 
 from __future__ import annotations
@@ -38,12 +39,16 @@ def notification_block(environment: Mapping[str, str]):
     return None
 
 
-def read_automations(path: Path, block_id: UUID) -> list:
-    """automations.yaml as Prefect's AutomationCore objects, every send-notification action sent to `block_id`."""
+def read_automations(path: Path, block_id: UUID | None) -> list:
+    """automations.yaml as Prefect's AutomationCore objects, every send-notification action sent to `block_id`;
+    without a block, those that send a notification are left out."""
     from prefect.events.schemas.automations import AutomationCore
 
     automations = []
     for spec in yaml.safe_load(Path(path).read_text(encoding="utf-8"))["automations"]:
+        notifies = any(action["type"] == "send-notification" for action in spec["actions"])
+        if notifies and block_id is None:
+            continue
         actions = [{**action, "block_document_id": str(block_id)} if action["type"] == "send-notification"
                    else action for action in spec["actions"]]
         automations.append(AutomationCore.model_validate({**spec, "actions": actions}))
@@ -58,12 +63,14 @@ def apply_automations(api_url: str, root: Path, environment: Mapping[str, str]) 
     from prefect.blocks.core import Block
 
     block = notification_block(environment)
-    if block is None and not environment.get(BLOCK_VARIABLE):
+    notifying = block is not None or bool(environment.get(BLOCK_VARIABLE))
+    if not notifying:
         logger.info("no failure notifications: set %s, %s or %s before `make serve` (README)", WEBHOOK_VARIABLE,
                     SLACK_VARIABLE, BLOCK_VARIABLE)
-        return []
     with temporary_settings({PREFECT_API_URL: api_url}):
-        if block is None:  # one the user saved: an email block (SendgridEmail), Microsoft Teams, PagerDuty...
+        if not notifying:
+            block_id = None
+        elif block is None:  # one the user saved: an email block (SendgridEmail), Microsoft Teams, PagerDuty...
             block = Block.load(environment[BLOCK_VARIABLE])
             block_id = block._block_document_id
         else:
@@ -79,5 +86,6 @@ def apply_automations(api_url: str, root: Path, environment: Mapping[str, str]) 
                 else:
                     client.create_automation(automation)
                 names.append(automation.name)
-    logger.info("failure notifications: %s through the %s block", ", ".join(names), type(block).__name__)
+    logger.info("automations: %s%s", ", ".join(names),
+                f" (notifications through the {type(block).__name__} block)" if notifying else "")
     return names

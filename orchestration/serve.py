@@ -14,6 +14,7 @@ import sys
 import time
 import tomllib
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +22,46 @@ import yaml
 
 from orchestration.automations import apply_automations
 from orchestration.server_log import DATE_FORMAT
+from tasks.common.paths import PARAMS_BEFORE_OVERRIDES_FILE, PARAMS_FILE
+from tasks.lib.params_edit import put_back_params
 
 WORK_POOL = "training"
 DEFAULT_PORT = 4200
 PROCESS_NAMES = ("worker", "server")
+# Every flow run the worker starts sends a heartbeat this often (Prefect's minimum); automations.yaml crashes a run
+# whose heartbeats stop (a killed process, with no worker left to report it).
+HEARTBEAT_SECONDS = 30
+# Concurrency slots are leases. Prefect keeps them in memory by default, so a server killed during a run lost the
+# lease and the deployment's slot stayed taken after the restart; on disk (PREFECT_HOME/concurrency_leases) they
+# survive it, and the server's repossessor expires the lease of a run that died.
+LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+# Basic auth for the API, off unless this is set: one variable, the client's. `make serve` gives the server the same
+# string (PREFECT_SERVER_API_AUTH_STRING); the worker, the flow runs it starts and every CLI call inherit it from the
+# environment. It is never written to a file (the profile holds the address only) nor logged.
+AUTH_VARIABLE = "PREFECT_API_AUTH_STRING"
+SERVER_AUTH_VARIABLE = "PREFECT_SERVER_API_AUTH_STRING"
+HOST_VARIABLE = "PIPELINE_SERVE_HOST"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class ServeError(RuntimeError):
+    """`make serve` cannot go ahead as asked; the message says why and what to set."""
+
+
+def check_auth(host: str, environment: Mapping[str, str]) -> None:
+    """Refuse a server that would answer strangers (bound beyond loopback without auth), and a server string the
+    clients do not share (the worker and the flow runs would be refused by their own server)."""
+    client, server = environment.get(AUTH_VARIABLE), environment.get(SERVER_AUTH_VARIABLE)
+    if server is not None and server != client:
+        raise ServeError(f"{SERVER_AUTH_VARIABLE} is set but {AUTH_VARIABLE} is "
+                         f"{'not set' if client is None else 'another string'}: the worker and the flow runs would be "
+                         f"refused by the server; set only {AUTH_VARIABLE} (make serve gives the server the same)")
+    if client is not None and ":" not in client:
+        raise ServeError(f"{AUTH_VARIABLE}: expected 'user:password' (Prefect's basic auth), found a string without "
+                         "':'")
+    if host not in LOOPBACK and not client:
+        raise ServeError(f"{HOST_VARIABLE}={host}: a server beyond loopback must require auth; set {AUTH_VARIABLE}="
+                         "'user:a-long-password' first (README, Security)")
 
 
 @dataclass(frozen=True)
@@ -48,7 +85,8 @@ class Service:
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, "PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.api_url,
-                "PIPELINE_ROOT": str(self.root), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+                "PIPELINE_ROOT": str(self.root), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
 
 
 def prefect_command(*arguments: str) -> list[str]:
@@ -92,25 +130,44 @@ def start_server(service: Service) -> None:
     server_environment = {key: value for key, value in service.environment().items() if key != "PREFECT_API_URL"}
     # Dated log lines, so that `make status` can tell this hour's errors from older ones.
     server_environment["PREFECT_LOGGING_FORMATTERS_STANDARD_DATEFMT"] = DATE_FORMAT
+    server_environment["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] = LEASE_STORAGE
+    if server_environment.get(AUTH_VARIABLE):
+        server_environment[SERVER_AUTH_VARIABLE] = server_environment[AUTH_VARIABLE]
     start_process(service, "server", prefect_command("server", "start", "--host", service.host,
                                                      "--port", str(service.port)), server_environment)
     wait_for_server(service)
 
 
-def serve(service: Service) -> None:
-    """Start the server, create the work pool if missing, deploy prefect.yaml, create or update the failure
-    notifications (automations.yaml) and start a worker."""
-    if any(is_running(service, name) for name in PROCESS_NAMES):
-        raise RuntimeError(f"already serving from {service.home} (run `make stop` first)")
-    start_server(service)
+def serve(service: Service) -> list[str]:
+    """Start what is not running: the server, then (again, idempotently) the work pool, prefect.yaml's deployments,
+    automations.yaml's automations, and a worker. So `make serve` after a crash (a killed server or worker) brings
+    back what died and leaves the rest alone; serving twice changes nothing. Returns what it started."""
+    check_auth(service.host, service.environment())
+    started = []
+    put_back_params(service.root / PARAMS_FILE, service.root / PARAMS_BEFORE_OVERRIDES_FILE)  # a killed run's
+    if not (is_running(service, "server") and answers(service)):
+        _stop_one(service, "server")  # a server that no longer answers, or the PID file of a killed one
+        start_server(service)
+        started.append("server")
     if run_cli(service, "work-pool", "inspect", WORK_POOL, check=False).returncode != 0:
         run_cli(service, "work-pool", "create", WORK_POOL, "--type", "process")
     run_cli(service, "config", "set", f"PREFECT_API_URL={service.api_url}")
     hold_queued_runs(service)
     run_cli(service, "deploy", "--all")
-    apply_automations(service.api_url, service.root, service.environment())  # failure notifications, by name
-    start_process(service, "worker", prefect_command("worker", "start", "--pool", WORK_POOL),
-                  service.environment())
+    apply_automations(service.api_url, service.root, service.environment())  # by name: never duplicated
+    if not is_running(service, "worker"):
+        start_process(service, "worker", prefect_command("worker", "start", "--pool", WORK_POOL),
+                      service.environment())
+        started.append("worker")
+    return started
+
+
+def answers(service: Service) -> bool:
+    try:
+        with urllib.request.urlopen(f"{service.api_url}/health", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def queue_limits(prefect_file: Path) -> dict[tuple[str, str], int]:
@@ -159,21 +216,23 @@ def stop(service: Service, timeout_seconds: float = 20) -> list[str]:
     """End the worker and the server that `serve` started (their whole process groups), by PID file, and take
     the server's address out of the project's Prefect profile, so that every target runs as before serving."""
     forget_api_url(service)
-    stopped = []
-    for name in PROCESS_NAMES:
-        pid_file = service.pid_file(name)
-        if not pid_file.exists():
-            continue
-        pid = int(pid_file.read_text())
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_seconds
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.2)
-        if _alive(pid):
-            _signal_group(pid, signal.SIGKILL)
-        pid_file.unlink()
-        stopped.append(name)
-    return stopped
+    return [name for name in PROCESS_NAMES if _stop_one(service, name, timeout_seconds)]
+
+
+def _stop_one(service: Service, name: str, timeout_seconds: float = 20) -> bool:
+    """End one process `serve` started (its whole process group), by PID file; True if there was a PID file."""
+    pid_file = service.pid_file(name)
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text())
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        _signal_group(pid, signal.SIGKILL)
+    pid_file.unlink()
+    return True
 
 
 def forget_api_url(service: Service) -> None:
@@ -215,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PREFECT_SERVER_PORT", DEFAULT_PORT)))
     arguments = parser.parse_args(argv)
     root = Path.cwd()
-    service = Service(home=Path(os.environ.get("PREFECT_HOME", root / ".prefect")), root=root, port=arguments.port)
+    service = Service(home=Path(os.environ.get("PREFECT_HOME", root / ".prefect")), root=root, port=arguments.port,
+                      host=os.environ.get(HOST_VARIABLE) or "127.0.0.1")
     if arguments.action == "stop":
         print("stopped: " + (", ".join(stop(service)) or "nothing was running"))
         return 0
@@ -227,9 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if status.healthy else 1
     from orchestration.status import render, wait_until_settled
 
-    serve(service)
+    try:
+        started = serve(service)
+    except ServeError as error:
+        print(f"make serve: {error}", file=sys.stderr)
+        return 1
     status = wait_until_settled(service)
-    print(f"{render(status)}\n\n"
+    what = ", ".join(started) or "nothing (server and worker were running; deployments and automations updated)"
+    print(f"started: {what}\n{render(status)}\n\n"
           f"Prefect UI:   http://{service.host}:{service.port}\n"
           f"Run a deployment now:\n  make deployment-run DATASET=fashion-mnist\n"
           f"  (or: PREFECT_HOME={service.home} {prefect_command()[0]} deployment run "

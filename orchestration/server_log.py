@@ -56,17 +56,17 @@ class LogRecord:
 
 
 # The variable parts an entry's message may hold, and exactly what each stands for.
-WORKER_NAME, WORK_POOL_NAME, POOL_ID, DURATION = "{worker}", "{work_pool}", "{pool_id}", "{duration}"
+WORKER_NAME, WORK_POOL_NAME, POOL_ID, DURATION, COUNT = "{worker}", "{work_pool}", "{pool_id}", "{duration}", "{count}"
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _PLACEHOLDERS = {WORKER_NAME: rf"ProcessWorker {_UUID}", WORK_POOL_NAME: r"[\w-]+", POOL_ID: _UUID,
-                 DURATION: r"\[ *\d+(ms|s )\]"}
+                 DURATION: r"\[ *\d+(ms|s )\]", COUNT: r"\d+"}
 
 
 @dataclass(frozen=True)
 class RoutineError:
     """An error that is expected in a server's log, matched exactly on the logger, message and exception; in the
-    message, WORKER_NAME, WORK_POOL_NAME and POOL_ID stand for the worker, pool and pool id it concerns, and
-    DURATION for docket's "[ 123ms]". With `detail`,
+    message, WORKER_NAME, WORK_POOL_NAME and POOL_ID stand for the worker, pool and pool id it concerns,
+    DURATION for docket's "[ 123ms]" and COUNT for a number. With `detail`,
     a regular expression, one line of the record's details must also match it from its start (the SQL
     parameters of a failed write, say)."""
 
@@ -121,6 +121,18 @@ ROUTINE: tuple[RoutineError, ...] = (
                "passing 20-run load test on a machine busy with other test suites, that write waited out SQLite's "
                "60 s busy timeout and failed; it is retried, the worker's next poll marks the queues again, and "
                "all 20 runs completed."),
+    RoutineError(
+        logger="prefect.server.events.services.event_persister",
+        message=f"Max flush retries (5) reached, dropping {COUNT} events",
+        exception="sqlalchemy.exc.IntegrityError: (sqlite3.IntegrityError) NOT NULL constraint failed: events.occurred",
+        detail=r"\[SQL: INSERT INTO events \(related_resource_ids, related, id, created, updated\) VALUES ",
+        reason="After a server restart, clients send again the events the killed server had not confirmed. On "
+               "SQLite, Prefect 3.8.8 inserts only the events of a batch it does not hold yet; when it holds them "
+               "all, it inserts an empty row instead (no event, no time: the SQL above), which fails. Checked: "
+               "writing one stored event again gives exactly this error. The batch is retried with the events "
+               "that arrive meanwhile, so new events go through; a batch still made only of copies is dropped "
+               "after 5 tries, and what is dropped is copies. Seen once in tests/reliability/test_crashed_runs.py "
+               "(the server killed during a run, then `make serve`), where every run then reached its state."),
 )
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PARAMS_FILE = "params.yaml"
+# params.yaml as it was before a flow run's overrides, while that run lasts (tasks/lib/params_edit.py).
+PARAMS_BEFORE_OVERRIDES_FILE = ".dvc/tmp/params-before-overrides.json"
 # Written by the check_params stage (tasks/check_params.py) once params.yaml passed its checks; every stage in
 # dvc.yaml depends on it, so `dvc repro` refuses a bad params.yaml before it removes any stage's outputs.
 PARAMS_CHECK_FILE = "data/params_check.txt"

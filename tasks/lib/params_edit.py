@@ -1,7 +1,17 @@
-"""Editing params.yaml in place: dotted keys set the way `dvc exp run -S` sets them, comments kept."""
+"""Editing params.yaml in place: dotted keys set the way `dvc exp run -S` sets them, comments kept.
+
+A flow run given `overrides` writes them into params.yaml for its duration (so that DVC sees and records them) and
+puts the file back when it ends, however it ends. Before writing, it keeps the original text and its own PID in
+PARAMS_BEFORE_OVERRIDES_FILE; if the run is killed (`kill -9`, a machine that goes down), the next flow run and
+`make serve` find that file, see that its process is gone, and put params.yaml back first. So overrides never
+outlive their run.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +21,19 @@ from tasks.common.config import parse_params
 from tasks.common.errors import ConfigError
 
 
-def override_params(path: Path, overrides: dict[str, Any]) -> str:
+logger = logging.getLogger(__name__)
+
+
+def override_params(path: Path, overrides: dict[str, Any], keep: Path | None = None) -> str:
     """Set dotted keys (`{"train.epochs": 3}`) in params.yaml, keeping its comments; return the previous text.
 
     The new document is validated before it is written (atomically), so a bad override changes nothing.
-    Like `dvc exp run -S`, this keeps params.yaml and dvc.lock telling the same story.
+    Like `dvc exp run -S`, this keeps params.yaml and dvc.lock telling the same story. With `keep`, the previous
+    text and this process's PID are written there first, for `put_back_params`.
     """
     from ruamel.yaml import YAML
 
-    from tasks.common.fileio import write_text_atomic
+    from tasks.common.fileio import write_json_atomic, write_text_atomic
 
     path = Path(path)
     original = path.read_text(encoding="utf-8")
@@ -28,8 +42,44 @@ def override_params(path: Path, overrides: dict[str, Any]) -> str:
     for dotted_key, value in overrides.items():
         set_dotted(document, dotted_key, value)
     parse_params(yaml.safe_load(_dump(round_trip, document)), f"{path} with overrides {overrides}")
+    if keep is not None:
+        write_json_atomic(keep, {"pid": os.getpid(), "overrides": overrides, "params": original})
     write_text_atomic(path, _dump(round_trip, document))
     return original
+
+
+def put_back_params(path: Path, keep: Path, only_if_dead: bool = True) -> bool:
+    """Write params.yaml back as `keep` holds it and remove `keep`; with `only_if_dead`, only when the run that
+    wrote it is gone (a run in progress keeps its overrides). True when params.yaml was put back."""
+    from tasks.common.fileio import write_text_atomic
+
+    try:
+        kept = json.loads(Path(keep).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except ValueError:  # a torn write cannot happen (atomic), but a hand edit can: leave both as they are
+        logger.warning("%s: not readable JSON; params.yaml left as it is", keep)
+        return False
+    if only_if_dead and kept.get("pid") != os.getpid() and _alive(kept.get("pid")):
+        return False
+    write_text_atomic(Path(path), kept["params"])
+    Path(keep).unlink()
+    if kept.get("pid") != os.getpid():
+        logger.warning("params.yaml held the overrides %s of a run that did not end (process %s is gone); put back "
+                       "as it was before that run", kept.get("overrides"), kept.get("pid"))
+    return True
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def set_dotted(document: Any, dotted_key: str, value: Any) -> None:

@@ -5,6 +5,8 @@ These cases fail before any Prefect server starts, so they run in-process and fa
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -41,3 +43,16 @@ def test_a_dataset_the_pipeline_cannot_run_is_one_line_before_any_flow_starts(da
     assert code == 1
     assert captured.err == f"training-pipeline failed for {dataset}: ConfigError: {message}\n"
     assert captured.out == ""
+
+
+def test_help_offers_the_datasets_the_pipeline_runs_and_no_other(capsys):
+    """--help once offered `mnist`, which then failed because it is not listed under `datasets` (issue 16)."""
+    listed = project_params_document()["datasets"]
+
+    with pytest.raises(SystemExit) as exit_code:
+        main(["--help"])
+
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert exit_code.value.code == 0
+    offered = re.search(r"\(in params\.yaml: ([^;]*);", shown).group(1).split(", ")
+    assert offered == listed and "mnist" not in offered  # `mnist` is defined under `data` but not listed

@@ -7,9 +7,7 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,37 +15,18 @@ from orchestration.automations import NOTIFY_BLOCK, WEBHOOK_VARIABLE
 from orchestration.serve import Service, run_cli
 from tests.integration.repo import copy_repository
 from tests.prefect_server import free_port, serving
+from tests.webhook import Receiver, receiving
 
 pytestmark = pytest.mark.integration
 DEPLOYMENT = "training-pipeline/mnist-sample"
 AUTOMATION = "training-pipeline run failed"
-
-
-class Receiver(BaseHTTPRequestHandler):
-    received: list = []
-
-    def do_POST(self):
-        length = int(self.headers.get("Content-Length", 0))
-        self.received.append({"path": self.path, "body": json.loads(self.rfile.read(length) or b"{}")})
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *arguments):
-        pass
+HEARTBEATS = "training-pipeline run stopped sending heartbeats"
 
 
 @pytest.fixture(scope="module")
 def receiver():
-    """A webhook receiver on loopback for the module; stopped (and its thread joined) at the end."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-    thread.start()
-    try:
+    with receiving() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +100,7 @@ def test_serving_again_updates_the_automation_in_place(served):
         capture_output=True, text=True, timeout=120, check=True)
 
     (after,) = automations_named(service, AUTOMATION)
-    assert json.loads(again.stdout.splitlines()[-1]) == [[AUTOMATION], url]  # the block holds the address
+    assert json.loads(again.stdout.splitlines()[-1]) == [[HEARTBEATS, AUTOMATION], url]  # the block holds the address
     assert after.id == before.id and after.actions[0].type == "send-notification"
     logs = "".join(path.read_text() for path in (service.home / "logs").glob("*.log"))
     assert url not in logs + again.stderr  # the webhook address is a secret of the environment: not in the logs

@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 from tasks.common.paths import DatasetPaths
-from tests.conftest import run_log_html
+from tests.conftest import project_params_document, run_log_html
 from tests.integration.repo import copy_repository, run
 from tests.prefect_server import temporary_server
 
@@ -68,7 +68,13 @@ def test_flow_completes_and_writes_the_outputs(flow_run):
     assert outcome.evaluation.metrics.test_accuracy > 0.85
     assert (repo / "models/mnist-sample/production/model.keras").is_file()
     assert (repo / "models/mnist-sample/model.keras").is_file()
-    assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["mnist-sample"]["threshold"] == 0.95
+    # The run's overrides went into dvc.lock (what trained this model), and params.yaml is as before the run:
+    # overrides never outlive their run (issue 17; the run used to leave them for the next scheduled run).
+    after = yaml.safe_load((repo / "params.yaml").read_text())
+    assert after["data"]["mnist-sample"]["threshold"] == project_params_document()["data"]["mnist-sample"]["threshold"]
+    locked = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["train@mnist-sample"]["params"]["params.yaml"]
+    assert locked["data.mnist-sample.threshold"] == 0.95
+    assert not (repo / ".dvc/tmp/params-before-overrides.json").exists()
 
 
 def test_the_flow_runs_every_stage_once_in_the_pipelines_order(flow_run):

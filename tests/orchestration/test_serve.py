@@ -5,10 +5,12 @@ tests/integration/test_deployments.py; the queues' effect (waiting runs are not 
 load in tests/reliability/test_prefect_faults.py.
 """
 
+import re
+
 import pytest
 import yaml
 
-from orchestration.serve import queue_limits
+from orchestration.serve import AUTH_VARIABLE, SERVER_AUTH_VARIABLE, ServeError, check_auth, queue_limits
 from tests.conftest import PROJECT_ROOT
 
 
@@ -42,3 +44,16 @@ def test_stopping_forgets_the_served_address_but_not_one_the_user_set(tmp_path):
     profiles.write_text(elsewhere)
     forget_api_url(service)
     assert profiles.read_text() == elsewhere
+
+
+@pytest.mark.parametrize(("host", "environment", "message"), [
+    ("0.0.0.0", {}, "PIPELINE_SERVE_HOST=0.0.0.0: a server beyond loopback must require auth; set "
+                    "PREFECT_API_AUTH_STRING="),
+    ("127.0.0.1", {SERVER_AUTH_VARIABLE: "a:b"}, "PREFECT_SERVER_API_AUTH_STRING is set but PREFECT_API_AUTH_STRING is "
+                                                 "not set: the worker and the flow runs would be refused"),
+    ("127.0.0.1", {AUTH_VARIABLE: "nocolon"}, "PREFECT_API_AUTH_STRING: expected 'user:password'"),
+])
+def test_serving_refuses_what_would_answer_strangers_or_lock_out_the_worker(host, environment, message):
+    with pytest.raises(ServeError, match=re.escape(message)):
+        check_auth(host, environment)
+    check_auth("0.0.0.0", {AUTH_VARIABLE: "pipeline:a-long-secret"})  # beyond loopback with auth: allowed

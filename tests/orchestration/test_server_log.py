@@ -15,6 +15,8 @@ BULK_DML = ("sqlalchemy.exc.InvalidRequestError: Can't evaluate bulk DML stateme
 HEARTBEAT_LOCKED_LOG = Path(__file__).parent / "data" / "server-heartbeat-database-locked.log"
 # The 20-run load test's server (issue 12's CI failure): marking waiting runs Late lost the race for the write lock.
 LATE_LOCKED_LOG = Path(__file__).parent / "data" / "server-late-runs-database-locked.log"
+# A restarted server (issue 17, the server killed during a run): a flush of events it already held, dropped.
+EVENTS_RESENT_LOG = Path(__file__).parent / "data" / "server-events-resent-after-restart.log"
 CLEAN = """
  ___ ___ ___ ___ ___ ___ _____
 Configure Prefect to communicate with the server with:
@@ -129,4 +131,19 @@ def test_a_retried_queue_ready_mark_that_lost_the_write_lock_is_allowed_and_noth
     for changed in (QUEUES_READY_LOCKED.replace("mark_work_queues_ready(", "mark_deployments_ready("),
                     QUEUES_READY_LOCKED.replace("database is locked", "disk I/O error"),
                     QUEUES_READY_LOCKED.replace("work_pool:b9f3c2bc", "work_pool:nothex00")):
+        assert len(service_errors(changed)) == 1
+
+
+def test_a_dropped_batch_of_resent_events_is_allowed_but_no_other_dropped_batch():
+    text = EVENTS_RESENT_LOG.read_text()
+    (record,) = [record for record in parse_log(text) if record.is_error]
+
+    assert record.message == "Max flush retries (5) reached, dropping 24 events"
+    assert service_errors(text) == []
+    assert service_errors(text.replace("dropping 24 events", "dropping 3 events")) == []
+    # Events that carry their time, a database that failed otherwise, another service: errors.
+    for changed in (text.replace("(related_resource_ids, related, id, created, updated)",
+                                 "(occurred, event, related_resource_ids, related, id, created, updated)"),
+                    text.replace("NOT NULL constraint failed: events.occurred", "database is locked"),
+                    text.replace("services.event_persister", "services.task_run_recorder")):
         assert len(service_errors(changed)) == 1

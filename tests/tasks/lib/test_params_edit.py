@@ -1,10 +1,14 @@
 """tasks/lib/params_edit.py: overrides keep params.yaml's comments, and a bad one changes nothing."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 import yaml
 
 from tasks.common.errors import ConfigError
-from tasks.lib.params_edit import override_params
+from tasks.lib.params_edit import override_params, put_back_params
 from tests.conftest import PROJECT_ROOT
 
 
@@ -34,3 +38,36 @@ def test_bad_override_changes_nothing(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         override_params(path, overrides)
     assert path.read_bytes() == before
+
+
+def kept_by(pid, tmp_path):
+    """params.yaml overridden by a run of process `pid`, as a flow run leaves it while it lasts."""
+    path, keep = tmp_path / "params.yaml", tmp_path / ".dvc" / "tmp" / "params-before-overrides.json"
+    original = (PROJECT_ROOT / "params.yaml").read_text()
+    path.write_text(original)
+    override_params(path, {"train.epochs": 3}, keep)
+    document = json.loads(keep.read_text())
+    keep.write_text(json.dumps({**document, "pid": pid}))
+    return path, keep, original
+
+
+def test_the_overrides_of_a_killed_run_are_put_back_by_the_next(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    path, keep, original = kept_by(gone.pid, tmp_path)
+
+    assert put_back_params(path, keep)
+    assert path.read_text() == original and not keep.exists()
+    assert not put_back_params(path, keep)  # nothing left to put back
+
+
+def test_the_overrides_of_a_run_still_going_are_left_to_it(tmp_path):
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as running:
+        try:
+            path, keep, original = kept_by(running.pid, tmp_path)
+            assert not put_back_params(path, keep)
+            assert yaml.safe_load(path.read_text())["train"]["epochs"] == 3 and keep.exists()
+            assert put_back_params(path, keep, only_if_dead=False)  # what the run itself does when it ends
+            assert path.read_text() == original
+        finally:
+            running.kill()

@@ -1,0 +1,226 @@
+"""Crashed runs on a real Prefect server and worker started from prefect.yaml as `make serve` does (issue 17):
+`kill -9` of the flow-run process, of the worker, and of the server during a run, then `make serve` again. In each
+case the run ends in a final state within a stated time, the deployment's slot is released and the next run goes
+ahead, a notification arrives for a crashed run, no half-trained model is promoted, overrides do not outlive their
+run, and nothing needs cleaning by hand. Slow (real training runs, heartbeats 30 s apart): `make test-slow`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestration.serve import Service, is_running, run_cli, serve
+from tests.integration.repo import copy_repository, run
+from tests.prefect_server import free_port, serving
+from tests.webhook import Receiver, receiving
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+DEPLOYMENT = "training-pipeline/mnist-sample"
+# Long enough a training run to be killed in: every epoch, no accuracy threshold to stop early.
+LONG_RUN = {"force": True, "overrides": {"data.mnist-sample.threshold": 1.0, "data.mnist-sample.train.epochs": 40}}
+# How long a run may stay Running after the process that ran it is gone (docs/RELIABILITY.md "Crashed runs"):
+# the worker reports its child's death at once; without a worker, the heartbeat automation gives 90 s after the
+# last heartbeat (sent every 30 s), and the server's trigger loop a few seconds more.
+WORKER_SEES_IT_SECONDS = 30
+NO_HEARTBEAT_SECONDS = 30 + 90 + 30
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    with receiving() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, receiver):
+    def only_mnist_sample(document):
+        document["datasets"] = ["mnist-sample"]
+
+    repo = copy_repository(tmp_path_factory.mktemp("crash-repo"), only_mnist_sample)
+    service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
+    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
+    with serving(service, environment={"PIPELINE_NOTIFY_WEBHOOK_URL": url}):
+        first = submit(service)
+        assert wait_final(service, first, 400).is_completed()
+        yield service
+
+
+def client_for(service: Service):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class Scoped:
+        def __enter__(self):
+            self.settings = temporary_settings({PREFECT_API_URL: service.api_url})
+            self.settings.__enter__()
+            self.client = get_client(sync_client=True)
+            return self.client.__enter__()
+
+        def __exit__(self, *exc):
+            self.client.__exit__(*exc)
+            self.settings.__exit__(*exc)
+
+    return Scoped()
+
+
+def submit(service: Service, parameters: dict | None = None) -> str:
+    """`prefect deployment run` without waiting; the flow run's id."""
+    extra = ["--params", json.dumps(parameters)] if parameters else []
+    output = run_cli(service, "deployment", "run", DEPLOYMENT, *extra).stdout
+    return re.search(r"UUID: ([0-9a-f-]{36})", output).group(1)
+
+
+def read_run(service: Service, flow_run_id: str):
+    with client_for(service) as client:
+        return client.read_flow_run(flow_run_id)
+
+
+def wait_final(service: Service, flow_run_id: str, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            flow_run = read_run(service, flow_run_id)
+        except Exception:  # the server is being restarted
+            flow_run = None
+        if flow_run is not None and flow_run.state.is_final():
+            return flow_run.state
+        time.sleep(1)
+    raise AssertionError(f"flow run {flow_run_id} not final after {seconds:.0f} s: {read_run(service, flow_run_id).state}")
+
+
+def wait_training(service: Service, flow_run_id: str, seconds: float = 300) -> int:
+    """Wait until the run's train stage runs; the PID of the process running the flow run."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with client_for(service) as client:
+            from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+            tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        if any(task.name.startswith("train") and task.state and task.state.is_running() for task in tasks):
+            pid = flow_run_process(flow_run_id)
+            if pid:
+                time.sleep(3)  # into its epochs
+                return pid
+        time.sleep(0.5)
+    raise AssertionError(f"flow run {flow_run_id} never reached its train stage")
+
+
+def flow_run_process(flow_run_id: str) -> int | None:
+    """The process running the flow run: the one whose environment names it (the worker sets it)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in environment:
+            return int(entry.name)
+    return None
+
+
+def notifications_for(flow_run_name: str, seconds: float) -> list[dict]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = [message for message in Receiver.received if f"Flow run: {flow_run_name}," in message["body"]["body"]]
+        if found:
+            return found
+        time.sleep(0.5)
+    return []
+
+
+def production_model(service: Service) -> bytes:
+    return (service.root / "models/mnist-sample/production/model.keras").read_bytes()
+
+
+def test_kill_9_of_the_flow_run_process(served):
+    params_before, champion = (served.root / "params.yaml").read_bytes(), production_model(served)
+    killed = submit(served, LONG_RUN)
+    waiting = submit(served)  # queued behind it: the deployment runs one at a time
+    pid = wait_training(served, killed)
+
+    os.kill(pid, signal.SIGKILL)
+    started = time.monotonic()
+    state = wait_final(served, killed, WORKER_SEES_IT_SECONDS + 60)
+
+    print(f"\nkill -9 of the flow-run process: {state.name} {time.monotonic() - started:.1f} s later")
+    assert state.is_crashed(), state
+    assert time.monotonic() - started <= WORKER_SEES_IT_SECONDS
+    name = read_run(served, killed).name
+    (notification,) = notifications_for(name, 60)
+    assert notification["body"]["subject"] == "training-pipeline Crashed: deployment mnist-sample"
+    assert wait_final(served, waiting, 400).is_completed()  # the slot was released
+    assert production_model(served) == champion  # no half-trained model; the next run retrained the same one
+    assert (served.root / "params.yaml").read_bytes() == params_before  # the killed run's overrides are gone
+    assert run(["git", "status", "--porcelain"], served.root).stdout == ""
+    assert "up to date" in run(["dvc", "status"], served.root).stdout
+
+
+def test_kill_9_of_the_worker_then_serve_again(served):
+    champion = production_model(served)
+    running = submit(served, LONG_RUN)
+    wait_training(served, running)
+    worker = int(served.pid_file("worker").read_text())
+
+    os.kill(worker, signal.SIGKILL)
+    state = wait_final(served, running, NO_HEARTBEAT_SECONDS + 600)  # its flow-run process lives on, or is reaped
+    serve(served)  # `make serve` again: the server is up, so it starts a worker
+    after = submit(served)
+
+    print(f"\nkill -9 of the worker: its run ended {state.name}")
+    assert state.is_final()
+    assert is_running(served, "worker") and int(served.pid_file("worker").read_text()) != worker
+    assert wait_final(served, after, 400).is_completed()
+    if state.is_crashed():
+        assert production_model(served) == champion
+
+
+def test_a_run_whose_process_and_worker_are_gone_is_crashed_by_the_heartbeat_automation(served):
+    running = submit(served, LONG_RUN)
+    pid = wait_training(served, running)
+    worker = int(served.pid_file("worker").read_text())
+
+    os.kill(worker, signal.SIGKILL)
+    os.kill(pid, signal.SIGKILL)  # nobody is left to say it died: only its missing heartbeats do
+    started = time.monotonic()
+    state = wait_final(served, running, NO_HEARTBEAT_SECONDS + 30)
+
+    print(f"\nkill -9 of the flow-run process and the worker: {state.name} {time.monotonic() - started:.1f} s later")
+    assert state.is_crashed() and "heartbeat" in state.message, state
+    assert time.monotonic() - started <= NO_HEARTBEAT_SECONDS
+    assert notifications_for(read_run(served, running).name, 60)
+    serve(served)
+    assert wait_final(served, submit(served), 400).is_completed()
+
+
+def test_kill_9_of_the_server_during_a_run_then_serve_again(served):
+    """What the user trial saw: the run stayed RUNNING and held the slot, the next run waited in
+    AwaitingConcurrencySlot, `prefect flow-run cancel` stuck in Cancelling, and `make serve` refused."""
+    params_before, champion = (served.root / "params.yaml").read_bytes(), production_model(served)
+    running = submit(served, LONG_RUN)
+    waiting = submit(served)
+    wait_training(served, running)
+    server = int(served.pid_file("server").read_text())
+
+    os.kill(server, signal.SIGKILL)
+    time.sleep(5)
+    started = serve(served)  # `make serve` again: no "already serving", no traceback
+    assert started == ["server"]  # the worker lived on, and its run too
+    assert read_run(served, running).state.is_running()
+    run_cli(served, "flow-run", "cancel", running)
+    cancelled_at = time.monotonic()
+    state = wait_final(served, running, 120)
+    print(f"\ncancelled after the server's restart: {state.name} in {time.monotonic() - cancelled_at:.1f} s")
+
+    assert state.is_cancelled(), state
+    assert wait_final(served, waiting, 400).is_completed()  # the slot was released
+    assert production_model(served) == champion  # the cancelled run promoted nothing
+    assert (served.root / "params.yaml").read_bytes() == params_before
+    assert run(["git", "status", "--porcelain"], served.root).stdout == ""
+    assert "up to date" in run(["dvc", "status"], served.root).stdout
