@@ -27,6 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from orchestration.artifacts import artifact_key
 from orchestration.experiments import experiment_json, reproduce, run_experiment
 from orchestration.parallel import dask_runner, shared_api
+from orchestration.serve import terminal_api
 from tasks.common.config import parse_params
 from tasks.common.errors import ConfigError, PipelineError
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
@@ -138,9 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential", action="store_true", help="one trial after another, without Dask")
     parser.add_argument("--name-prefix", default=None, help="experiment names: PREFIX-1, PREFIX-2, ...")
     arguments = parser.parse_args(argv)
-    outcome = sweep(dataset=arguments.dataset, grid=arguments.grid, trials=arguments.trials,
-                    workers=arguments.workers, scheduler_address=arguments.scheduler_address,
-                    sequential=arguments.sequential, name_prefix=arguments.name_prefix)
+    with terminal_api(Path.cwd()):  # the configured server, or one of this run's own (orchestration/serve.py)
+        outcome = sweep(dataset=arguments.dataset, grid=arguments.grid, trials=arguments.trials,
+                        workers=arguments.workers, scheduler_address=arguments.scheduler_address,
+                        sequential=arguments.sequential, name_prefix=arguments.name_prefix)
     for row in ranking_table(outcome.ranked):
         print(json.dumps(row))
     print(f"{len(outcome.ranked)} trials in {outcome.seconds:.1f} s; best: {outcome.best.name} "

@@ -23,12 +23,13 @@ from orchestration.artifacts import publish_results, publish_skip
 from orchestration.commits import commit_run
 from orchestration.log_filters import quiet_pipeline_errors
 from orchestration.runs import read_last_run, write_last_run
+from orchestration.serve import terminal_api
 from flows.stages import download, drift, evaluate, ingest, normalize, promote, report, train, validate
 from orchestration.versioning import changed_stages, record_outputs
 from tasks.check_params import link_sources, write_marker
 from tasks.common.config import DatasetName, Params, load_params
 from tasks.lib.params_edit import override_params, put_back_params
-from tasks.common.errors import DriftBlockedError, PipelineError, StageFailedError
+from tasks.common.errors import DriftBlockedError, PipelineError, StageFailedError, StageInterrupted
 from tasks.common.lock import pipeline_lock
 from tasks.lib.outputs import Evaluation, PromotionDecision
 from tasks.common.paths import PARAMS_BEFORE_OVERRIDES_FILE, PARAMS_CHECK_FILE, PARAMS_FILE, STAGES, DatasetPaths
@@ -148,11 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     try:
         load_params(Path(arguments.params_file)).listed_dataset(arguments.dataset)  # before Prefect starts
-        outcome = training_pipeline(dataset=arguments.dataset, params_file=arguments.params_file,
-                                    overrides=arguments.overrides, force=arguments.force)
+        with terminal_api(Path.cwd()):  # in a session of its own: a Ctrl-C reaches the run, not its server
+            outcome = training_pipeline(dataset=arguments.dataset, params_file=arguments.params_file,
+                                        overrides=arguments.overrides, force=arguments.force)
     except PipelineError as error:  # a user's mistake or bad data: its message says what and where
+        if isinstance(error.__cause__, StageInterrupted):  # Ctrl-C in training: where a rerun resumes
+            print(f"{FLOW_NAME} interrupted for {arguments.dataset}: {error.__cause__}", file=sys.stderr)
+            return 130
         print(f"{FLOW_NAME} failed for {arguments.dataset}: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C in another stage
+        print(f"{FLOW_NAME} interrupted for {arguments.dataset} (Ctrl-C): the production model is unchanged; run it "
+              "again to go on", file=sys.stderr)
+        return 130
     print(outcome.message)
     return 0
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import tomllib
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +106,7 @@ def start_process(service: Service, name: str, command: list[str], environment: 
     return process.pid
 
 
-def wait_for_server(service: Service, timeout_seconds: float = 120) -> None:
+def wait_for_server(service: Service, timeout_seconds: float = 120, log_name: str = "server") -> None:
     deadline = time.monotonic() + timeout_seconds
     while time.monotonic() < deadline:
         try:
@@ -114,7 +116,7 @@ def wait_for_server(service: Service, timeout_seconds: float = 120) -> None:
         except OSError:
             time.sleep(0.5)
     raise RuntimeError(f"Prefect server at {service.api_url} did not answer within {timeout_seconds:.0f} s; "
-                       f"see {service.log_file('server')}")
+                       f"see {service.log_file(log_name)}")
 
 
 def run_cli(service: Service, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -160,6 +162,49 @@ def serve(service: Service) -> list[str]:
                       service.environment())
         started.append("worker")
     return started
+
+
+@contextmanager
+def terminal_api(root: Path, timeout_seconds: float = 120) -> Iterator[str]:
+    """The Prefect API a flow started from the terminal (`make flow`, `make sweep`) reports to: the configured one
+    (PREFECT_API_URL: `make serve`'s, or a deployment run's), else a server of this run's own, on a free loopback
+    port with PREFECT_HOME's database, stopped by PID when the run ends.
+
+    Not Prefect's temporary server, for two reasons seen on a fresh clone: it shares the terminal's process group,
+    so a Ctrl-C stopped it together with the run, which then could not report its end (a minute of connection
+    errors, then a hang); and it is given 20 s to start (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS), which a
+    new PREFECT_HOME's database migrations exceed on 2 cores (20 to 22 s measured). This one runs in a session of its
+    own, without the UI, and is given `timeout_seconds`."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield PREFECT_API_URL.value()
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service = Service(home=Path(PREFECT_HOME.value()), root=root, port=port)
+    name = f"temporary-server-{port}"
+    environment = {key: value for key, value in service.environment().items() if key != "PREFECT_API_URL"}
+    environment["PREFECT_UI_ENABLED"] = "false"
+    start_process(service, name, prefect_command("server", "start", "--host", service.host, "--port", str(port)),
+                  environment)
+    started = False
+    try:
+        wait_for_server(service, timeout_seconds, log_name=name)
+        started = True
+        with temporary_settings({PREFECT_API_URL: service.api_url}):
+            yield service.api_url
+    finally:
+        if started:  # what the run logged and emitted last goes out before its server stops (as Prefect's own does)
+            from prefect.events.worker import EventsWorker
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=5)
+            EventsWorker.drain_all(timeout=5)
+        _stop_one(service, name)
+        if started:  # a server that did not start keeps its log, which the error names
+            service.log_file(name).unlink(missing_ok=True)
 
 
 def answers(service: Service) -> bool:

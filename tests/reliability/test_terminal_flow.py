@@ -1,0 +1,60 @@
+"""The flow started from a terminal (`make flow`, `python -m flows.training`) on a fresh clone, with no server
+configured (issue 16): it reports to a server of its own, which a Ctrl-C does not reach.
+
+Before, Prefect's temporary server did not start on a new PREFECT_HOME within its 20 s ("Timed out while
+attempting to connect to ephemeral Prefect API server", every time on this project's 2-core machine), and a Ctrl-C
+in training stopped that server with the run: a minute of connection-refused tracebacks, then a hang. Slow (a real
+training run): `make test-slow`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.repo import VENV_BIN, copy_repository
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Long enough a run to be interrupted in training: every epoch, no threshold to stop early.
+LONG = {"data.mnist-sample.threshold": 1.0, "data.mnist-sample.train.epochs": 40}
+
+
+def test_ctrl_c_in_training_is_one_line_and_leaves_nothing_running(tmp_path):
+    repo = copy_repository(tmp_path / "repo", lambda document: document.update(datasets=["mnist-sample"]))
+    params_before = (repo / "params.yaml").read_bytes()
+    home = tmp_path / "fresh-prefect-home"  # as on a fresh clone: no database yet
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    environment.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                       PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+    command = [str(VENV_BIN / "python"), "-m", "flows.training", "--dataset", "mnist-sample", "--force",
+               "--overrides", json.dumps(LONG)]
+    # A session of its own, as a terminal's foreground job: Ctrl-C sends SIGINT to every process in it.
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        flow = subprocess.Popen(command, cwd=repo, env=environment, stdout=out, stderr=err, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 400
+        while "Epoch 3/" not in (tmp_path / "out").read_text() and flow.poll() is None:
+            assert time.monotonic() < deadline, (tmp_path / "err").read_text()[-3000:]
+            time.sleep(0.5)
+        assert flow.poll() is None, (tmp_path / "err").read_text()[-3000:]  # it started: its server answered
+
+        os.killpg(flow.pid, signal.SIGINT)
+        code = flow.wait(timeout=90)
+    finally:
+        if flow.poll() is None:
+            os.killpg(flow.pid, signal.SIGKILL)
+            flow.wait()
+
+    errors = (tmp_path / "err").read_text()
+    last = errors.strip().splitlines()[-1]
+    assert code == 130, errors[-3000:]
+    assert last.startswith("training-pipeline interrupted for mnist-sample: mnist-sample: training interrupted "
+                           "(Ctrl-C); a rerun resumes after epoch "), last
+    assert "Traceback" not in errors and "Connection refused" not in errors
+    assert list((home / "pids").iterdir()) == []  # the run's server was stopped, by PID
+    assert (repo / "params.yaml").read_bytes() == params_before  # the run's overrides went with it
+    assert not (repo / "models/mnist-sample/production/model.keras").exists()  # nothing was promoted
