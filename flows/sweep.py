@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -139,10 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential", action="store_true", help="one trial after another, without Dask")
     parser.add_argument("--name-prefix", default=None, help="experiment names: PREFIX-1, PREFIX-2, ...")
     arguments = parser.parse_args(argv)
-    with terminal_api(Path.cwd()):  # the configured server, or one of this run's own (orchestration/serve.py)
-        outcome = sweep(dataset=arguments.dataset, grid=arguments.grid, trials=arguments.trials,
-                        workers=arguments.workers, scheduler_address=arguments.scheduler_address,
-                        sequential=arguments.sequential, name_prefix=arguments.name_prefix)
+    try:
+        with terminal_api(Path.cwd()):  # the configured server, or one of this run's own (orchestration/serve.py)
+            outcome = sweep(dataset=arguments.dataset, grid=arguments.grid, trials=arguments.trials,
+                            workers=arguments.workers, scheduler_address=arguments.scheduler_address,
+                            sequential=arguments.sequential, name_prefix=arguments.name_prefix)
+    except PipelineError as error:  # a bad grid, a dead server: its message says what to do
+        print(f"{FLOW_NAME} failed for {arguments.dataset}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
     for row in ranking_table(outcome.ranked):
         print(json.dumps(row))
     print(f"{len(outcome.ranked)} trials in {outcome.seconds:.1f} s; best: {outcome.best.name} "

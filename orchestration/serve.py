@@ -24,6 +24,7 @@ import yaml
 
 from orchestration.automations import apply_automations
 from orchestration.server_log import DATE_FORMAT
+from tasks.common.errors import PipelineError
 from tasks.common.paths import PARAMS_BEFORE_OVERRIDES_FILE, PARAMS_FILE
 from tasks.lib.params_edit import put_back_params
 
@@ -46,8 +47,8 @@ HOST_VARIABLE = "PIPELINE_SERVE_HOST"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-class ServeError(RuntimeError):
-    """`make serve` cannot go ahead as asked; the message says why and what to set."""
+class ServeError(PipelineError):
+    """The served Prefect cannot be used as asked; the message says why and what to do."""
 
 
 def check_auth(host: str, environment: Mapping[str, str]) -> None:
@@ -178,6 +179,7 @@ def terminal_api(root: Path, timeout_seconds: float = 120) -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     if PREFECT_API_URL.value():
+        _check_answers(PREFECT_API_URL.value())
         yield PREFECT_API_URL.value()
         return
     with socket.socket() as probe:
@@ -205,6 +207,18 @@ def terminal_api(root: Path, timeout_seconds: float = 120) -> Iterator[str]:
         _stop_one(service, name)
         if started:  # a server that did not start keeps its log, which the error names
             service.log_file(name).unlink(missing_ok=True)
+
+
+def _check_answers(api_url: str) -> None:
+    """A configured API that does not answer (a served Prefect killed without `make stop`) is one line saying what
+    to do, before the flow starts: not Prefect's three tracebacks ending `Failed to reach API`."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        error = client.api_healthcheck()
+    if error is not None:
+        raise ServeError(f"the Prefect API at {api_url} does not answer ({type(error).__name__}: {error}); start it "
+                         "again with `make serve`, or `make stop` to run without it")
 
 
 def answers(service: Service) -> bool:

@@ -8,6 +8,8 @@ test unless `orchestration.server_log.ROUTINE` (Prefect's routine errors, each w
 - `serving(service)`: a server, work pool, deployments and worker started as `make serve` does; its log is
   `service.log_file("server")`.
 - `checked_log(log_file, stop_server=...)`: the same check around a server started some other way.
+- `served_mnist_sample(...)`: `serving` for a copy of the repository that builds mnist-sample only.
+- `api_client(service)`: a Prefect client of the served API (with an auth string, where the server wants one).
 - `temporary_server()`: Prefect's test harness, the temporary server Prefect starts in the test process. That
   server writes to the test process's standard streams, so the harness is entered with both streams pointed at
   a file of its own, which the server process keeps after they are restored.
@@ -84,6 +86,35 @@ def serving(service: Service, expected: tuple[RoutineError, ...] = (),
         with checked_log(service.log_file("server"), expected, stop_server=lambda: stop(service)):
             serve(service)
             yield service
+
+
+@contextmanager
+def served_mnist_sample(tmp_path_factory, name: str, environment: dict[str, str] | None = None,
+                        edit_params=None) -> Iterator[Service]:
+    """A copy of the repository that builds mnist-sample only (then `edit_params(document)`), served as `make serve`
+    does with `environment`; stopped and its log checked on the way out."""
+    from tests.integration.repo import copy_repository
+
+    def edit(document: dict) -> None:
+        document["datasets"] = ["mnist-sample"]
+        if edit_params:
+            edit_params(document)
+
+    repo = copy_repository(tmp_path_factory.mktemp(f"{name}-repo"), edit)
+    service = Service(home=tmp_path_factory.mktemp(f"{name}-prefect-home"), root=repo, port=free_port())
+    with serving(service, environment=environment):
+        yield service
+
+
+@contextmanager
+def api_client(service: Service, auth: str | None = None):
+    """A synchronous Prefect client of `service`'s API, sending `auth` (PREFECT_API_AUTH_STRING) when given."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+    settings = {PREFECT_API_URL: service.api_url, **({PREFECT_API_AUTH_STRING: auth} if auth else {})}
+    with temporary_settings(settings), get_client(sync_client=True) as client:
+        yield client
 
 
 @contextmanager

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 
 class Receiver(BaseHTTPRequestHandler):
     received: list = []  # every POST: {"path": ..., "body": the JSON it carried}
@@ -34,3 +36,14 @@ def receiving() -> Iterator[ThreadingHTTPServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def hook_url(server: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[ThreadingHTTPServer]:
+    """The receiver for a test module (imported by the modules that use it)."""
+    with receiving() as server:
+        yield server

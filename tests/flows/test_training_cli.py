@@ -56,3 +56,24 @@ def test_help_offers_the_datasets_the_pipeline_runs_and_no_other(capsys):
     assert exit_code.value.code == 0
     offered = re.search(r"\(in params\.yaml: ([^;]*);", shown).group(1).split(", ")
     assert offered == listed and "mnist" not in offered  # `mnist` is defined under `data` but not listed
+
+
+def test_a_served_prefect_that_died_is_one_line_saying_what_to_do(capsys):
+    """A server killed without `make stop` left its address configured: `make flow` ended in three tracebacks
+    ending `Failed to reach API` (issue 16). Now one line, before any flow starts."""
+    import socket
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/api"
+    with temporary_settings({PREFECT_API_URL: dead}):
+        code = main(["--dataset", "mnist-sample"])
+
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out == ""
+    assert captured.err.startswith(f"training-pipeline failed for mnist-sample: ServeError: the Prefect API at {dead} "
+                                   "does not answer (ConnectError: ")
+    assert captured.err.endswith("start it again with `make serve`, or `make stop` to run without it\n")
+    assert len(captured.err.splitlines()) == 1

@@ -22,10 +22,10 @@ import pytest
 from orchestration.automations import WEBHOOK_VARIABLE
 from orchestration.inbox import DROP_EVENT, dataset_resource
 from orchestration.serve import AUTH_VARIABLE, Service, run_cli
-from tests.integration.repo import copy_repository, run
+from tests.integration.repo import run
 from tests.integration.test_triggers import shifted_digits
-from tests.prefect_server import free_port, serving
-from tests.webhook import Receiver, receiving
+from tests.prefect_server import api_client, served_mnist_sample
+from tests.webhook import Receiver, hook_url, receiver  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SECRET = f"pipeline:{secrets.token_hex(16)}"
@@ -33,21 +33,10 @@ DEPLOYMENT = "training-pipeline/mnist-sample"
 
 
 @pytest.fixture(scope="module")
-def receiver():
-    with receiving() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def served(tmp_path_factory, receiver):
-    def only_mnist_sample(document):
-        document["datasets"] = ["mnist-sample"]
-        document["ingest"]["settle_seconds"] = 1
-
-    repo = copy_repository(tmp_path_factory.mktemp("auth-repo"), only_mnist_sample)
-    service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
-    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    with serving(service, environment={AUTH_VARIABLE: SECRET, WEBHOOK_VARIABLE: url}):
+    environment = {AUTH_VARIABLE: SECRET, WEBHOOK_VARIABLE: hook_url(receiver)}
+    with served_mnist_sample(tmp_path_factory, "auth", environment,
+                             edit_params=lambda document: document["ingest"].update(settle_seconds=1)) as service:
         yield service
 
 
@@ -64,28 +53,10 @@ def post(service: Service, route: str, body: dict, auth: str | None) -> tuple[in
         return error.code, {}
 
 
-def client_for(service: Service):
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
-
-    class Scoped:
-        def __enter__(self):
-            self.settings = temporary_settings({PREFECT_API_URL: service.api_url, PREFECT_API_AUTH_STRING: SECRET})
-            self.settings.__enter__()
-            self.client = get_client(sync_client=True)
-            return self.client.__enter__()
-
-        def __exit__(self, *exc):
-            self.client.__exit__(*exc)
-            self.settings.__exit__(*exc)
-
-    return Scoped()
-
-
 def runs_since(service: Service, since: datetime) -> list:
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
-    with client_for(service) as client:
+    with api_client(service, SECRET) as client:
         runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["mnist-sample"])))
     return [flow_run for flow_run in runs if flow_run.created >= since and not flow_run.auto_scheduled]
 
@@ -105,7 +76,7 @@ def events_of(service: Service, event: str, resource_id: str) -> list:
     from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
 
     occurred = EventOccurredFilter(since=datetime(2000, 1, 1, tzinfo=timezone.utc))
-    with client_for(service) as client:
+    with api_client(service, SECRET) as client:
         page = client.read_events(EventFilter(occurred=occurred, event=EventNameFilter(name=[event]),
                                               resource=EventResourceFilter(id=[resource_id])), limit=50)
     return page.events
@@ -152,7 +123,7 @@ def test_a_failed_run_sends_its_notification(served):
 
     assert "Failed" in output, output
     (notification,) = Receiver.received
-    with client_for(served) as client:
+    with api_client(served, SECRET) as client:
         name = client.read_flow_run(flow_run_id).name
     assert f"Flow run: {name}, Failed" in notification["body"]["body"]
 
@@ -162,7 +133,7 @@ def test_the_string_is_in_no_log_and_no_file(served):
     logs = "".join(path.read_text(errors="replace") for path in (served.home / "logs").glob("*.log"))
     files = "".join(path.read_text(errors="replace") for path in served.home.glob("*.toml"))
     tracked = run(["git", "grep", "-I", "-l", SECRET.split(":")[1]], served.root, check=False).stdout
-    with client_for(served) as client:
+    with api_client(served, SECRET) as client:
         from prefect.client.schemas.filters import LogFilter
 
         flow_run_logs = " ".join(entry.message for entry in client.read_logs(LogFilter(), limit=200))

@@ -89,6 +89,9 @@ def test_second_run_skips_training(served, first_run):
     assert "skipped" in decision and f"nothing changed since run {first_run[0].name}" in decision
     assert (served.root / "models/mnist-sample/model.keras").read_bytes() == model_before
     assert run(["git", "rev-parse", "HEAD"], served.root).stdout == head_before  # nothing changed: no commit
+    # A run that skips leaves nothing dirty behind: no history record, no run log in a tracked file (issue 17).
+    assert run(["git", "status", "--porcelain"], served.root).stdout == ""
+    assert run(["dvc", "status"], served.root).stdout.strip() == "Data and pipelines are up to date."
 
 
 def test_failed_run_names_the_cause_and_the_service_survives(served, first_run):
@@ -113,6 +116,9 @@ def test_worse_challenger_is_rejected_and_the_champion_kept(served, first_run):
     # The overrides lasted the run only: dvc.lock records what trained the model in the workspace, params.yaml is
     # as it was, so the next scheduled run trains with params.yaml again (and `dvc status` says so).
     assert (served.root / "params.yaml").read_bytes() == params
+    locked = yaml.safe_load((served.root / "dvc.lock").read_text())["stages"]["train@mnist-sample"]["params"]
+    assert locked["params.yaml"]["data.mnist-sample.train"]["epochs"] == 1  # what trained the model in the workspace
+    assert not (served.root / ".dvc/tmp/params-before-overrides.json").exists()
     status = run(["dvc", "status"], served.root).stdout
     assert "train@mnist-sample" in status and "params.yaml" in status
 
@@ -127,3 +133,39 @@ def test_history_lists_each_run_that_committed_newest_first(served, first_run):
     assert first_run[0].name in lines[1] and "promoted: every gate passed; no champion yet" in lines[1]
     assert f" {first_metrics['test_accuracy']:.4f} " in lines[1]
     assert "rejected" in lines[0]
+
+
+@pytest.mark.slow  # two more training runs; `make test-slow` (the rollback itself: tests/integration/test_rollback.py)
+def test_rollback_of_a_served_champion_and_the_next_deployment_run_does_not_promote_it_again(served, first_run):
+    """Issue 17: a second champion promoted by a deployment run, `make rollback` to the first, then a forced
+    deployment run that retrains the rolled-back-from model: promote refuses it, production stays the first."""
+    from tasks.common.paths import DatasetPaths
+    from tasks.lib.model_versions import file_md5
+    from tasks.lib.run_history import read_history
+
+    paths = DatasetPaths(served.root, "mnist-sample")
+    params = yaml.safe_load((served.root / "params.yaml").read_text())
+    params["train"]["seed"] = 7  # another model of about the same accuracy, with gates loose enough to promote it
+    params["promote"].update(max_accuracy_drop=0.05, max_recall_drop=0.5)
+    (served.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "commit", "-qam", "train with seed 7"], served.root)
+    second_run, output = run_deployment(served)
+    second, first = read_history(served.root, "mnist-sample")[:2]
+    assert second_run.state.is_completed() and second.decision.startswith("promoted"), output[-2000:]
+    assert first.decision.startswith("promoted") and first.model_md5 != second.model_md5
+
+    done = run(["python", "-m", "orchestration.rollback", "--dataset", "mnist-sample", "--to", first.commit,
+                "--reason", "misses sevens in the new scans"], served.root)
+    forced, output = run_deployment(served, "--param", "force=true")
+
+    assert f"the champion of {first.commit} again" in done.stdout
+    assert forced.state.is_completed(), output[-2000:]
+    assert file_md5(paths.model_file) == second.model_md5  # the same data and params retrained the same bytes
+    decision = json.loads(paths.promotion_file.read_text())
+    assert not decision["promoted"] and decision["reason"].startswith("rejected: not rolled back failed")
+    assert file_md5(paths.production_model_file) == first.model_md5
+    newest, rollback = read_history(served.root, "mnist-sample")[:2]
+    assert rollback.decision == f"rolled back to {first.commit}: misses sevens in the new scans"
+    assert newest.decision.startswith("rejected")
+    assert run(["git", "status", "--porcelain"], served.root).stdout == ""
+    assert run(["dvc", "status"], served.root).stdout.strip() == "Data and pipelines are up to date."

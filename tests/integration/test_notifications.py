@@ -13,9 +13,8 @@ import pytest
 
 from orchestration.automations import NOTIFY_BLOCK, WEBHOOK_VARIABLE
 from orchestration.serve import Service, run_cli
-from tests.integration.repo import copy_repository
-from tests.prefect_server import free_port, serving
-from tests.webhook import Receiver, receiving
+from tests.prefect_server import served_mnist_sample
+from tests.webhook import Receiver, hook_url, receiver  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 DEPLOYMENT = "training-pipeline/mnist-sample"
@@ -24,23 +23,10 @@ HEARTBEATS = "training-pipeline run stopped sending heartbeats"
 
 
 @pytest.fixture(scope="module")
-def receiver():
-    with receiving() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def served(tmp_path_factory, receiver):
-    def only_mnist_sample(document):
-        document["datasets"] = ["mnist-sample"]
-
-    repo = copy_repository(tmp_path_factory.mktemp("notify-repo"), only_mnist_sample)
-    service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
-    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(WEBHOOK_VARIABLE, url)
-        with serving(service):
-            yield service, url
+    url = hook_url(receiver)
+    with served_mnist_sample(tmp_path_factory, "notify", environment={WEBHOOK_VARIABLE: url}) as service:
+        yield service, url
 
 
 def flow_run_named(service: Service, flow_run_id: str) -> str:

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from orchestration.serve import Service, is_running, run_cli, serve
-from tests.integration.repo import copy_repository, run
-from tests.prefect_server import free_port, serving
-from tests.webhook import Receiver, receiving
+from orchestration.automations import WEBHOOK_VARIABLE
+from tests.integration.repo import run
+from tests.prefect_server import api_client, served_mnist_sample
+from tests.webhook import Receiver, hook_url, receiver  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DEPLOYMENT = "training-pipeline/mnist-sample"
@@ -32,41 +33,11 @@ NO_HEARTBEAT_SECONDS = 30 + 90 + 30
 
 
 @pytest.fixture(scope="module")
-def receiver():
-    with receiving() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def served(tmp_path_factory, receiver):
-    def only_mnist_sample(document):
-        document["datasets"] = ["mnist-sample"]
-
-    repo = copy_repository(tmp_path_factory.mktemp("crash-repo"), only_mnist_sample)
-    service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
-    url = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    with serving(service, environment={"PIPELINE_NOTIFY_WEBHOOK_URL": url}):
+    with served_mnist_sample(tmp_path_factory, "crash", environment={WEBHOOK_VARIABLE: hook_url(receiver)}) as service:
         first = submit(service)
         assert wait_final(service, first, 400).is_completed()
         yield service
-
-
-def client_for(service: Service):
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    class Scoped:
-        def __enter__(self):
-            self.settings = temporary_settings({PREFECT_API_URL: service.api_url})
-            self.settings.__enter__()
-            self.client = get_client(sync_client=True)
-            return self.client.__enter__()
-
-        def __exit__(self, *exc):
-            self.client.__exit__(*exc)
-            self.settings.__exit__(*exc)
-
-    return Scoped()
 
 
 def submit(service: Service, parameters: dict | None = None) -> str:
@@ -77,7 +48,7 @@ def submit(service: Service, parameters: dict | None = None) -> str:
 
 
 def read_run(service: Service, flow_run_id: str):
-    with client_for(service) as client:
+    with api_client(service) as client:
         return client.read_flow_run(flow_run_id)
 
 
@@ -98,7 +69,7 @@ def wait_training(service: Service, flow_run_id: str, seconds: float = 300) -> i
     """Wait until the run's train stage runs; the PID of the process running the flow run."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        with client_for(service) as client:
+        with api_client(service) as client:
             from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
             tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
