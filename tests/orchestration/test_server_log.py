@@ -17,6 +17,8 @@ HEARTBEAT_LOCKED_LOG = Path(__file__).parent / "data" / "server-heartbeat-databa
 LATE_LOCKED_LOG = Path(__file__).parent / "data" / "server-late-runs-database-locked.log"
 # A restarted server (issue 17, the server killed during a run): a flush of events it already held, dropped.
 EVENTS_RESENT_LOG = Path(__file__).parent / "data" / "server-events-resent-after-restart.log"
+# The crashed-runs test's server (issue 17): a trigger's bucket write lost the race for the write lock, retried.
+TRIGGER_LOCKED_LOG = Path(__file__).parent / "data" / "server-trigger-bucket-database-locked.log"
 CLEAN = """
  ___ ___ ___ ___ ___ ___ _____
 Configure Prefect to communicate with the server with:
@@ -147,3 +149,15 @@ def test_a_dropped_batch_of_resent_events_is_allowed_but_no_other_dropped_batch(
                     text.replace("NOT NULL constraint failed: events.occurred", "database is locked"),
                     text.replace("services.event_persister", "services.task_run_recorder")):
         assert len(service_errors(changed)) == 1
+
+
+def test_a_retried_queue_message_is_allowed_but_one_set_aside_is_an_error_though_logged_as_a_warning():
+    text = TRIGGER_LOCKED_LOG.read_text()
+    (record,) = [record for record in parse_log(text) if record.is_error]
+    set_aside = ("2026-12-03 10:07:58.100 | WARNING | prefect.server.utilities.messaging.memory - Message failed "
+                 "after 4 retries and will be moved to the dead letter queue\n")
+
+    assert record.message == "Failed in consume_loop"
+    assert service_errors(text) == []
+    assert len(service_errors(text.replace("database is locked", "disk I/O error"))) == 1
+    assert [record.message for record in service_errors(text + set_aside)] == [set_aside.split(" - ", 1)[1].strip()]
