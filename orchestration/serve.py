@@ -97,14 +97,28 @@ def prefect_command(*arguments: str) -> list[str]:
     return [str(Path(sys.executable).with_name("prefect")), *arguments]
 
 
-def start_process(service: Service, name: str, command: list[str], environment: dict[str, str]) -> int:
+def start_process(service: Service, name: str, command: list[str], environment: dict[str, str],
+                  die_with_parent: bool = False) -> int:
+    """Start `command` in a session of its own (a Ctrl-C in the terminal does not reach it), its output in its log
+    and its PID in its PID file; with `die_with_parent`, Linux ends it when this process dies, `kill -9` included."""
     for folder in (service.pid_file(name).parent, service.log_file(name).parent):
         folder.mkdir(parents=True, exist_ok=True)
     with open(service.log_file(name), "ab") as log:
         process = subprocess.Popen(command, cwd=service.root, env=environment, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True,
+                                   preexec_fn=_die_with_parent if die_with_parent else None)
     service.pid_file(name).write_text(str(process.pid))
     return process.pid
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs the command: ask Linux for SIGTERM when its parent dies (PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the parent's own cleanup is all there is
+        pass
 
 
 def wait_for_server(service: Service, timeout_seconds: float = 120, log_name: str = "server") -> None:
@@ -189,24 +203,45 @@ def terminal_api(root: Path, timeout_seconds: float = 120) -> Iterator[str]:
     name = f"temporary-server-{port}"
     environment = {key: value for key, value in service.environment().items() if key != "PREFECT_API_URL"}
     environment["PREFECT_UI_ENABLED"] = "false"
+    # It dies with this process however this process ends (a closed terminal, `kill -9`): nothing is left running.
     start_process(service, name, prefect_command("server", "start", "--host", service.host, "--port", str(port)),
-                  environment)
+                  environment, die_with_parent=True)
     started = False
     try:
-        wait_for_server(service, timeout_seconds, log_name=name)
+        try:
+            wait_for_server(service, timeout_seconds, log_name=name)
+        except RuntimeError as error:
+            raise ServeError(str(error)) from None
         started = True
         with temporary_settings({PREFECT_API_URL: service.api_url}):
             yield service.api_url
     finally:
-        if started:  # what the run logged and emitted last goes out before its server stops (as Prefect's own does)
-            from prefect.events.worker import EventsWorker
-            from prefect.logging.handlers import APILogWorker
+        _stop_after_run(service, name, started)
 
-            APILogWorker.drain_all(timeout=5)
-            EventsWorker.drain_all(timeout=5)
+
+def _stop_after_run(service: Service, name: str, started: bool) -> None:
+    """Send what the run logged and emitted last (as Prefect's own temporary server does), then stop the server;
+    a second Ctrl-C meanwhile does not cut this short."""
+    import threading
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    try:
+        if started:
+            try:
+                APILogWorker.drain_all(timeout=5)
+                EventsWorker.drain_all(timeout=5)
+            except Exception as error:  # noqa: BLE001 - the server is stopped whatever happened to the logs
+                print(f"could not send the run's last logs: {error}", file=sys.stderr)
         _stop_one(service, name)
         if started:  # a server that did not start keeps its log, which the error names
             service.log_file(name).unlink(missing_ok=True)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _check_answers(api_url: str) -> None:
@@ -214,19 +249,36 @@ def _check_answers(api_url: str) -> None:
     to do, before the flow starts: not Prefect's three tracebacks ending `Failed to reach API`."""
     from prefect.client.orchestration import get_client
 
+    import httpx
+
     with get_client(sync_client=True) as client:
         error = client.api_healthcheck()
-    if error is not None:
-        raise ServeError(f"the Prefect API at {api_url} does not answer ({type(error).__name__}: {error}); start it "
-                         "again with `make serve`, or `make stop` to run without it")
+        if error is not None:
+            raise ServeError(f"the Prefect API at {api_url} does not answer ({type(error).__name__}: {error}); start "
+                             "it again with `make serve`, or `make stop` to run without it")
+        try:
+            client.hello()  # /health needs no auth: this does
+        except httpx.HTTPStatusError as refused:
+            if refused.response.status_code != 401:
+                raise
+            raise ServeError(f"the Prefect API at {api_url} refuses this request (401 Unauthorized): set "
+                             f"{AUTH_VARIABLE} as for `make serve`") from None
 
 
-def answers(service: Service) -> bool:
-    try:
-        with urllib.request.urlopen(f"{service.api_url}/health", timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
+def answers(service: Service, patience_seconds: float = 20) -> bool:
+    """Whether the server answers /health within `patience_seconds`: a busy server (a 503, a slow answer) is not
+    taken for a dead one and restarted under its runs."""
+    deadline = time.monotonic() + patience_seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{service.api_url}/health", timeout=5) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1)
 
 
 def queue_limits(prefect_file: Path) -> dict[tuple[str, str], int]:

@@ -90,9 +90,9 @@ def serving(service: Service, expected: tuple[RoutineError, ...] = (),
 
 @contextmanager
 def served_mnist_sample(tmp_path_factory, name: str, environment: dict[str, str] | None = None,
-                        edit_params=None) -> Iterator[Service]:
+                        edit_params=None, expected: tuple[RoutineError, ...] = ()) -> Iterator[Service]:
     """A copy of the repository that builds mnist-sample only (then `edit_params(document)`), served as `make serve`
-    does with `environment`; stopped and its log checked on the way out."""
+    does with `environment`; stopped and its log checked on the way out (`expected`: errors it may hold)."""
     from tests.integration.repo import copy_repository
 
     def edit(document: dict) -> None:
@@ -102,7 +102,7 @@ def served_mnist_sample(tmp_path_factory, name: str, environment: dict[str, str]
 
     repo = copy_repository(tmp_path_factory.mktemp(f"{name}-repo"), edit)
     service = Service(home=tmp_path_factory.mktemp(f"{name}-prefect-home"), root=repo, port=free_port())
-    with serving(service, environment=environment):
+    with serving(service, expected, environment=environment):
         yield service
 
 

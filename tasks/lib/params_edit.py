@@ -33,7 +33,7 @@ def override_params(path: Path, overrides: dict[str, Any], keep: Path | None = N
     """
     from ruamel.yaml import YAML
 
-    from tasks.common.fileio import write_json_atomic, write_text_atomic
+    from tasks.common.fileio import write_text_atomic
 
     path = Path(path)
     original = path.read_text(encoding="utf-8")
@@ -43,14 +43,38 @@ def override_params(path: Path, overrides: dict[str, Any], keep: Path | None = N
         set_dotted(document, dotted_key, value)
     parse_params(yaml.safe_load(_dump(round_trip, document)), f"{path} with overrides {overrides}")
     if keep is not None:
-        write_json_atomic(keep, {"pid": os.getpid(), "overrides": overrides, "params": original})
+        _claim(Path(keep), {"pid": os.getpid(), "params_file": str(path.resolve()), "overrides": overrides,
+                            "params": original})
     write_text_atomic(path, _dump(round_trip, document))
     return original
 
 
+def _claim(keep: Path, record: dict) -> None:
+    """Write `record` to `keep` only if no other run holds it: written whole under a temporary name, then linked
+    into place, which fails if the file exists. A live run's overrides are never taken for the original text."""
+    from tasks.common.fileio import write_json_atomic
+
+    keep.parent.mkdir(parents=True, exist_ok=True)
+    draft = keep.with_name(f"{keep.name}.{os.getpid()}.tmp")
+    write_json_atomic(draft, record)
+    try:
+        os.link(draft, keep)
+    except FileExistsError:
+        try:
+            holder = json.loads(keep.read_text(encoding="utf-8")).get("pid")
+        except (OSError, ValueError):
+            holder = "unknown"
+        raise ConfigError(f"{keep}: another run (process {holder}) has its overrides in params.yaml until it ends; "
+                          f"run with overrides after it") from None
+    finally:
+        draft.unlink(missing_ok=True)
+
+
 def put_back_params(path: Path, keep: Path, only_if_dead: bool = True) -> bool:
-    """Write params.yaml back as `keep` holds it and remove `keep`; with `only_if_dead`, only when the run that
-    wrote it is gone (a run in progress keeps its overrides). True when params.yaml was put back."""
+    """Write the params file back as `keep` holds it (the file it was taken from, whatever `path` says) and remove
+    `keep`. With `only_if_dead`, only when the run that wrote it is gone (a run in progress keeps its overrides);
+    without, only when this process wrote it (a run puts back its own overrides, never another's). True when the
+    file was put back."""
     from tasks.common.fileio import write_text_atomic
 
     try:
@@ -60,9 +84,10 @@ def put_back_params(path: Path, keep: Path, only_if_dead: bool = True) -> bool:
     except ValueError:  # a torn write cannot happen (atomic), but a hand edit can: leave both as they are
         logger.warning("%s: not readable JSON; params.yaml left as it is", keep)
         return False
-    if only_if_dead and kept.get("pid") != os.getpid() and _alive(kept.get("pid")):
+    mine = kept.get("pid") == os.getpid()
+    if (only_if_dead and not mine and _alive(kept.get("pid"))) or (not only_if_dead and not mine):
         return False
-    write_text_atomic(Path(path), kept["params"])
+    write_text_atomic(Path(kept.get("params_file") or path), kept["params"])
     Path(keep).unlink()
     if kept.get("pid") != os.getpid():
         logger.warning("params.yaml held the overrides %s of a run that did not end (process %s is gone); put back "

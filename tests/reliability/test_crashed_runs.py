@@ -17,6 +17,7 @@ import pytest
 
 from orchestration.serve import Service, is_running, run_cli, serve
 from orchestration.automations import WEBHOOK_VARIABLE
+from orchestration.server_log import RESENT_EVENTS_DROPPED
 from tests.integration.repo import run
 from tests.prefect_server import api_client, served_mnist_sample
 from tests.webhook import Receiver, hook_url, receiver  # noqa: F401 (a fixture)
@@ -34,7 +35,10 @@ NO_HEARTBEAT_SECONDS = 30 + 90 + 30
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, receiver):
-    with served_mnist_sample(tmp_path_factory, "crash", environment={WEBHOOK_VARIABLE: hook_url(receiver)}) as service:
+    # A restarted server may drop a batch of the events its clients send again (Prefect 3.8.8 on SQLite: see
+    # RESENT_EVENTS_DROPPED); the triggers saw them, and every state and notification below is checked.
+    with served_mnist_sample(tmp_path_factory, "crash", environment={WEBHOOK_VARIABLE: hook_url(receiver)},
+                             expected=(RESENT_EVENTS_DROPPED,)) as service:
         first = submit(service)
         assert wait_final(service, first, 400).is_completed()
         yield service

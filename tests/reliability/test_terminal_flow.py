@@ -58,3 +58,39 @@ def test_ctrl_c_in_training_is_one_line_and_leaves_nothing_running(tmp_path):
     assert list((home / "pids").iterdir()) == []  # the run's server was stopped, by PID
     assert (repo / "params.yaml").read_bytes() == params_before  # the run's overrides went with it
     assert not (repo / "models/mnist-sample/production/model.keras").exists()  # nothing was promoted
+
+
+def test_the_runs_server_dies_with_it_when_it_is_killed(tmp_path):
+    """A closed terminal or `kill -9` of `make flow` gives no cleanup a chance: the run's server, in a session of its
+    own, must still not outlive it (Linux's parent-death signal)."""
+    repo = copy_repository(tmp_path / "repo", lambda document: document.update(datasets=["mnist-sample"]))
+    home = tmp_path / "prefect-home"
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    environment.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                       PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+    flow = subprocess.Popen([str(VENV_BIN / "python"), "-m", "flows.training", "--dataset", "mnist-sample"], cwd=repo,
+                            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(home.glob("pids/temporary-server-*.pid")):
+            assert time.monotonic() < deadline and flow.poll() is None, "the run's server never started"
+            time.sleep(0.2)
+        (pid_file,) = home.glob("pids/temporary-server-*.pid")
+        server = int(pid_file.read_text())
+        time.sleep(2)
+    finally:
+        flow.kill()  # kill -9: no finally block, no signal handler runs in the flow's process
+        flow.wait()
+
+    deadline = time.monotonic() + 30
+    while _alive(server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(server), f"the run's server (pid {server}) outlived its run"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False

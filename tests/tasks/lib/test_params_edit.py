@@ -1,6 +1,7 @@
 """tasks/lib/params_edit.py: overrides keep params.yaml's comments, and a bad one changes nothing."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -67,7 +68,40 @@ def test_the_overrides_of_a_run_still_going_are_left_to_it(tmp_path):
             path, keep, original = kept_by(running.pid, tmp_path)
             assert not put_back_params(path, keep)
             assert yaml.safe_load(path.read_text())["train"]["epochs"] == 3 and keep.exists()
+            assert not put_back_params(path, keep, only_if_dead=False)  # nor by another run as it ends
+            keep.write_text(json.dumps({**json.loads(keep.read_text()), "pid": os.getpid()}))
             assert put_back_params(path, keep, only_if_dead=False)  # what the run itself does when it ends
             assert path.read_text() == original
         finally:
             running.kill()
+
+
+def test_a_second_run_with_overrides_is_refused_while_the_first_holds_them(tmp_path):
+    """Two deployments share one checkout: the second run once took the first's overrides for the original text and
+    put those back at its end, so the first's overrides stayed in params.yaml for good."""
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"]) as first:
+        try:
+            path, keep, original = kept_by(first.pid, tmp_path)
+            overridden = path.read_text()
+
+            with pytest.raises(ConfigError, match=rf"another run \(process {first.pid}\) has its overrides in "
+                                                  r"params.yaml until it ends"):
+                override_params(path, {"train.epochs": 5}, keep)
+            assert not put_back_params(path, keep, only_if_dead=False)  # the second run's end takes nothing back
+
+            assert path.read_text() == overridden and json.loads(keep.read_text())["params"] == original
+        finally:
+            first.kill()
+    assert put_back_params(path, keep) and path.read_text() == original  # once the first is gone
+
+
+def test_overrides_go_back_to_the_file_they_were_made_in(tmp_path):
+    other = tmp_path / "other" / "params.yaml"
+    other.parent.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    path, keep, original = kept_by(gone.pid, tmp_path)
+    other.write_text("untouched\n")
+
+    assert put_back_params(other, keep)  # as `make serve` calls it, with the project's params.yaml
+    assert other.read_text() == "untouched\n" and path.read_text() == original
