@@ -34,7 +34,10 @@ def test_ctrl_c_in_training_is_one_line_and_leaves_nothing_running(tmp_path):
                "--overrides", json.dumps(LONG)]
     # A session of its own, as a terminal's foreground job: Ctrl-C sends SIGINT to every process in it.
     with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
-        flow = subprocess.Popen(command, cwd=repo, env=environment, stdout=out, stderr=err, start_new_session=True)
+        # Ctrl-C as in a terminal: not ignored, even when the tests themselves run as a background job (which
+        # starts with SIGINT ignored, and a Python started so keeps ignoring it).
+        flow = subprocess.Popen(command, cwd=repo, env=environment, stdout=out, stderr=err, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 400
         while "Epoch 3/" not in (tmp_path / "out").read_text() and flow.poll() is None:

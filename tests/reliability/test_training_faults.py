@@ -76,6 +76,7 @@ train_model(DatasetPaths(root, "custom"), load_params(root / "params.yaml").trai
 # the pipeline's epoch recorder wrote that epoch and before its backup: as a user's Ctrl-C lands mid-training.
 CTRL_C_AT_EPOCH = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if the tests run in the background
 from tasks.lib import callbacks
 
 recorded = callbacks.EpochRecorder.on_epoch_end
