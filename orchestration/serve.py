@@ -268,17 +268,11 @@ def _check_answers(api_url: str) -> None:
 def answers(service: Service, patience_seconds: float = 20) -> bool:
     """Whether the server answers /health within `patience_seconds`: a busy server (a 503, a slow answer) is not
     taken for a dead one and restarted under its runs."""
-    deadline = time.monotonic() + patience_seconds
-    while True:
-        try:
-            with urllib.request.urlopen(f"{service.api_url}/health", timeout=5) as response:
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(1)
+    try:
+        wait_for_server(service, patience_seconds)
+        return True
+    except RuntimeError:
+        return False
 
 
 def queue_limits(prefect_file: Path) -> dict[tuple[str, str], int]:

@@ -61,13 +61,11 @@ def test_help_offers_the_datasets_the_pipeline_runs_and_no_other(capsys):
 def test_a_served_prefect_that_died_is_one_line_saying_what_to_do(capsys):
     """A server killed without `make stop` left its address configured: `make flow` ended in three tracebacks
     ending `Failed to reach API` (issue 16). Now one line, before any flow starts."""
-    import socket
-
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with socket.socket() as probe:  # a loopback port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/api"
+    from tests.prefect_server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/api"  # a loopback port nothing listens on
     with temporary_settings({PREFECT_API_URL: dead}):
         code = main(["--dataset", "mnist-sample"])
 

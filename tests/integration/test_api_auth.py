@@ -141,3 +141,15 @@ def test_the_string_is_in_no_log_and_no_file(served):
     for text in (logs, files, flow_run_logs):
         assert SECRET not in text and token not in text and SECRET.split(":")[1] not in text
     assert tracked == ""
+
+
+def test_a_terminal_without_the_string_is_told_what_to_set(served):
+    """`make flow` from a shell that lacks the string: one line before the flow starts, not 401 tracebacks."""
+    environment = {**served.environment(), AUTH_VARIABLE: ""}
+    refused = run(["python", "-m", "flows.training", "--dataset", "mnist-sample"], served.root, check=False,
+                  env=environment)
+
+    assert refused.returncode == 1, refused.stderr[-2000:]
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"training-pipeline failed for mnist-sample: ServeError: the Prefect API at {served.api_url} refuses this "
+        "request (401 Unauthorized): set PREFECT_API_AUTH_STRING as for `make serve`")
