@@ -15,7 +15,8 @@ from orchestration.serve import Service, is_running, run_cli
 from tests.integration.repo import copy_repository, run
 from tests.prefect_server import free_port, serving
 
-pytestmark = pytest.mark.integration
+# Starts a Prefect server and worker and trains: over a minute, so `make test-slow` runs it (CI runs both).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DEPLOYMENT = "training-pipeline/mnist-sample"
 
 

@@ -16,7 +16,8 @@ from orchestration.serve import Service, run_cli
 from tests.prefect_server import served_mnist_sample
 from tests.webhook import Receiver, hook_url, receiver  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.integration
+# Starts a Prefect server and worker and trains: over a minute, so `make test-slow` runs it (CI runs both).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DEPLOYMENT = "training-pipeline/mnist-sample"
 AUTOMATION = "training-pipeline run failed"
 HEARTBEATS = "training-pipeline run stopped sending heartbeats"

@@ -19,6 +19,8 @@ from tests.integration.repo import copy_repository, run
 
 DATASET = "mnist-sample"
 ROLLBACK = ["python", "-m", "orchestration.rollback", "--dataset", DATASET]
+# Two real pipeline runs before the first test: over a minute, so `make test-slow` runs it (CI runs both).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def mnist_sample_committing_every_run(document: dict) -> None:

@@ -22,7 +22,8 @@ from tests.integration.repo import copy_repository, run
 from tests.integration.test_deployments import DEPLOYMENT
 from tests.prefect_server import FAST_POLLING, checked_log, free_port
 
-pytestmark = pytest.mark.integration
+# Starts a Prefect server and worker and trains: over a minute, so `make test-slow` runs it (CI runs both).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 INTERVAL_SECONDS = 15
 RUNS_TO_WATCH = 2
 # The main scheduler pass every 5 s instead of 60 s, so that a pause that did not stop the schedule would show

@@ -29,7 +29,8 @@ from tests.reliability.conftest import snapshot
 from tests.reliability.test_dvc_faults import HOLD_THE_LOCK
 from tests.tasks.test_download import FIRST, PAYLOADS, flip_one_byte, generated_mnist_checksums  # noqa: F401
 
-pytestmark = pytest.mark.integration
+# Starts a Prefect server and worker and trains: over a minute, so `make test-slow` runs it (CI runs both).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RUNS = 20
 
 
