@@ -114,7 +114,7 @@ sweep: setup ## Trials in parallel on Dask, one DVC experiment each: make sweep 
 test: setup chromium ## Run the test suite: unit, integration (dvc repro, Prefect flow, deployments), report in Chromium
 	$(PYTHON) -m pytest -m "not slow"
 
-test-slow: setup ## What CI adds: the load test, crashed runs, API auth, the Dask sweep... on real servers (about 50 min)
+test-slow: setup ## What CI adds: the load test, crashed runs, API auth, the Dask sweep... on real servers (about 40 min)
 	$(PYTHON) -m pytest -m slow
 
 bench: setup ## Benchmark the pipeline against the plain Keras script; prints verdicts, writes benchmarks/RESULTS.md
