@@ -75,9 +75,9 @@ SQLITE_LOCKED = "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) dat
 class RoutineError:
     """An error that is expected in a server's log, matched exactly on the logger, message and exception; in the
     message, WORKER_NAME, WORK_POOL_NAME and POOL_ID stand for the worker, pool and pool id it concerns,
-    DURATION for docket's "[ 123ms]", COUNT for a number, UUID for an id and DOCKET_TASK for the task docket names. With `detail`,
-    a regular expression, one line of the record's details must also match it from its start (the SQL
-    parameters of a failed write, say)."""
+    DURATION for docket's "[ 123ms]", COUNT for a number, UUID for an id and DOCKET_TASK for the task docket
+    names. With `detail`, a regular expression, one line of the record's details must also match it from its
+    start (the SQL parameters of a failed write, say)."""
 
     logger: str
     message: str
@@ -143,8 +143,9 @@ ROUTINE: tuple[RoutineError, ...] = (
                "READY after a poll...) as docket tasks. docket logs a failed task under this logger only when it "
                "has scheduled it again: a Retry with attempts left, or a Perpetual service's next pass (docket's "
                "dependencies/_retry.py and _perpetual.py); a task that fails for good is logged by docket.worker, "
-               "which stays an error. Twice in CI, during the 20-run load test, SQLite's write lock was held for "
-               "about 60 s (the holder is not known) and the tasks that waited for it out-waited the busy timeout "
+               "which stays an error. Twice during the 20-run load test (in CI, and once before on a machine busy "
+               "with other test suites), SQLite's write lock was held for about 60 s (the holder is not known) "
+               "and the tasks that waited for it out-waited the busy timeout "
                "(mark_work_queues_ready, mark_deployments_ready, monitor_worker_health); they ran again and all 20 "
                "runs completed one at a time."),
     RoutineError(

@@ -159,8 +159,9 @@ def test_a_retried_queue_ready_mark_that_lost_the_write_lock_is_allowed_and_noth
 def test_background_passes_that_waited_out_a_held_write_lock_are_allowed_and_nothing_like_them():
     assert len([record for record in parse_log(SIXTY_SECONDS_LOCKED) if record.is_error]) == 4
     assert service_errors(SIXTY_SECONDS_LOCKED) == []
-    proactive = record_of("prefect.server.events.triggers", "Error evaluating automation "
-                          "0c9a8f56-2a42-4a4e-9d0b-1f1d0f6a3c11 trigger 7d2e1c3b-5f4a-4b6c-8d9e-0a1b2c3d4e5f proactively")
+    proactive = record_of("prefect.server.events.triggers",
+                          "Error evaluating automation 0c9a8f56-2a42-4a4e-9d0b-1f1d0f6a3c11 "
+                          "trigger 7d2e1c3b-5f4a-4b6c-8d9e-0a1b2c3d4e5f proactively")
     assert service_errors(proactive) == []
     assert len(service_errors(SIXTY_SECONDS_LOCKED.replace("database is locked", "disk I/O error"))) == 4
     for changed in (SIXTY_SECONDS_LOCKED.replace("prefect.server.events.triggers", "prefect.server.events.actions"),
