@@ -1,5 +1,5 @@
-"""`make bench` targets 9 and 10, on a served Prefect as `make serve` starts it (server, worker, the deployments of
-prefect.yaml with their triggers) over a copy of the project that builds mnist-sample:
+"""`make bench` targets 9 and 10, on a served Prefect as `make serve` starts it (server, worker, the deployments made
+from params.yaml with their triggers) over a copy of the project that builds mnist-sample:
 
 9. a 1,000-image drop announced by `make ingest` (`orchestration.inbox`): seconds from the command's start to the
    triggered flow run's end, as Prefect records it, with the new model promoted or not;

@@ -22,6 +22,8 @@ from prefect import flow, get_run_logger
 from orchestration.artifacts import publish_results, publish_skip
 from orchestration.commits import commit_run
 from orchestration.log_filters import quiet_pipeline_errors
+from orchestration.remote import is_remote_run
+from orchestration.remote import prepare as prepare_remote_run
 from orchestration.runs import read_last_run, write_last_run
 from orchestration.serve import terminal_api
 from flows.stages import download, drift, evaluate, ingest, normalize, promote, report, train, validate
@@ -38,7 +40,7 @@ FLOW_NAME = "training-pipeline"
 quiet_pipeline_errors()  # a PipelineError is logged as its one line, not with Prefect's traceback
 # A deployment's run (scheduled, triggered by new data, or started by hand) waits this long for a run of the same
 # dataset outside Prefect (`dvc repro`, `make flow`) to finish, instead of failing on the pipeline lock. Runs of
-# the deployment itself never overlap: its concurrency limit queues them (prefect.yaml).
+# the deployment itself never overlap: its concurrency limit queues them (orchestration/deployments.py).
 DEPLOYMENT_LOCK_WAIT_SECONDS = 3600
 
 
@@ -86,6 +88,8 @@ def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> P
 
 def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool) -> PipelineOutcome:
     repo_root, dataset = paths.root, paths.dataset
+    if is_remote_run():  # a worker's fresh clone: history, tags and the dataset's outputs from the remotes
+        prepare_remote_run(repo_root, dataset)
     # What `dvc repro` does first (tasks/check_params.py), params.yaml being checked: the links through which DVC
     # watches each local_dir, and the marker every stage depends on.
     link_sources(repo_root, params)

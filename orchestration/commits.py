@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from orchestration.registry import assign_production, register_champion
+from orchestration.remote import is_remote_run, publish
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, STAGES, DatasetPaths
@@ -52,9 +53,11 @@ def commit_version(paths: DatasetPaths, message: str, champion: str | None = Non
     if _git(root, "rev-parse", "--is-inside-work-tree", check=False).returncode != 0:
         logger.warning("%s is not a git checkout: nothing committed", root)
         return None
-    # What an interrupted stage left in the reports folder (.validate-*, .*.tmp files) is never committed.
+    # What an interrupted stage left in the reports folder (.validate-* folders, .<name>.<random>.tmp<suffix> files
+    # and folders: tasks/common/fileio.py) is never committed; DVC's .gitignore there is.
     files = [str(path.relative_to(root)) for path in versioned_files(paths)]
-    files.append(f":(exclude){paths.reports_dir.relative_to(root)}/.*")
+    reports = paths.reports_dir.relative_to(root)
+    files += [f":(exclude){reports}/.validate-*", f":(exclude){reports}/.*.tmp*"]
     _git(root, "add", "--", *files)
     if _git(root, "diff", "--cached", "--quiet", "--", *files, check=False).returncode == 0:
         return None
@@ -62,11 +65,14 @@ def commit_version(paths: DatasetPaths, message: str, champion: str | None = Non
     _git(root, *identity, "commit", "-q", "-m", message, "--", *files)
     commit = _git(root, "rev-parse", "HEAD").stdout.strip()
     tagger = {"author": identity[1].split("=", 1)[1], "author_email": identity[3].split("=", 1)[1]} if identity else {}
-    if champion == "promoted":
-        register_champion(root, paths.dataset, commit, message, **tagger)
-    elif champion == "restored":
-        assign_production(root, paths.dataset, commit, message, **tagger)
-    _push(root, paths.dataset)
+    if is_remote_run():  # a worker's fresh clone: dvc push, then tags and branch to the git remote (remote.py)
+        commit = publish(root, paths.dataset, champion, message, tagger)
+    else:
+        if champion == "promoted":
+            register_champion(root, paths.dataset, commit, message, **tagger)
+        elif champion == "restored":
+            assign_production(root, paths.dataset, commit, message, **tagger)
+        _push(root, paths.dataset)
     logger.info("committed %s: %s", commit[:10], message)
     write_run_log(paths)  # the report page's history now includes this run (tasks/lib/run_log.py)
     return commit

@@ -1,6 +1,6 @@
 """New data landed: `make ingest DATASET=shoes FROM=/srv/new-shoes` copies a folder of labelled images
 (`{train,test}/<class>/*.png|*.jpg`) into the dataset's inbox, then tells the served Prefect with one event.
-The deployment trigger in prefect.yaml runs that dataset's deployment on the event, without waiting for its
+The dataset's deployment trigger (orchestration/deployments.py) runs that dataset's deployment on the event, without waiting for its
 schedule, under the deployment's concurrency limit (a run already going keeps its slot; this one waits).
 
 Without FROM, the images already copied into data/inbox/<dataset>/ are announced. Without a served Prefect (no
@@ -15,17 +15,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from orchestration.deployments import DROP_EVENT, dataset_resource, require_deployment
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, DatasetPaths
-
-# The event a drop emits, and the resource it is about: prefect.yaml's triggers match these.
-DROP_EVENT = "pipeline.inbox.dropped"
-
-
-def dataset_resource(dataset: str) -> str:
-    return f"pipeline.dataset.{dataset}"
-
 
 def copy_into_inbox(source: Path, inbox: Path) -> int:
     """Copy every file under `source` to the same place under `inbox`, each under a temporary name renamed when
@@ -52,13 +45,19 @@ def waiting_files(inbox: Path) -> int:
     return sum(1 for path in inbox.rglob("*") if path.is_file() and path.name != INBOX_PLACEHOLDER)
 
 
+def served_api() -> str | None:
+    """The configured Prefect API (`make serve` sets it in the project's profile), or None."""
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
 def announce(dataset: str, files: int) -> str | None:
     """Emit the drop event to the served Prefect; its id, or None when no Prefect server is configured."""
     from prefect.events import emit_event
     from prefect.events.worker import EventsWorker
-    from prefect.settings import PREFECT_API_URL
 
-    if not PREFECT_API_URL.value():
+    if not served_api():
         return None
     event = emit_event(event=DROP_EVENT, resource={"prefect.resource.id": dataset_resource(dataset),
                                                    "prefect.resource.name": dataset}, payload={"files": files})
@@ -75,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     try:
         load_params(arguments.params).listed_dataset(arguments.dataset)
+        if served_api():  # an event that no deployment hears would leave the files waiting: refuse before copying
+            require_deployment(served_api(), arguments.dataset)
         inbox = DatasetPaths(Path.cwd(), arguments.dataset).inbox_dir
         copied = copy_into_inbox(arguments.source, inbox) if arguments.source else 0
         files = waiting_files(inbox)

@@ -20,15 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from orchestration.automations import apply_automations
+from orchestration.deployments import PROCESS_POOL, WORK_POOL, Applied, apply_deployments, clone_pool
 from orchestration.server_log import DATE_FORMAT
+from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import PARAMS_BEFORE_OVERRIDES_FILE, PARAMS_FILE
 from tasks.lib.params_edit import put_back_params
 
-WORK_POOL = "training"
 DEFAULT_PORT = 4200
 PROCESS_NAMES = ("worker", "server")
 # Every flow run the worker starts sends a heartbeat this often (Prefect's minimum); automations.yaml crashes a run
@@ -44,6 +43,9 @@ LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
 AUTH_VARIABLE = "PREFECT_API_AUTH_STRING"
 SERVER_AUTH_VARIABLE = "PREFECT_SERVER_API_AUTH_STRING"
 HOST_VARIABLE = "PIPELINE_SERVE_HOST"
+# Clone mode (README, "Scaling out"): each flow run clones this git remote (and branch) instead of starting in the
+# checkout that served, and pushes back what it made.
+GIT_REMOTE_VARIABLE, GIT_BRANCH_VARIABLE = "PIPELINE_GIT_REMOTE", "PIPELINE_GIT_BRANCH"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -155,11 +157,13 @@ def start_server(service: Service) -> None:
     wait_for_server(service)
 
 
-def serve(service: Service) -> list[str]:
-    """Start what is not running: the server, then (again, idempotently) the work pool, prefect.yaml's deployments,
-    automations.yaml's automations, and a worker. So `make serve` after a crash (a killed server or worker) brings
-    back what died and leaves the rest alone; serving twice changes nothing. Returns what it started."""
+def serve(service: Service) -> tuple[list[str], Applied]:
+    """Start what is not running: the server, then (again, idempotently) the work pool, the deployment of every
+    dataset params.yaml lists (orchestration/deployments.py), automations.yaml's automations, and a worker. So
+    `make serve` after a crash (a killed server or worker) brings back what died and leaves the rest alone; serving
+    twice changes nothing, a paused schedule included. Returns what it started, and what it deployed."""
     check_auth(service.host, service.environment())
+    params = load_params(service.root / PARAMS_FILE)  # a bad params.yaml stops here, before anything starts
     started = []
     put_back_params(service.root / PARAMS_FILE, service.root / PARAMS_BEFORE_OVERRIDES_FILE)  # a killed run's
     if not (is_running(service, "server") and answers(service)):
@@ -169,14 +173,16 @@ def serve(service: Service) -> list[str]:
     if run_cli(service, "work-pool", "inspect", WORK_POOL, check=False).returncode != 0:
         run_cli(service, "work-pool", "create", WORK_POOL, "--type", "process")
     run_cli(service, "config", "set", f"PREFECT_API_URL={service.api_url}")
-    hold_queued_runs(service)
-    run_cli(service, "deploy", "--all")
+    environment = service.environment()
+    pool = (clone_pool(environment[GIT_REMOTE_VARIABLE], environment.get(GIT_BRANCH_VARIABLE) or "main")
+            if environment.get(GIT_REMOTE_VARIABLE) else PROCESS_POOL)
+    applied = apply_deployments(service.api_url, service.root, params, pool)
     apply_automations(service.api_url, service.root, service.environment())  # by name: never duplicated
     if not is_running(service, "worker"):
         start_process(service, "worker", prefect_command("worker", "start", "--pool", WORK_POOL),
                       service.environment())
         started.append("worker")
-    return started
+    return started, applied
 
 
 @contextmanager
@@ -275,40 +281,6 @@ def answers(service: Service, patience_seconds: float = 20) -> bool:
         return False
 
 
-def queue_limits(prefect_file: Path) -> dict[tuple[str, str], int]:
-    """(work pool, work queue) -> the run limit of the deployment that queue serves, from prefect.yaml."""
-    limits: dict[tuple[str, str], int] = {}
-    for deployment in yaml.safe_load(prefect_file.read_text())["deployments"]:
-        queue = (deployment["work_pool"]["name"], deployment["work_pool"]["work_queue_name"])
-        if queue in limits:
-            raise ValueError(f"{prefect_file}: deployments.{deployment['name']}.work_pool: work queue {queue[1]!r} "
-                             f"is already another deployment's; each deployment needs a queue of its own")
-        limits[queue] = deployment["concurrency_limit"]["limit"]
-    return limits
-
-
-def hold_queued_runs(service: Service) -> None:
-    """Give each deployment's work queue the deployment's own run limit.
-
-    A deployment's concurrency limit alone lets the worker pick up every queued run, have it refused and
-    rescheduled: with 19 runs waiting, that is a few SQLite writes a second, enough for the server to answer 503
-    and the worker to crash runs it could not submit (the load test, `make test-slow`, in CI on 2026-12-02). A
-    queue's limit is applied by the server's query for scheduled runs, so waiting runs are not touched at all.
-    """
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
-        for (pool, queue), limit in queue_limits(service.root / "prefect.yaml").items():
-            try:
-                existing = client.read_work_queue_by_name(queue, work_pool_name=pool)
-            except ObjectNotFound:
-                client.create_work_queue(queue, work_pool_name=pool, concurrency_limit=limit)
-            else:
-                client.update_work_queue(existing.id, concurrency_limit=limit)
-
-
 def is_running(service: Service, name: str) -> bool:
     try:
         os.kill(int(service.pid_file(name).read_text()), 0)
@@ -393,13 +365,17 @@ def main(argv: list[str] | None = None) -> int:
     from orchestration.status import render, wait_until_settled
 
     try:
-        started = serve(service)
-    except ServeError as error:
+        started, applied = serve(service)
+    except PipelineError as error:
         print(f"make serve: {error}", file=sys.stderr)
         return 1
     status = wait_until_settled(service)
     what = ", ".join(started) or "nothing (server and worker were running; deployments and automations updated)"
-    print(f"started: {what}\n{render(status)}\n\n"
+    removed = f"; removed (no longer in params.yaml): {', '.join(applied.removed)}" if applied.removed else ""
+    paused = (f"\npaused schedules, kept paused: {', '.join(applied.paused)} (turn one on again with: prefect "
+              "deployment schedule resume training-pipeline/<dataset> <schedule id>, ids from prefect deployment "
+              "schedule ls)") if applied.paused else ""
+    print(f"started: {what}\ndeployed: {', '.join(applied.deployed)}{removed}{paused}\n{render(status)}\n\n"
           f"Prefect UI:   http://{service.host}:{service.port}\n"
           f"Run a deployment now:\n  make deployment-run DATASET=fashion-mnist\n"
           f"  (or: PREFECT_HOME={service.home} {prefect_command()[0]} deployment run "

@@ -2,7 +2,8 @@
 
 The server's services (scheduler, late runs, foreman, triggers...) run in the background and report a failure only
 in this log: a scheduler that fails on every pass still answers /health. `make status` and the tests read the log
-with `service_errors`, which drops the few errors of Prefect's that are routine (`ROUTINE`, each with its reason).
+with `service_errors`, which drops the few errors of Prefect's that are routine on SQLite (`ROUTINE`, each with its
+reason). On PostgreSQL, the production database, nothing is routine: every error counts.
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ _PLACEHOLDERS = {WORKER_NAME: rf"ProcessWorker {_UUID}", WORK_POOL_NAME: r"[\w-]
                  # docket's call repr: "mark_deployments_ready(work_queue_ids=...){its key}"
                  DOCKET_TASK: r"\w+\(.*\)\{[\w:.-]*\}"}
 SQLITE_LOCKED = "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked"
+# Prefect's own setting for the server's database; unset, the server uses SQLite in PREFECT_HOME.
+DATABASE_URL_VARIABLE = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+
+
+def database_kind(environment) -> str:
+    """'postgresql' when the server's database setting names PostgreSQL, else 'sqlite' (Prefect's embedded default)."""
+    return "postgresql" if environment.get(DATABASE_URL_VARIABLE, "").startswith("postgresql") else "sqlite"
 
 
 @dataclass(frozen=True)
@@ -111,8 +119,9 @@ RESENT_EVENTS_DROPPED = RoutineError(
            "restarts a server during runs (tests/reliability/test_crashed_runs.py), and `make status` reports it.")
 
 
-# Errors that are routine, each matched exactly and with the reason it is harmless. Prefect's own errors only:
-# anything of ours, or any other message, fails the tests and shows in `make status`.
+# Errors that are routine on SQLite only, each matched exactly and with the reason it is harmless. Prefect's own
+# errors only: anything of ours, or any other message, fails the tests and shows in `make status`. Each comes from
+# SQLite's single writer; on PostgreSQL none is allowed (`service_errors`, database="postgresql").
 ROUTINE: tuple[RoutineError, ...] = (
     RoutineError(
         logger="prefect.server.utilities.worker_channel",
@@ -224,18 +233,18 @@ def _unframed(line: str) -> str:
 
 
 def service_errors(text: str, expected: tuple[RoutineError, ...] = (), since: datetime | None = None,
-                   ) -> list[LogRecord]:
-    """The error records of a log (ERROR or CRITICAL, or holding a traceback) that neither `ROUTINE` nor
-    `expected` allows; with `since` (timezone-aware), only the dated records at or after it."""
-    allowed = ROUTINE + tuple(expected)
+                   database: str = "sqlite") -> list[LogRecord]:
+    """The error records of a log (ERROR or CRITICAL, or holding a traceback) that neither `ROUTINE` (on SQLite
+    only) nor `expected` allows; with `since` (timezone-aware), only the dated records at or after it."""
+    allowed = (ROUTINE if database == "sqlite" else ()) + tuple(expected)
     return [record for record in parse_log(text)
             if record.is_error and not any(entry.matches(record) for entry in allowed)
             and (since is None or (record.time is not None and record.time >= since))]
 
 
 def read_service_errors(log_file: Path, expected: tuple[RoutineError, ...] = (),
-                        since: datetime | None = None) -> list[LogRecord]:
+                        since: datetime | None = None, database: str = "sqlite") -> list[LogRecord]:
     """`service_errors` of a log file; a missing file has none."""
     if not log_file.exists():
         return []
-    return service_errors(log_file.read_text(errors="replace"), expected, since)
+    return service_errors(log_file.read_text(errors="replace"), expected, since, database)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from orchestration.serve import WORK_POOL, Service, is_running
-from orchestration.server_log import read_service_errors
+from orchestration.server_log import database_kind, read_service_errors
 
 ERROR_WINDOW = timedelta(hours=1)
 FINISHED_OR_RUNNING = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED", "RUNNING", "CANCELLING"]
@@ -48,7 +48,8 @@ def read_status(service: Service, now: datetime | None = None) -> ServiceStatus:
     count from an hour ago, or from when this server started if later (its log holds earlier servers' too)."""
     now = now or datetime.now(timezone.utc)
     since = max(now - ERROR_WINDOW, _started(service) or now - ERROR_WINDOW)
-    errors = [error.summary() for error in read_service_errors(service.log_file("server"), since=since)]
+    errors = [error.summary() for error in read_service_errors(service.log_file("server"), since=since,
+                                                               database=database_kind(service.environment()))]
     problems = [f"{len(errors)} service error(s) logged"] if errors else []
     server_up, server = _health(service)
     workers, deployments = [], []

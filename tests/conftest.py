@@ -142,6 +142,15 @@ def _temporary_servers_are_checked():
                            "tests.prefect_server.temporary_server, so its log is never checked")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_stops_with_the_session():
+    """The session's PostgreSQL server (tests/postgres.py) is started by the first served test and stopped here."""
+    yield
+    from tests.postgres import stop_shared_postgres
+
+    stop_shared_postgres()
+
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -2,11 +2,12 @@
 
 A server's services report their failures only in its log (the scheduler failed on every pass for weeks while
 /health answered 200), so every server a test starts is read when it stops: any ERROR or traceback fails the
-test unless `orchestration.server_log.ROUTINE` (Prefect's routine errors, each with its reason) or the test's own
-`expected` allows it.
+test unless the test's own `expected` allows it, or, on SQLite only, `orchestration.server_log.ROUTINE` (Prefect's
+errors routine there, each with its reason).
 
-- `serving(service)`: a server, work pool, deployments and worker started as `make serve` does; its log is
-  `service.log_file("server")`.
+- `serving(service)`: a server, work pool, deployments and worker started as `make serve` does, on a database of
+  its own in the session's PostgreSQL server (tests/postgres.py), or on SQLite with `database="sqlite"`; its log
+  is `service.log_file("server")`.
 - `checked_log(log_file, stop_server=...)`: the same check around a server started some other way.
 - `served_mnist_sample(...)`: `serving` for a copy of the repository that builds mnist-sample only.
 - `api_client(service)`: a Prefect client of the served API (with an auth string, where the server wants one).
@@ -29,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.serve import Service, serve, stop
-from orchestration.server_log import RoutineError, read_service_errors
+from orchestration.server_log import DATABASE_URL_VARIABLE, RoutineError, read_service_errors
 
 # Only to keep the suite short: how often the worker polls, and how long a run that found its deployment's
 # concurrency slot taken waits before it asks again (Prefect's defaults: 10 s and 30 s).
@@ -44,53 +45,68 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def assert_no_service_errors(log_file: Path, expected: tuple[RoutineError, ...] = ()) -> None:
-    errors = _described_errors(log_file, expected)
+def assert_no_service_errors(log_file: Path, expected: tuple[RoutineError, ...] = (),
+                             database: str = "sqlite") -> None:
+    errors = _described_errors(log_file, expected, database)
     assert not errors, errors
 
 
-def _described_errors(log_file: Path, expected: tuple[RoutineError, ...]) -> str:
-    errors = read_service_errors(log_file, expected)
+def _described_errors(log_file: Path, expected: tuple[RoutineError, ...], database: str) -> str:
+    errors = read_service_errors(log_file, expected, database=database)
     if not errors:
         return ""
-    return (f"the Prefect server logged {len(errors)} unexpected error(s) in {log_file}:\n"
+    return (f"the Prefect server ({database}) logged {len(errors)} unexpected error(s) in {log_file}:\n"
             + "\n".join(error.summary() for error in errors))
 
 
 @contextmanager
-def checked_log(log_file: Path, expected: tuple[RoutineError, ...] = (), *, stop_server) -> Iterator[None]:
+def checked_log(log_file: Path, expected: tuple[RoutineError, ...] = (), *, stop_server,
+                database: str = "sqlite") -> Iterator[None]:
     """Run the body, call `stop_server`, then check the log; when the body failed, its error carries the
     server's errors as a note (a scheduler that never ran is often why)."""
     try:
         yield
     except BaseException as error:
         stop_server()
-        described = _described_errors(log_file, expected)
+        described = _described_errors(log_file, expected, database)
         if described:
             error.add_note(described)
         raise
     try:
         stop_server()
     finally:
-        assert_no_service_errors(log_file, expected)
+        assert_no_service_errors(log_file, expected, database)
+
+
+def database_environment(database: str, name: str = "prefect") -> dict[str, str]:
+    """What points a Prefect server at `database`: a new database in the session's PostgreSQL server, or nothing
+    (SQLite in PREFECT_HOME, Prefect's default)."""
+    from tests.postgres import shared_postgres
+
+    if database == "sqlite":
+        return {}
+    assert database == "postgresql", database
+    return {DATABASE_URL_VARIABLE: shared_postgres().new_database(name)}
 
 
 @contextmanager
 def serving(service: Service, expected: tuple[RoutineError, ...] = (),
-            environment: dict[str, str] | None = None) -> Iterator[Service]:
-    """`make serve` for `service`, with `environment` added to what the server and worker see; on the way out
-    `make stop`, then the check of the server's log."""
+            environment: dict[str, str] | None = None, database: str = "postgresql") -> Iterator[Service]:
+    """`make serve` for `service` on `database` (postgresql: a database of its own in the session's server), with
+    `environment` added to what the server and worker see; on the way out `make stop`, then the check of the
+    server's log (on PostgreSQL, no error is routine)."""
     with pytest.MonkeyPatch.context() as patch:
-        for name, value in (environment or {}).items():
+        for name, value in {**database_environment(database), **(environment or {})}.items():
             patch.setenv(name, value)
-        with checked_log(service.log_file("server"), expected, stop_server=lambda: stop(service)):
+        with checked_log(service.log_file("server"), expected, stop_server=lambda: stop(service), database=database):
             serve(service)
             yield service
 
 
 @contextmanager
 def served_mnist_sample(tmp_path_factory, name: str, environment: dict[str, str] | None = None,
-                        edit_params=None, expected: tuple[RoutineError, ...] = ()) -> Iterator[Service]:
+                        edit_params=None, expected: tuple[RoutineError, ...] = (),
+                        database: str = "postgresql") -> Iterator[Service]:
     """A copy of the repository that builds mnist-sample only (then `edit_params(document)`), served as `make serve`
     does with `environment`; stopped and its log checked on the way out (`expected`: errors it may hold)."""
     from tests.integration.repo import copy_repository
@@ -102,7 +118,7 @@ def served_mnist_sample(tmp_path_factory, name: str, environment: dict[str, str]
 
     repo = copy_repository(tmp_path_factory.mktemp(f"{name}-repo"), edit)
     service = Service(home=tmp_path_factory.mktemp(f"{name}-prefect-home"), root=repo, port=free_port())
-    with serving(service, expected, environment=environment):
+    with serving(service, expected, environment=environment, database=database):
         yield service
 
 

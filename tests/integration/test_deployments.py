@@ -1,4 +1,5 @@
-"""`prefect deployment run` on a real Prefect server and worker, started from prefect.yaml as `make serve` does.
+"""`prefect deployment run` on a real Prefect server and worker, with the deployments `make serve` makes from
+params.yaml.
 
 On small real data (mnist-sample): the first run trains and promotes, the second sees nothing changed and
 skips training, a failing run leaves the server and worker up, and a deliberately worse challenger is

@@ -1,4 +1,4 @@
-"""Failure notifications on a real Prefect server and worker started from prefect.yaml as `make serve` does: a
+"""Failure notifications on a real Prefect server and worker with the deployments `make serve` makes from params.yaml: a
 deployment run that fails sends one notification, through automations.yaml's automation and a webhook block, to a
 receiver on 127.0.0.1 that records what arrives. Serving again updates the automation; it never duplicates it."""
 

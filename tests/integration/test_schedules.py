@@ -1,10 +1,11 @@
 """Scheduled retraining, proven by its effect: runs the server's scheduler creates by itself, that the worker picks up.
 
 A copy of the repository (mnist-sample only) is served by `make serve`'s command, with one change: the mnist-sample
-deployment's daily cron is replaced by an interval of INTERVAL_SECONDS. Nobody calls `prefect deployment run`.
+dataset's daily cron (data.mnist-sample.schedule) is replaced by an interval of INTERVAL_SECONDS. Nobody calls `prefect deployment run`.
 The scheduler creates the runs ahead (many, all queued behind the deployment's concurrency limit of 1); the
 worker runs them; the first trains and promotes, the next finds nothing changed and skips. Then the schedules
-are paused and every run still queued is cancelled, so no run is left behind. The server's log is checked for
+are paused and every run still queued is cancelled, so no run is left behind. The server runs on PostgreSQL (a
+database of its own in the session's server, tests/postgres.py), as in production. The server's log is checked for
 errors when it stops (tests/prefect_server.py), as for every server the tests start.
 """
 
@@ -15,12 +16,11 @@ import sys
 import time
 
 import pytest
-import yaml
 
 from orchestration.serve import WORK_POOL, Service, run_cli, stop
 from tests.integration.repo import copy_repository, run
 from tests.integration.test_deployments import DEPLOYMENT
-from tests.prefect_server import FAST_POLLING, checked_log, free_port
+from tests.prefect_server import FAST_POLLING, checked_log, database_environment, free_port
 
 # Starts a Prefect server and worker and trains: over a minute, so `make test-slow` runs it (CI runs both).
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,15 +37,9 @@ def short_schedule_copy(destination):
         document["data"]["mnist-sample"]["train"]["epochs"] = 2
         # The first run's model must be promoted, whatever its accuracy after 2 epochs.
         document["data"]["mnist-sample"]["min_accuracy"] = 0.0
+        document["data"]["mnist-sample"]["schedule"] = {"interval": INTERVAL_SECONDS}
 
-    repo = copy_repository(destination, only_mnist_sample)
-    deployments_file = repo / "prefect.yaml"
-    document = yaml.safe_load(deployments_file.read_text())
-    (deployment,) = [entry for entry in document["deployments"] if entry["name"] == "mnist-sample"]
-    deployment["schedules"] = [{"interval": INTERVAL_SECONDS, "active": True}]
-    deployments_file.write_text(yaml.safe_dump(document, sort_keys=False))
-    run(["git", "commit", "-qam", f"mnist-sample every {INTERVAL_SECONDS} s"], repo)
-    return repo
+    return copy_repository(destination, only_mnist_sample)
 
 
 def flow_runs(service: Service):
@@ -113,8 +107,8 @@ def scheduled(tmp_path_factory):
     """Serve the short-schedule copy; watch the first runs end; pause, cancel what is queued; stop the server."""
     repo = short_schedule_copy(tmp_path_factory.mktemp("scheduled-repo"))
     service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
-    environment = {**service.environment(), **FAST_POLLING, **SCHEDULER_LOOP}
-    with checked_log(service.log_file("server"), stop_server=lambda: stop(service)):
+    environment = {**service.environment(), **FAST_POLLING, **SCHEDULER_LOOP, **database_environment("postgresql")}
+    with checked_log(service.log_file("server"), stop_server=lambda: stop(service), database="postgresql"):
         served = status_command(service, "serve", environment)
         created = wait_for(service, lambda runs: len(runs) >= 3, 60, "the scheduler created 3 runs")
         finished = started_first(wait_for(service, lambda runs: len(started_first(runs)) >= RUNS_TO_WATCH, 420,
@@ -124,6 +118,8 @@ def scheduled(tmp_path_factory):
         model = (repo / "models/mnist-sample/production/model.keras").is_file()
         dvc_status = run(["dvc", "status"], repo).stdout.strip()
         run_cli(service, "deployment", "schedule", "pause", "--all")
+        # `make serve` again, as after a crash: the pause is the operator's and survives it (issue 27, item 1).
+        served_again = status_command(service, "serve", environment)
         for queued in [run for run in flow_runs(service) if not run.state.is_final()]:
             cancel = run_cli(service, "flow-run", "cancel", str(queued.id), check=False)
             # A run may end between the listing and its cancel.
@@ -142,7 +138,8 @@ def scheduled(tmp_path_factory):
     cancelled = sum(run.state_name == "Cancelled" for run in left)
     print(f"\n{len(left)} scheduled runs ({INTERVAL_SECONDS} s apart) kept once paused: {RUNS_TO_WATCH} watched to "
           f"Completed, {len(left) - cancelled - RUNS_TO_WATCH} more completed, {cancelled} cancelled after the pause")
-    yield {"served": served, "status": status, "paused_status": paused_status, "created": created,
+    yield {"served": served, "served_again": served_again, "status": status, "paused_status": paused_status,
+           "created": created,
            "finished": finished, "decisions": decisions, "production_model": model, "dvc_status": dvc_status,
            "left": left, "after_pause": after_pause, "stopped": stopped, "flow_after_stop": flow_after_stop,
            "bounces": bounces}
@@ -213,6 +210,16 @@ def test_pausing_and_cancelling_leaves_no_run_behind(scheduled):
     assert all(run.state.is_final() for run in after_pause)
     section = scheduled["paused_status"].stdout.split("training-pipeline/mnist-sample\n", 1)[1]
     assert section.startswith(f"    schedule:  every {INTERVAL_SECONDS} s (paused)\n    next run:  none scheduled\n")
+
+
+def test_serving_again_keeps_the_pause_and_says_so(scheduled):
+    """Serving again redeploys every dataset from params.yaml; the paused schedule stays paused (the runs after it
+    are checked above: no new run once paused, over three scheduler passes after this serve)."""
+    again = scheduled["served_again"].stdout
+
+    assert "started: nothing" in again, again + scheduled["served_again"].stderr
+    assert "paused schedules, kept paused: mnist-sample (turn one on again with: prefect deployment schedule " \
+           "resume" in again
 
 
 def test_after_make_stop_the_flow_runs_without_a_server_as_before_serving(scheduled):

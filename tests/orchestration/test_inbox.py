@@ -45,19 +45,6 @@ def test_a_mistake_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys, argumen
     assert says in error and error.count("\n") == 1
 
 
-def test_each_deployments_trigger_names_the_event_and_dataset_that_make_ingest_emits():
-    """prefect.yaml must copy the event name and resource id (Prefect reads them there); the trigger firing is
-    tests/integration/test_triggers.py."""
-    import yaml
-
-    from orchestration.inbox import DROP_EVENT, dataset_resource
-
-    for deployment in yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())["deployments"]:
-        (trigger,) = deployment["triggers"]
-        assert trigger["match"] == {"prefect.resource.id": dataset_resource(deployment["parameters"]["dataset"])}
-        assert trigger["expect"] == [DROP_EVENT] and trigger["enabled"]
-
-
 def test_a_drop_never_replaces_a_file_still_waiting_under_the_same_name(tmp_path):
     write_image_folder(tmp_path / "first", {"train": real_fashion_images(3)}, [str(i) for i in range(10)])
     write_image_folder(tmp_path / "second", {"train": real_fashion_images(3)}, [str(i) for i in range(10)])

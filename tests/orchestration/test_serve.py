@@ -1,30 +1,16 @@
-"""orchestration/serve.py without a server: each deployment's work-queue limit, as read from prefect.yaml.
+"""orchestration/serve.py without a server: the profile `make stop` cleans, the auth `make serve` requires.
 
-Serving itself (server, pool, queues, deployments, worker) runs in tests/integration/test_schedules.py and
-tests/integration/test_deployments.py; the queues' effect (waiting runs are not bounced) is checked there and under
-load in tests/reliability/test_prefect_faults.py.
+Serving itself (server, pool, queues, deployments, worker) runs in tests/integration/test_deployments_from_params.py,
+test_schedules.py and test_deployments.py; the queues' effect (waiting runs are not bounced) is checked there and
+under load in tests/reliability/test_prefect_faults.py.
 """
 
 import re
 
 import pytest
-import yaml
 
-from orchestration.serve import AUTH_VARIABLE, SERVER_AUTH_VARIABLE, ServeError, check_auth, queue_limits
+from orchestration.serve import AUTH_VARIABLE, SERVER_AUTH_VARIABLE, ServeError, check_auth
 from tests.conftest import PROJECT_ROOT
-
-
-def test_two_deployments_sharing_a_queue_are_refused_naming_the_second(tmp_path):
-    document = yaml.safe_load((PROJECT_ROOT / "prefect.yaml").read_text())
-    first, second = document["deployments"][:2]
-    second["work_pool"] = dict(first["work_pool"])
-    prefect_file = tmp_path / "prefect.yaml"
-    prefect_file.write_text(yaml.safe_dump(document))
-
-    with pytest.raises(ValueError, match=rf"deployments.{second['name']}.work_pool: work queue "
-                                         rf"'{first['work_pool']['work_queue_name']}' is already another "
-                                         "deployment's"):
-        queue_limits(prefect_file)
 
 
 def test_stopping_forgets_the_served_address_but_not_one_the_user_set(tmp_path):

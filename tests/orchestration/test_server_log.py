@@ -201,3 +201,14 @@ def test_a_retried_queue_message_is_allowed_but_one_set_aside_is_an_error_though
     queue_full = set_aside.replace("Message failed after 4 retries and will be moved to the dead letter queue",
                                    "Subscription queue is full, dropping message for topic='events' queue_size=10000")
     assert len(service_errors(text + queue_full)) == 1
+
+
+def test_on_postgresql_nothing_is_routine():
+    """Every routine entry comes from SQLite's single writer: with the server on PostgreSQL each error counts."""
+    from orchestration.server_log import database_kind
+
+    assert service_errors(SIXTY_SECONDS_LOCKED) == []
+    assert len(service_errors(SIXTY_SECONDS_LOCKED, database="postgresql")) == 4
+    assert database_kind({"PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://u@127.0.0.1:5432/p"}) == \
+        "postgresql"
+    assert database_kind({}) == "sqlite"

@@ -1,4 +1,4 @@
-"""Crashed runs on a real Prefect server and worker started from prefect.yaml as `make serve` does (issue 17):
+"""Crashed runs on a real Prefect server and worker with the deployments `make serve` makes from params.yaml (issue 17):
 `kill -9` of the flow-run process, of the worker, and of the server during a run, then `make serve` again. In each
 case the run ends in a final state within a stated time, the deployment's slot is released and the next run goes
 ahead, a notification arrives for a crashed run, no half-trained model is promoted, overrides do not outlive their
@@ -33,12 +33,12 @@ WORKER_SEES_IT_SECONDS = 30
 NO_HEARTBEAT_SECONDS = 30 + 90 + 30
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, receiver):
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+def served(tmp_path_factory, receiver, request):
     # A restarted server may drop a batch of the events its clients send again (Prefect 3.8.8 on SQLite: see
     # RESENT_EVENTS_DROPPED); the triggers saw them, and every state and notification below is checked.
     with served_mnist_sample(tmp_path_factory, "crash", environment={WEBHOOK_VARIABLE: hook_url(receiver)},
-                             expected=(RESENT_EVENTS_DROPPED,)) as service:
+                             expected=(RESENT_EVENTS_DROPPED,), database=request.param) as service:
         first = submit(service)
         assert wait_final(service, first, 400).is_completed()
         yield service

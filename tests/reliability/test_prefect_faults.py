@@ -1,4 +1,5 @@
-"""Orchestration faults under Prefect, on a real server and worker started from prefect.yaml as `make serve` does.
+"""Orchestration faults under Prefect, on a real server and worker with the deployments `make serve` makes from
+params.yaml.
 
 Transient download failures are retried by the task and the run completes; deterministic ones are not
 retried; a flow run finds the pipeline lock taken and says so; and 20 runs submitted at once to a deployment
@@ -34,8 +35,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RUNS = 20
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+def served(tmp_path_factory, request):
+    """mnist-sample served as `make serve` does, on PostgreSQL (production) and on SQLite (the embedded default)."""
     def only_mnist_sample(document):
         document["datasets"] = ["mnist-sample"]
         document["data"]["mnist-sample"]["train"]["epochs"] = 2
@@ -45,7 +47,7 @@ def served(tmp_path_factory):
 
     repo = copy_repository(tmp_path_factory.mktemp("served-repo"), only_mnist_sample)
     service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
-    with serving(service, environment=FAST_POLLING):
+    with serving(service, environment=FAST_POLLING, database=request.param):
         yield service
 
 

@@ -1,0 +1,137 @@
+"""A flow run on a worker that does not hold the repository: it takes code and data from the remotes and pushes back
+what it made.
+
+Deployments in clone mode (`make serve` with PIPELINE_GIT_REMOTE set, orchestration/deployments.py) start each flow
+run with Prefect's `git_clone` pull step, in a fresh folder, and set REMOTE_RUN_VARIABLE. The flow then:
+1. `prepare`: fetches the history and tags that Prefect's shallow clone left out (the registry numbers versions
+   from the tags, `make history` reads the log), then `dvc pull`s the dataset's recorded outputs (what the remote
+   does not hold yet is rebuilt by the run, as any missing output is);
+2. runs the pipeline and commits its version, as on one machine (orchestration/commits.py);
+3. `publish`: `dvc push` of the dataset's outputs, then the registry tags of a new champion, then one
+   `git push --atomic` of the branch and those tags. When another run pushed first, it rebases onto the remote
+   branch (a conflict in dvc.lock, the only file two datasets' runs share, is resolved by taking the remote's and
+   recording this run's stages again with `dvc commit`, never by a text merge), tags again, and pushes again. It
+   never force-pushes. A push it cannot make fails the run with one line; the git remote then holds nothing of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+from tasks.common.errors import PipelineError
+
+logger = logging.getLogger(__name__)
+REMOTE_RUN_VARIABLE = "PIPELINE_REMOTE_RUN"
+GIT_REMOTE = "origin"
+PUSH_ATTEMPTS = 5
+
+
+def is_remote_run() -> bool:
+    return os.environ.get(REMOTE_RUN_VARIABLE) == "1"
+
+
+def _git(root: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+    completed = subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0"})
+    if check and completed.returncode != 0:
+        raise PipelineError(f"git {' '.join(arguments[:2])} failed in {root}: "
+                            f"{' '.join(completed.stderr.split()) or completed.stdout.strip()}")
+    return completed
+
+
+def current_branch(root: Path) -> str:
+    return _git(root, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+
+
+def prepare(root: Path, dataset: str) -> None:
+    """History and tags from the git remote, then the dataset's outputs from the DVC remote."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    from orchestration.versioning import stage_targets
+
+    shallow = _git(root, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
+    _git(root, "fetch", "--quiet", "--tags", *(["--unshallow"] if shallow else []), GIT_REMOTE)
+    try:
+        import contextlib
+
+        with contextlib.chdir(root), Repo(str(root)) as repo:
+            pulled = repo.pull(targets=stage_targets(dataset), allow_missing=True)
+    except DvcException as error:
+        raise PipelineError(f"dvc pull of {dataset}'s outputs from the default DVC remote failed: "
+                            f"{' '.join(str(error).split())}") from None
+    logger.info("remote run: history and tags fetched; dvc pull: %s file(s) of %s", pulled.get("fetched", 0)
+                if isinstance(pulled, dict) else pulled, dataset)
+
+
+def push_outputs(root: Path, dataset: str) -> None:
+    """`dvc push` of the dataset's stages, or a PipelineError: no commit reaches git without its data."""
+    import contextlib
+
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    from orchestration.versioning import stage_targets
+
+    try:
+        with contextlib.chdir(root), Repo(str(root)) as repo:
+            pushed = repo.push(targets=stage_targets(dataset))
+    except DvcException as error:
+        raise PipelineError(f"dvc push of {dataset}'s outputs to the default DVC remote failed, so nothing was "
+                            f"pushed to git: {' '.join(str(error).split())}") from None
+    logger.info("dvc push: %s file(s) of %s sent to the default remote", pushed, dataset)
+
+
+def rebase(root: Path, dataset: str, upstream: str) -> None:
+    """Replay this run's commit on `upstream`; a conflict in dvc.lock takes upstream's file and records this run's
+    stages again (`dvc commit`); a conflict anywhere else stops the run, the rebase undone."""
+    from orchestration.versioning import record_outputs
+
+    result = _git(root, "rebase", upstream, check=False)
+    while result.returncode != 0:
+        conflicted = _git(root, "diff", "--name-only", "--diff-filter=U").stdout.split()
+        if conflicted != ["dvc.lock"]:
+            _git(root, "rebase", "--abort", check=False)
+            raise PipelineError(f"rebasing {dataset}'s version onto {upstream} conflicts in {conflicted or 'no file'}"
+                                " (only dvc.lock is resolved by itself); nothing was pushed to git")
+        _git(root, "checkout", "--ours", "--", "dvc.lock")  # in a rebase, "ours" is the upstream side
+        record_outputs(root, dataset)
+        _git(root, "add", "dvc.lock")
+        result = _git(root, "rebase", "--continue", check=False)
+    logger.info("rebased %s's version onto %s", dataset, upstream)
+
+
+def publish(root: Path, dataset: str, champion: str | None, message: str, tagger: dict[str, str]) -> str:
+    """Push the commit at HEAD (and a new champion's registry tags) after its DVC outputs; rebase and retry while
+    another run pushes first. Returns the commit that reached the remote."""
+    from orchestration.registry import assign_production, register_champion
+
+    branch = current_branch(root)
+    push_outputs(root, dataset)
+    for attempt in range(1, PUSH_ATTEMPTS + 1):
+        before = set(_git(root, "tag", "--list").stdout.split())
+        commit = _git(root, "rev-parse", "HEAD").stdout.strip()
+        if champion == "promoted":  # tags are made after the last rebase, on the commit that is pushed
+            register_champion(root, dataset, commit, message, **tagger)
+        elif champion == "restored":
+            assign_production(root, dataset, commit, message, **tagger)
+        tags = sorted(set(_git(root, "tag", "--list").stdout.split()) - before)
+        pushed = _git(root, "push", "--atomic", "--porcelain", GIT_REMOTE, f"HEAD:refs/heads/{branch}",
+                      *(f"refs/tags/{tag}" for tag in tags), check=False)
+        if pushed.returncode == 0:
+            logger.info("pushed %s and %d tag(s) to %s/%s", commit[:10], len(tags), GIT_REMOTE, branch)
+            return commit
+        if tags:
+            _git(root, "tag", "--delete", *tags)
+        refused = " ".join((pushed.stderr + pushed.stdout).split())
+        if "rejected" not in refused and "fetch first" not in refused and "non-fast-forward" not in refused:
+            raise PipelineError(f"git push to {GIT_REMOTE}/{branch} failed: {refused}; the DVC remote holds the "
+                                "outputs, the git remote nothing of this run")
+        logger.info("%s/%s moved on (push %d of %d refused): rebasing", GIT_REMOTE, branch, attempt, PUSH_ATTEMPTS)
+        _git(root, "fetch", "--quiet", "--tags", GIT_REMOTE, branch)
+        rebase(root, dataset, f"{GIT_REMOTE}/{branch}")
+    raise PipelineError(f"git push to {GIT_REMOTE}/{branch} refused {PUSH_ATTEMPTS} times (other runs kept pushing "
+                        "first); the git remote holds nothing of this run")

@@ -1,0 +1,157 @@
+"""Workers that do not hold the repository: three machines simulated on this one (README, "Scaling out").
+
+- the remotes: a bare git repository (a file:// URL) and a DVC remote on moto's S3 server on 127.0.0.1;
+- the server: Prefect on PostgreSQL (a database in the session's server, tests/postgres.py), its deployments made
+  in clone mode from the developer's checkout;
+- two workers, each with its own working root and PREFECT_HOME, started outside the developer's checkout: each
+  flow run clones the git remote into a fresh folder (Prefect's git_clone step), pulls its data with DVC, trains,
+  and pushes back: `dvc push` first, then the branch and the registry tags in one `git push --atomic`.
+
+Two datasets (mnist-sample and a small image folder of real digits; dense model, 2 epochs) retrain at the same time,
+one on each worker; the second to finish finds the remote moved on, rebases and pushes. A third fresh clone then
+sees both versions in `make history`, pulls both models, and a second promotion is v2.0.0 on the remote.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestration.deployments import WORK_POOL, apply_deployments, clone_pool
+from orchestration.serve import Service, prefect_command, run_cli, start_server, stop
+from tasks.common.config import load_params
+from tests.integration.repo import VENV_BIN, copy_repository, run
+from tests.integration.test_s3_remote import BUCKET, CREDENTIALS, s3_endpoint  # noqa: F401 (a fixture)
+from tests.integration.test_triggers import DIGITS, handwritten_digits
+from tests.prefect_server import FAST_POLLING, api_client, checked_log, database_environment, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+IMAGES = "handwritten-digits"
+SECRET_KEYS = {"AWS_ACCESS_KEY_ID": CREDENTIALS["access_key_id"],
+               "AWS_SECRET_ACCESS_KEY": CREDENTIALS["secret_access_key"]}
+
+
+def developer_checkout(tmp_path_factory, endpoint: str) -> tuple[Path, str, str]:
+    """The developer's repository with two small datasets and the S3 DVC remote, pushed to a bare git remote;
+    (checkout, the remote's file:// URL, the branch)."""
+    folder = tmp_path_factory.mktemp("shared-digits")  # the image folder's local_dir: a mount every worker has
+    handwritten_digits(folder)
+
+    def two_small_datasets(document):
+        document["datasets"] = ["mnist-sample", IMAGES]
+        document["data"][IMAGES] = {"source": "images", "local_dir": str(folder), "mirrors": [],
+                                    "class_names": DIGITS, "expected_counts": None, "threshold": 0.99,
+                                    "min_accuracy": 0.0, "framing": "mass", "train": {}}
+        document["data"]["mnist-sample"].update(min_accuracy=0.0, train={"epochs": 2})
+        document["train"].update(model="dense", epochs=2)
+        document["promote"]["max_accuracy_drop"] = 1.0  # a retrained champion is promoted again (v2.0.0)
+
+    checkout = copy_repository(tmp_path_factory.mktemp("developer"), two_small_datasets)
+    run(["dvc", "remote", "add", "--force", "--default", "s3", f"s3://{BUCKET}/cache"], checkout)
+    run(["dvc", "remote", "modify", "s3", "endpointurl", endpoint], checkout)
+    run(["git", "commit", "-qam", "DVC remote: S3"], checkout)
+    remote = tmp_path_factory.mktemp("remotes") / "pipeline.git"
+    run(["git", "clone", "-q", "--bare", str(checkout), str(remote)], checkout.parent)
+    branch = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], checkout).stdout.strip()
+    return checkout, f"file://{remote}", branch
+
+
+def start_worker(service: Service, root: Path, name: str) -> subprocess.Popen:
+    """A worker on "another machine": its own working root (flow runs clone into a fresh folder under it) and
+    PREFECT_HOME, the server's address, the DVC remote's keys; no path into the developer's checkout."""
+    (root / "tmp").mkdir(parents=True)
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("PREFECT_", "PYTHONPATH", "PIPELINE_"))}
+    environment.update(PREFECT_HOME=str(root / "prefect-home"), PREFECT_API_URL=service.api_url, TMPDIR=str(root / "tmp"),
+                       PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                       **FAST_POLLING, **SECRET_KEYS)
+    log = open(root / "worker.log", "ab")
+    return subprocess.Popen(prefect_command("worker", "start", "--pool", WORK_POOL, "--name", name, "--limit", "1"),
+                            cwd=root, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_final(service: Service, run_ids: list, seconds: float):
+    deadline = time.monotonic() + seconds
+    while True:
+        with api_client(service) as client:
+            runs = [client.read_flow_run(run_id) for run_id in run_ids]
+        if all(run.state.is_final() for run in runs):
+            return runs
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not final after {seconds:.0f} s: {[(run.name, run.state_name) for run in runs]}")
+        time.sleep(2)
+
+
+def submit(service: Service, dataset: str, parameters: dict | None = None):
+    with api_client(service) as client:
+        deployment = client.read_deployment_by_name(f"training-pipeline/{dataset}")
+        return client.create_flow_run_from_deployment(deployment.id, parameters=parameters or {}).id
+
+
+@pytest.fixture(scope="module")
+def three_machines(tmp_path_factory, s3_endpoint):
+    checkout, remote, branch = developer_checkout(tmp_path_factory, s3_endpoint)
+    service = Service(home=tmp_path_factory.mktemp("server-home"), root=checkout, port=free_port())
+    workers_root = tmp_path_factory.mktemp("workers")
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in database_environment("postgresql", "remote").items():
+            patch.setenv(key, value)
+        with checked_log(service.log_file("server"), stop_server=lambda: stop(service), database="postgresql"):
+            start_server(service)
+            run_cli(service, "work-pool", "create", WORK_POOL, "--type", "process")
+            apply_deployments(service.api_url, checkout, load_params(checkout / "params.yaml"),
+                              clone_pool(remote, branch))
+            workers = [start_worker(service, workers_root / name, name) for name in ("worker-a", "worker-b")]
+            try:
+                both = wait_final(service, [submit(service, "mnist-sample"), submit(service, IMAGES)], 600)
+                again = wait_final(service, [submit(service, "mnist-sample", {"force": True})], 400)
+            finally:
+                for worker in workers:
+                    os.killpg(worker.pid, signal.SIGTERM)
+                    worker.wait(timeout=60)
+    yield {"checkout": checkout, "remote": remote, "branch": branch, "both": both, "again": again,
+           "workers_root": workers_root}
+
+
+def test_two_datasets_retrain_at_the_same_time_one_on_each_worker(three_machines):
+    both = three_machines["both"]
+
+    assert [run.state_name for run in both] == ["Completed", "Completed"], [run.state.message for run in both]
+    first, second = sorted(both, key=lambda run: run.start_time)
+    assert second.start_time < first.end_time  # at the same time: each worker takes one run (--limit 1)
+    logs = {name: (three_machines["workers_root"] / name / "worker.log").read_text()
+            for name in ("worker-a", "worker-b")}
+    assert all(any(str(run.id) in log for run in both) for log in logs.values()), "a worker ran no flow run"
+
+
+def test_each_version_is_on_the_remotes_and_a_fresh_clone_lists_and_pulls_them(three_machines, tmp_path):
+    clone = tmp_path / "third"
+    run(["git", "clone", "-q", three_machines["remote"], str(clone)], tmp_path)
+    log = run(["git", "log", "--format=%s"], clone).stdout.splitlines()
+    assert sum(line.startswith("mnist-sample: started by hand") for line in log) == 2, log
+    assert sum(line.startswith(f"{IMAGES}: started by hand") for line in log) == 1, log
+    for dataset in ("mnist-sample", IMAGES):
+        history = run([sys.executable, "-m", "orchestration.history", "--dataset", dataset], clone).stdout
+        assert "promoted" in history, history
+    run(["dvc", "pull", "promote@mnist-sample", f"promote@{IMAGES}"], clone, env=SECRET_KEYS)
+    for dataset in ("mnist-sample", IMAGES):
+        assert (clone / "models" / dataset / "production" / "model.keras").is_file()
+    status = run(["dvc", "status", "promote@mnist-sample", f"promote@{IMAGES}"], clone).stdout.strip()
+    assert status == "Data and pipelines are up to date.", status
+    # the developer's checkout is untouched: every run happened in a clone on a worker
+    assert run(["git", "log", "--format=%s", "-1"], three_machines["checkout"]).stdout.strip() == "DVC remote: S3"
+
+
+def test_promoting_twice_gives_v1_and_v2_on_the_remote(three_machines):
+    again = three_machines["again"]
+    assert [run.state_name for run in again] == ["Completed"], [run.state.message for run in again]
+
+    tags = run(["git", "ls-remote", "--tags", three_machines["remote"]], Path.cwd()).stdout
+    assert "refs/tags/mnist-sample-model@v1.0.0" in tags and "refs/tags/mnist-sample-model@v2.0.0" in tags, tags
+    assert f"refs/tags/{IMAGES}-model@v1.0.0" in tags and f"{IMAGES}-model@v2.0.0" not in tags, tags
