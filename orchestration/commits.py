@@ -33,11 +33,12 @@ FALLBACK_IDENTITY = ("-c", "user.name=training-pipeline", "-c", "user.email=trai
 
 def versioned_files(paths: DatasetPaths) -> list[Path]:
     """What git versions for the dataset: dvc.lock, its reports folder (DVC's cache-less metrics and plots), the
-    .gitignore files DVC keeps beside its outputs, the inbox placeholder and the drift acceptances."""
+    .gitignore files DVC keeps beside its outputs, the inbox placeholder, the drift acceptances and the link to its
+    local_dir (data/sources/<dataset>, a dependency of download: a clone needs it)."""
     ignores = {path.parent / ".gitignore" for stage in STAGES for path in paths.outputs(stage)}
     candidates = [paths.root / "dvc.lock", paths.reports_dir, *sorted(ignores), paths.inbox_dir / INBOX_PLACEHOLDER,
-                  paths.drift_acceptance_dir]
-    return [path for path in candidates if path.exists()]
+                  paths.drift_acceptance_dir, paths.source_link]
+    return [path for path in candidates if path.exists() or path.is_symlink()]
 
 
 def data_version(paths: DatasetPaths) -> str:

@@ -16,6 +16,7 @@ run with Prefect's `git_clone` pull step, in a fresh folder, and set REMOTE_RUN_
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -29,13 +30,30 @@ GIT_REMOTE = "origin"
 PUSH_ATTEMPTS = 5
 
 
+def _say(message: str, *arguments) -> None:
+    """Into the flow run's log (the worker's output, the UI) when there is one, else this module's logger."""
+    from prefect.exceptions import MissingContextError
+
+    try:
+        from prefect import get_run_logger
+
+        get_run_logger().info(message, *arguments)
+    except MissingContextError:
+        logger.info(message, *arguments)
+
+
 def is_remote_run() -> bool:
     return os.environ.get(REMOTE_RUN_VARIABLE) == "1"
 
 
-def _git(root: Path, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+def _git(root: Path, *arguments: str, check: bool = True, tagger: dict[str, str] | None = None,
+         ) -> subprocess.CompletedProcess:
+    """A git command, never waiting for a person; `tagger` (author, author_email) names who commits where git has no
+    identity configured (a rebase writes commits)."""
+    identity = {"GIT_AUTHOR_NAME": tagger["author"], "GIT_AUTHOR_EMAIL": tagger["author_email"],
+                "GIT_COMMITTER_NAME": tagger["author"], "GIT_COMMITTER_EMAIL": tagger["author_email"]} if tagger else {}
     completed = subprocess.run(["git", *arguments], cwd=root, capture_output=True, text=True, timeout=300,
-                               env={**os.environ, "GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0"})
+                               env={**os.environ, "GIT_EDITOR": "true", "GIT_TERMINAL_PROMPT": "0", **identity})
     if check and completed.returncode != 0:
         raise PipelineError(f"git {' '.join(arguments[:2])} failed in {root}: "
                             f"{' '.join(completed.stderr.split()) or completed.stdout.strip()}")
@@ -56,21 +74,17 @@ def prepare(root: Path, dataset: str) -> None:
     shallow = _git(root, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
     _git(root, "fetch", "--quiet", "--tags", *(["--unshallow"] if shallow else []), GIT_REMOTE)
     try:
-        import contextlib
-
         with contextlib.chdir(root), Repo(str(root)) as repo:
             pulled = repo.pull(targets=stage_targets(dataset), allow_missing=True)
     except DvcException as error:
         raise PipelineError(f"dvc pull of {dataset}'s outputs from the default DVC remote failed: "
                             f"{' '.join(str(error).split())}") from None
-    logger.info("remote run: history and tags fetched; dvc pull: %s file(s) of %s", pulled.get("fetched", 0)
-                if isinstance(pulled, dict) else pulled, dataset)
+    _say("remote run: history and tags fetched; dvc pull: %s file(s) of %s fetched", pulled["stats"]["fetched"],
+         dataset)
 
 
 def push_outputs(root: Path, dataset: str) -> None:
     """`dvc push` of the dataset's stages, or a PipelineError: no commit reaches git without its data."""
-    import contextlib
-
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -82,26 +96,32 @@ def push_outputs(root: Path, dataset: str) -> None:
     except DvcException as error:
         raise PipelineError(f"dvc push of {dataset}'s outputs to the default DVC remote failed, so nothing was "
                             f"pushed to git: {' '.join(str(error).split())}") from None
-    logger.info("dvc push: %s file(s) of %s sent to the default remote", pushed, dataset)
+    _say("dvc push: %s file(s) of %s sent to the default remote", pushed, dataset)
 
 
-def rebase(root: Path, dataset: str, upstream: str) -> None:
+def rebase(root: Path, dataset: str, upstream: str, tagger: dict[str, str] | None = None) -> None:
     """Replay this run's commit on `upstream`; a conflict in dvc.lock takes upstream's file and records this run's
     stages again (`dvc commit`); a conflict anywhere else stops the run, the rebase undone."""
     from orchestration.versioning import record_outputs
 
-    result = _git(root, "rebase", upstream, check=False)
+    # What this run made without committing and upstream now tracks: another listed dataset's link to its
+    # local_dir (data/sources/<dataset>, made for every listed dataset), the same link upstream committed.
+    untracked = set(_git(root, "ls-files", "--others", "--exclude-standard", "-z").stdout.split("\0")) - {""}
+    for relative in untracked & set(_git(root, "diff", "--name-only", "-z", "HEAD", upstream).stdout.split("\0")):
+        (root / relative).unlink()
+    result = _git(root, "rebase", upstream, check=False, tagger=tagger)
     while result.returncode != 0:
         conflicted = _git(root, "diff", "--name-only", "--diff-filter=U").stdout.split()
         if conflicted != ["dvc.lock"]:
             _git(root, "rebase", "--abort", check=False)
-            raise PipelineError(f"rebasing {dataset}'s version onto {upstream} conflicts in {conflicted or 'no file'}"
-                                " (only dvc.lock is resolved by itself); nothing was pushed to git")
+            why = f"conflicts in {conflicted}" if conflicted else " ".join((result.stderr or result.stdout).split())
+            raise PipelineError(f"rebasing {dataset}'s version onto {upstream} failed: {why} (only a conflict in "
+                                "dvc.lock is resolved by itself); nothing was pushed to git")
         _git(root, "checkout", "--ours", "--", "dvc.lock")  # in a rebase, "ours" is the upstream side
         record_outputs(root, dataset)
         _git(root, "add", "dvc.lock")
-        result = _git(root, "rebase", "--continue", check=False)
-    logger.info("rebased %s's version onto %s", dataset, upstream)
+        result = _git(root, "rebase", "--continue", check=False, tagger=tagger)
+    _say("rebased %s's version onto %s", dataset, upstream)
 
 
 def publish(root: Path, dataset: str, champion: str | None, message: str, tagger: dict[str, str]) -> str:
@@ -122,7 +142,7 @@ def publish(root: Path, dataset: str, champion: str | None, message: str, tagger
         pushed = _git(root, "push", "--atomic", "--porcelain", GIT_REMOTE, f"HEAD:refs/heads/{branch}",
                       *(f"refs/tags/{tag}" for tag in tags), check=False)
         if pushed.returncode == 0:
-            logger.info("pushed %s and %d tag(s) to %s/%s", commit[:10], len(tags), GIT_REMOTE, branch)
+            _say("pushed %s and %d tag(s) to %s/%s", commit[:10], len(tags), GIT_REMOTE, branch)
             return commit
         if tags:
             _git(root, "tag", "--delete", *tags)
@@ -130,8 +150,8 @@ def publish(root: Path, dataset: str, champion: str | None, message: str, tagger
         if "rejected" not in refused and "fetch first" not in refused and "non-fast-forward" not in refused:
             raise PipelineError(f"git push to {GIT_REMOTE}/{branch} failed: {refused}; the DVC remote holds the "
                                 "outputs, the git remote nothing of this run")
-        logger.info("%s/%s moved on (push %d of %d refused): rebasing", GIT_REMOTE, branch, attempt, PUSH_ATTEMPTS)
+        _say("%s/%s moved on (push %d of %d refused): rebasing", GIT_REMOTE, branch, attempt, PUSH_ATTEMPTS)
         _git(root, "fetch", "--quiet", "--tags", GIT_REMOTE, branch)
-        rebase(root, dataset, f"{GIT_REMOTE}/{branch}")
+        rebase(root, dataset, f"{GIT_REMOTE}/{branch}", tagger or None)
     raise PipelineError(f"git push to {GIT_REMOTE}/{branch} refused {PUSH_ATTEMPTS} times (other runs kept pushing "
                         "first); the git remote holds nothing of this run")

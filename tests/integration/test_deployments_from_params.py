@@ -180,7 +180,7 @@ def test_clone_mode_runs_clone_the_git_remote_and_ingest_into_this_checkout_is_r
     (step,) = deployment.pull_steps
     assert step["prefect.deployments.steps.git_clone"]["repository"] == "file:///srv/git/pipeline.git"
     assert step["prefect.deployments.steps.git_clone"]["branch"] == "main"
-    assert deployment.job_variables["env"] == {REMOTE_RUN_VARIABLE: "1"}
+    assert deployment.job_variables["env"][REMOTE_RUN_VARIABLE] == "1"
     write_image_folder(tmp_path / "drop", {"train": real_fashion_images(3)}, [str(i) for i in range(10)])
     monkeypatch.chdir(tmp_path)
 

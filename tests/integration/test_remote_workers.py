@@ -35,6 +35,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 IMAGES = "handwritten-digits"
 SECRET_KEYS = {"AWS_ACCESS_KEY_ID": CREDENTIALS["access_key_id"],
                "AWS_SECRET_ACCESS_KEY": CREDENTIALS["secret_access_key"]}
+# Only to keep the suite short: botocore tries a refused connection once instead of 5 times with backoff (an
+# unreachable DVC remote failed the run after 2 minutes of retries with the defaults).
+ONE_TRY = {"AWS_MAX_ATTEMPTS": "1"}
 
 
 def developer_checkout(tmp_path_factory, endpoint: str) -> tuple[Path, str, str]:
@@ -70,7 +73,7 @@ def start_worker(service: Service, root: Path, name: str) -> subprocess.Popen:
                    if not key.startswith(("PREFECT_", "PYTHONPATH", "PIPELINE_"))}
     environment.update(PREFECT_HOME=str(root / "prefect-home"), PREFECT_API_URL=service.api_url, TMPDIR=str(root / "tmp"),
                        PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                       **FAST_POLLING, **SECRET_KEYS)
+                       **FAST_POLLING, **SECRET_KEYS, **ONE_TRY)
     log = open(root / "worker.log", "ab")
     return subprocess.Popen(prefect_command("worker", "start", "--pool", WORK_POOL, "--name", name, "--limit", "1"),
                             cwd=root, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -111,12 +114,20 @@ def three_machines(tmp_path_factory, s3_endpoint):
             try:
                 both = wait_final(service, [submit(service, "mnist-sample"), submit(service, IMAGES)], 600)
                 again = wait_final(service, [submit(service, "mnist-sample", {"force": True})], 400)
+                # The DVC remote becomes unreachable (its endpoint a closed port, pushed as the team would).
+                run(["git", "pull", "-q", remote, branch], checkout)
+                run(["dvc", "remote", "modify", "s3", "endpointurl", f"http://127.0.0.1:{free_port()}"], checkout)
+                run(["git", "commit", "-qam", "DVC remote: moved"], checkout)
+                run(["git", "push", "-q", remote, f"HEAD:{branch}"], checkout)
+                head = run(["git", "ls-remote", remote, branch], checkout).stdout
+                unreachable = wait_final(service, [submit(service, "mnist-sample", {"force": True})], 400)
+                head_after = run(["git", "ls-remote", remote, branch], checkout).stdout
             finally:
                 for worker in workers:
                     os.killpg(worker.pid, signal.SIGTERM)
                     worker.wait(timeout=60)
-    yield {"checkout": checkout, "remote": remote, "branch": branch, "both": both, "again": again,
-           "workers_root": workers_root}
+    yield {"checkout": checkout, "remote": remote, "endpoint": s3_endpoint, "branch": branch, "both": both, "again": again,
+           "workers_root": workers_root, "unreachable": unreachable, "heads": (head, head_after)}
 
 
 def test_two_datasets_retrain_at_the_same_time_one_on_each_worker(three_machines):
@@ -128,6 +139,20 @@ def test_two_datasets_retrain_at_the_same_time_one_on_each_worker(three_machines
     logs = {name: (three_machines["workers_root"] / name / "worker.log").read_text()
             for name in ("worker-a", "worker-b")}
     assert all(any(str(run.id) in log for run in both) for log in logs.values()), "a worker ran no flow run"
+    # Both cloned the same commit; the second to push found the remote moved on, rebased and pushed again.
+    assert sum("(push 1 of 5 refused): rebasing" in log for log in logs.values()) == 1, logs
+    assert sum(f"rebased {dataset}'s version onto origin/" in "".join(logs.values())
+               for dataset in ("mnist-sample", IMAGES)) == 1
+
+
+def test_the_remote_history_is_linear_each_run_on_the_one_before(three_machines, tmp_path):
+    """No merge commit, no force-push: the three runs' commits follow one another on the branch."""
+    clone = tmp_path / "history"
+    run(["git", "clone", "-q", three_machines["remote"], str(clone)], tmp_path)
+    commits = [line.split(" ", 2) for line in run(["git", "log", "--format=%H %P %s"], clone).stdout.splitlines()]
+    assert not run(["git", "log", "--merges", "--format=%H"], clone).stdout.strip()
+    runs = [commit for commit in commits if ": started by hand run " in commit[2]]
+    assert len(runs) == 3 and all(runs[index][1] == runs[index + 1][0] for index in range(2)), commits
 
 
 def test_each_version_is_on_the_remotes_and_a_fresh_clone_lists_and_pulls_them(three_machines, tmp_path):
@@ -139,13 +164,18 @@ def test_each_version_is_on_the_remotes_and_a_fresh_clone_lists_and_pulls_them(t
     for dataset in ("mnist-sample", IMAGES):
         history = run([sys.executable, "-m", "orchestration.history", "--dataset", dataset], clone).stdout
         assert "promoted" in history, history
-    run(["dvc", "pull", "promote@mnist-sample", f"promote@{IMAGES}"], clone, env=SECRET_KEYS)
+    # every output each commit names is on the DVC remote: the whole pipeline pulls, and nothing differs (from the
+    # commit before the remote's endpoint moved)
+    run(["git", "checkout", "-q", "HEAD~1"], clone)
+    run(["dvc", "pull"], clone, env=SECRET_KEYS)
     for dataset in ("mnist-sample", IMAGES):
         assert (clone / "models" / dataset / "production" / "model.keras").is_file()
-    status = run(["dvc", "status", "promote@mnist-sample", f"promote@{IMAGES}"], clone).stdout.strip()
+    status = run(["dvc", "status"], clone).stdout.strip()
     assert status == "Data and pipelines are up to date.", status
-    # the developer's checkout is untouched: every run happened in a clone on a worker
-    assert run(["git", "log", "--format=%s", "-1"], three_machines["checkout"]).stdout.strip() == "DVC remote: S3"
+    # nothing ran in the developer's checkout: every run happened in a clone on a worker
+    for dataset in ("mnist-sample", IMAGES):
+        assert not (three_machines["checkout"] / "models" / dataset / "model.keras").exists()
+        assert not (three_machines["checkout"] / "data" / "processed" / dataset / "train.npz").exists()
 
 
 def test_promoting_twice_gives_v1_and_v2_on_the_remote(three_machines):
@@ -155,3 +185,13 @@ def test_promoting_twice_gives_v1_and_v2_on_the_remote(three_machines):
     tags = run(["git", "ls-remote", "--tags", three_machines["remote"]], Path.cwd()).stdout
     assert "refs/tags/mnist-sample-model@v1.0.0" in tags and "refs/tags/mnist-sample-model@v2.0.0" in tags, tags
     assert f"refs/tags/{IMAGES}-model@v1.0.0" in tags and f"{IMAGES}-model@v2.0.0" not in tags, tags
+
+
+def test_an_unreachable_dvc_remote_fails_the_run_in_one_line_and_the_git_remote_is_left_alone(three_machines):
+    (failed,) = three_machines["unreachable"]
+    head, head_after = three_machines["heads"]
+
+    assert failed.state_name == "Failed"
+    assert "dvc pull of mnist-sample's outputs from the default DVC remote failed: " in failed.state.message
+    assert "\n" not in failed.state.message and "Traceback" not in failed.state.message
+    assert head_after == head  # no commit reached the git remote

@@ -121,3 +121,21 @@ def test_a_new_datasets_first_commit_takes_the_gitignore_dvc_wrote_in_its_report
 
     assert sorted(git(paths.root, "show", "--name-only", "--format=", "HEAD").split()) == [
         "reports/shoes/.gitignore", "reports/shoes/metrics.json"]
+
+
+def test_a_new_datasets_first_commit_takes_the_link_to_its_local_dir(checkout, tmp_path_factory):
+    """data/sources/<dataset> is a dependency of download: a clone without it saw download changed (the
+    three-machine test's fresh clone after a new dataset's first remote run)."""
+    import os
+
+    paths = checkout
+    photos = tmp_path_factory.mktemp("photos")
+    paths.source_link.parent.mkdir(parents=True)
+    os.symlink(photos, paths.source_link)
+    (paths.root / "dvc.lock").write_text("changed\n")
+
+    commit_version(paths, "shoes: x")
+
+    assert sorted(git(paths.root, "show", "--name-only", "--format=", "HEAD").split()) == [
+        "data/sources/shoes", "dvc.lock"]
+    assert git(paths.root, "ls-files", "-s", "data/sources/shoes").startswith("120000 ")  # the link, not its files
