@@ -26,6 +26,7 @@ from tasks.common.config import Params, ScheduleParams
 
 FLOW_NAME = "training-pipeline"
 ENTRYPOINT = "flows/training.py:training_pipeline"
+CODE_ROOT = Path(__file__).resolve().parents[1]
 WORK_POOL = "training"
 RUN_LIMIT = 1
 # The event a drop emits and the resource it is about (orchestration/inbox.py): each deployment's trigger matches them.
@@ -111,9 +112,7 @@ def build_deployment(dataset: str, params: Params, root: Path, paused: bool, poo
     from prefect.deployments.runner import RunnerDeployment
     from prefect.events import DeploymentEventTrigger
     from prefect.runner.storage import GitRepository, LocalStorage
-    from prefect.utilities.callables import parameter_schema
-
-    from flows.training import training_pipeline
+    from prefect.utilities.callables import parameter_schema_from_entrypoint
 
     schedule = params.dataset(dataset).schedule
     deployment = RunnerDeployment(
@@ -135,7 +134,8 @@ def build_deployment(dataset: str, params: Params, root: Path, paused: bool, poo
         storage=(GitRepository(url=pool.git_remote, branch=pool.branch) if pool.git_remote
                  else LocalStorage(pool.directory or str(root))),
     )
-    deployment._parameter_openapi_schema = parameter_schema(training_pipeline)
+    # The flow's parameters, read from its source (no import: flows/ imports orchestration/, not the other way).
+    deployment._parameter_openapi_schema = parameter_schema_from_entrypoint(str(CODE_ROOT / ENTRYPOINT))
     return deployment
 
 

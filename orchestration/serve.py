@@ -17,22 +17,18 @@ import tomllib
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration.automations import apply_automations
 from orchestration.deployments import PROCESS_POOL, WORK_POOL, Applied, apply_deployments, clone_pool
 from orchestration.server_log import DATE_FORMAT
+from orchestration.service import DEFAULT_PORT, Service, is_running
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import PARAMS_BEFORE_OVERRIDES_FILE, PARAMS_FILE
 from tasks.lib.params_edit import put_back_params
 
-DEFAULT_PORT = 4200
 PROCESS_NAMES = ("worker", "server")
-# Every flow run the worker starts sends a heartbeat this often (Prefect's minimum); automations.yaml crashes a run
-# whose heartbeats stop (a killed process, with no worker left to report it).
-HEARTBEAT_SECONDS = 30
 # Concurrency slots are leases. Prefect keeps them in memory by default, so a server killed during a run lost the
 # lease and the deployment's slot stayed taken after the restart; on disk (PREFECT_HOME/concurrency_leases) they
 # survive it, and the server's repossessor expires the lease of a run that died.
@@ -67,31 +63,6 @@ def check_auth(host: str, environment: Mapping[str, str]) -> None:
     if host not in LOOPBACK and not client:
         raise ServeError(f"{HOST_VARIABLE}={host}: a server beyond loopback must require auth; set {AUTH_VARIABLE}="
                          "'user:a-long-password' first (README, Security)")
-
-
-@dataclass(frozen=True)
-class Service:
-    """Where a served Prefect lives: its home, its address, the repository its deployments run in."""
-
-    home: Path
-    root: Path
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-
-    @property
-    def api_url(self) -> str:
-        return f"http://{self.host}:{self.port}/api"
-
-    def pid_file(self, name: str) -> Path:
-        return self.home / "pids" / f"{name}.pid"
-
-    def log_file(self, name: str) -> Path:
-        return self.home / "logs" / f"{name}.log"
-
-    def environment(self) -> dict[str, str]:
-        return {**os.environ, "PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.api_url,
-                "PIPELINE_ROOT": str(self.root), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS)}
 
 
 def prefect_command(*arguments: str) -> list[str]:
@@ -278,14 +249,6 @@ def answers(service: Service, patience_seconds: float = 20) -> bool:
         wait_for_server(service, patience_seconds)
         return True
     except RuntimeError:
-        return False
-
-
-def is_running(service: Service, name: str) -> bool:
-    try:
-        os.kill(int(service.pid_file(name).read_text()), 0)
-        return True
-    except (FileNotFoundError, ValueError, ProcessLookupError):
         return False
 
 

@@ -13,7 +13,8 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from orchestration.serve import WORK_POOL, Service, is_running
+from orchestration.deployments import WORK_POOL
+from orchestration.service import Service, is_running
 from orchestration.server_log import database_kind, read_service_errors
 
 ERROR_WINDOW = timedelta(hours=1)

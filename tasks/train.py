@@ -9,6 +9,7 @@ Writes `models/<dataset>/model.keras` and its ONNX export `model.onnx` atomicall
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -126,19 +127,49 @@ def backed_up_epochs(backup_dir: Path) -> int:
 
 
 def prepare_backup(backup_dir: Path, fingerprint: dict) -> None:
-    """Keep `backup_dir` only if it holds an interrupted run of this very training (same params and data);
-    otherwise start it afresh, so a backup never leaks into a run it does not belong to."""
+    """Keep `backup_dir` only if it holds an interrupted run of this very training (same params and the same training
+    data, by content); otherwise start it afresh, so a backup never leaks into a run it does not belong to, and say
+    in one line why a backup was dropped."""
     marker = backup_dir / _FINGERPRINT
-    try:
-        done = backed_up_epochs(backup_dir)
-        recorded = len((backup_dir / _HISTORY_LOG).read_text().splitlines())
-        if json.loads(marker.read_text()) == fingerprint and 0 < done <= recorded:
-            return
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    reason = _backup_mismatch(backup_dir, fingerprint) if backup_dir.exists() else None
+    if backup_dir.exists() and reason is None:
+        return
+    if reason:
+        logger.warning("the backup of an interrupted training run in %s is not resumed: %s; training starts at epoch 1",
+                       backup_dir, reason)
     shutil.rmtree(backup_dir, ignore_errors=True)
     backup_dir.mkdir(parents=True)
     marker.write_text(json.dumps(fingerprint))
+
+
+def _backup_mismatch(backup_dir: Path, fingerprint: dict) -> str | None:
+    """Why the backup in `backup_dir` does not belong to the training `fingerprint` describes; None if it does."""
+    try:
+        recorded = json.loads((backup_dir / _FINGERPRINT).read_text())
+        done = backed_up_epochs(backup_dir)
+        logged = len((backup_dir / _HISTORY_LOG).read_text().splitlines())
+    except (OSError, ValueError, KeyError, TypeError):
+        return "it holds no complete epoch"
+    if recorded.get("params") != fingerprint["params"]:
+        changed = sorted(key for key in {*recorded.get("params", {}), *fingerprint["params"]}
+                         if recorded.get("params", {}).get(key) != fingerprint["params"].get(key))
+        return f"the training params differ ({', '.join(changed)})"
+    if recorded.get("train_data") != fingerprint["train_data"]:
+        return "the training data differ (train.npz holds other images or labels)"
+    if not 0 < done <= logged:
+        return "it holds no complete epoch"
+    return None
+
+
+def train_data_digest(images: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 of the training arrays: the content training reads, whatever the file's time (normalize rewrites
+    train.npz on every run of the flow)."""
+    digest = hashlib.sha256()
+    for array in (images, labels):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
 
 
 def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Sequence = ()) -> TrainResult:
@@ -150,11 +181,8 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
 
     with native_stderr_without(TENSORFLOW_NOISE):  # the CUDA probe: "failed call to cuInit" without a GPU
         device = training_device()
-    # No name keeps the loaded arrays alive: only the split copies stay in memory until batching.
-    train_data, validation_data = split_validation(*load_split(paths.processed_file("train")),
-                                                   params.validation_fraction, params.seed)
-    prepare_backup(paths.train_backup_dir, {"params": params.model_dump(mode="json"),
-                                            "train_file": _file_identity(paths.processed_file("train"))})
+    train_data, validation_data, digest = _load_training_data(paths, params)
+    prepare_backup(paths.train_backup_dir, {"params": params.model_dump(mode="json"), "train_data": digest})
     strategy = distribution.strategy_for(params.distribution)  # before any other TensorFlow operation
     keras.utils.set_random_seed(params.seed)
     train_count = len(train_data[0])
@@ -197,10 +225,13 @@ def _resume_note(paths: DatasetPaths) -> str:
     return f"a rerun resumes after epoch {done}" if done else "a rerun starts at epoch 1"
 
 
-def _file_identity(path: Path) -> dict:
-    """Size and modification time: any rewrite of the file by normalize changes it, without reading 190 MB."""
-    status = path.stat()
-    return {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns}
+def _load_training_data(paths: DatasetPaths, params: TrainParams):
+    """(training split, validation split, digest of train.npz's arrays). No name outside keeps the loaded arrays
+    alive: only the split copies stay in memory until batching."""
+    images, labels = load_split(paths.processed_file("train"))
+    digest = train_data_digest(images, labels)
+    train_data, validation_data = split_validation(images, labels, params.validation_fraction, params.seed)
+    return train_data, validation_data, digest
 
 
 def _decay_steps(params: TrainParams, train_count: int) -> int | None:

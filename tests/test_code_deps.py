@@ -90,3 +90,37 @@ def test_no_stage_imports_another_stage():
 
 def test_the_params_check_stage_lists_exactly_the_code_it_runs():
     assert check_stage_deps(PROJECT_ROOT, "check_params", DVC_YAML["check_params"]["deps"]) == []
+
+
+def project_imports() -> dict[str, set[str]]:
+    """Each module of the project's packages -> the project modules it imports, at module level or in a function."""
+    packages = ("tasks", "flows", "orchestration", "tools", "benchmarks")
+    modules = {".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+               for package in packages for path in (PROJECT_ROOT / package).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        graph[name] = {module for module in imported if module in modules and module != name}
+    return graph
+
+
+def test_no_import_cycle_among_the_projects_modules():
+    """Issue 26/28: serve.py and status.py imported each other; no module may reach itself through its imports."""
+    graph = project_imports()
+    cycles = []
+
+    def visit(module: str, path: list[str]) -> None:
+        for imported in sorted(graph[module]):
+            if imported in path:
+                cycles.append(" -> ".join(path[path.index(imported):] + [imported]))
+            elif len(path) < 12:
+                visit(imported, path + [imported])
+
+    for module in sorted(graph):
+        visit(module, [module])
+    assert not cycles, sorted(set(cycles))[:10]

@@ -54,10 +54,10 @@ def read_history(root: Path, dataset: str) -> list[RunRecord]:
         metrics = json.loads(_show(root, commit, str(paths.metrics_file.relative_to(root))) or "{}")
         params = _train_params(lock, dataset)
         changed = {key: value for key, value in params.items() if current.get(key) != value}
-        accuracy, model_md5 = metrics.get("test_accuracy"), _model_md5(lock, dataset)
+        accuracy, model = metrics.get("test_accuracy"), model_md5(lock, dataset)
         if decision.startswith(ROLLBACK_DECISION):  # the model it made production, not the last one trained
-            accuracy, model_md5 = _restored(root, commit, paths)
-        records.append(RunRecord(commit[:10], when, trigger, version, decision, accuracy, model_md5, changed))
+            accuracy, model = _restored(root, commit, paths)
+        records.append(RunRecord(commit[:10], when, trigger, version, decision, accuracy, model, changed))
     return records
 
 
@@ -83,7 +83,8 @@ def _flatten(document, prefix: str = "") -> dict:
     return flat
 
 
-def _model_md5(lock: dict, dataset: str) -> str | None:
+def model_md5(lock: dict, dataset: str) -> str | None:
+    """The md5 a dvc.lock (parsed) records for the dataset's model.keras."""
     outs = ((lock.get("stages") or {}).get(f"train@{dataset}") or {}).get("outs", [])
     return next((out.get("md5") for out in outs if out.get("path", "").endswith("model.keras")), None)
 

@@ -139,3 +139,32 @@ def test_a_new_datasets_first_commit_takes_the_link_to_its_local_dir(checkout, t
     assert sorted(git(paths.root, "show", "--name-only", "--format=", "HEAD").split()) == [
         "data/sources/shoes", "dvc.lock"]
     assert git(paths.root, "ls-files", "-s", "data/sources/shoes").startswith("120000 ")  # the link, not its files
+
+
+def test_the_same_model_bytes_promoted_again_are_one_version(checkout):
+    """Issue 27 item 9: re-promoting identical model bytes registered one md5 as v1.0.0 to v4.0.0."""
+    import yaml
+
+    paths = checkout
+
+    def promote(model_md5: str, note: str) -> str:
+        lock = {"schema": "2.0", "stages": {"train@shoes": {"outs": [{"path": "models/shoes/model.keras",
+                                                                       "md5": model_md5}]}}}
+        (paths.root / "dvc.lock").write_text(yaml.safe_dump(lock))
+        paths.reports_dir.mkdir(parents=True, exist_ok=True)
+        (paths.reports_dir / "metrics.json").write_text(f'{{"note": "{note}"}}\n')
+        return commit_version(paths, f"shoes: {note}; promoted", "promoted")
+
+    first = promote("a" * 32, "first")
+    promote("a" * 32, "the same bytes again")
+    promote("a" * 32, "and again")
+    third = promote("b" * 32, "other bytes")
+    back = promote("a" * 32, "the first bytes once more")
+
+    versions = git(paths.root, "tag", "--list", "shoes-model@v*").split()
+    assert versions == ["shoes-model@v1.0.0", "shoes-model@v2.0.0"]
+    assert git(paths.root, "rev-list", "-n1", "shoes-model@v1.0.0").strip() == first
+    assert git(paths.root, "rev-list", "-n1", "shoes-model@v2.0.0").strip() == third
+    # the first bytes back in production: the prod stage moves to that commit, without a third version
+    prod = [tag for tag in git(paths.root, "tag", "--points-at", back).split() if tag.startswith("shoes-model#prod#")]
+    assert prod, git(paths.root, "tag", "--list")

@@ -73,3 +73,20 @@ def test_a_worker_that_exited_is_named(tmp_path, monkeypatch, capsys):
     assert code == 1
     assert f"worker:  the worker `make serve` started has exited ({service.pid_file('worker')})" in output
     assert "the worker of `make serve` has exited" in output.splitlines()[-1]
+
+
+def test_make_status_and_make_stop_honour_prefect_server_port(tmp_path, monkeypatch, capsys):
+    """Issue 27 item 12: the port `make serve` was given in PREFECT_SERVER_PORT is the one status asks and stop
+    forgets (no --port: as the Makefile calls them)."""
+    service = Service(home=tmp_path / "prefect", root=tmp_path, port=free_port())
+    service.home.mkdir()
+    (service.home / "profiles.toml").write_text(f'active = "ephemeral"\n\n[profiles.ephemeral]\n'
+                                                f'PREFECT_API_URL = "{service.api_url}"\n')
+    monkeypatch.setenv("PREFECT_HOME", str(service.home))
+    monkeypatch.setenv("PREFECT_SERVER_PORT", str(service.port))
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["status"]) == 1
+    assert f"server:  {service.api_url}: not answering" in capsys.readouterr().out
+    assert main(["stop"]) == 0
+    assert "PREFECT_API_URL" not in (service.home / "profiles.toml").read_text()  # the address serve set, forgotten

@@ -185,7 +185,7 @@ def test_kill_9_of_the_server_during_a_run_then_serve_again(served):
 
     os.kill(server, signal.SIGKILL)
     time.sleep(5)
-    started = serve(served)  # `make serve` again: no "already serving", no traceback
+    started, _ = serve(served)  # `make serve` again: no "already serving", no traceback
     assert started == ["server"]  # the worker lived on, and its run too
     state = wait_final(served, running, NO_HEARTBEAT_SECONDS + 600)
     print(f"\nthe run in progress when the server was killed ended {state.name}")

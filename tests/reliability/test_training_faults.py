@@ -172,16 +172,55 @@ def test_ctrl_c_during_training_is_one_line_saying_where_a_rerun_resumes(good_ro
     assert f"resuming an interrupted training run after epoch {KILLED_AT - 1}" in rerun.stderr
 
 
-def test_backup_of_other_params_is_not_resumed(good_root):
+def test_backup_of_other_params_is_not_resumed_and_says_why(good_root):
     write_params(good_root.root, epochs=EPOCHS)
     killed = python("-c", KILL_AT_EPOCH, str(good_root.root), str(KILLED_AT), cwd=good_root.root)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    write_params(good_root.root, epochs=EPOCHS, dense={"units": 64})
+    write_params(good_root.root, epochs=EPOCHS, cnn={"dense_units": 64})
 
     rerun = python("-m", "tasks.train", "custom", cwd=good_root.root)
 
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" not in rerun.stderr and f"Epoch 1/{EPOCHS}" in rerun.stdout
+    assert (f"the backup of an interrupted training run in {good_root.train_backup_dir} is not resumed: the training "
+            "params differ (cnn); training starts at epoch 1") in rerun.stderr
+
+
+def test_a_rerun_resumes_after_normalize_rewrote_the_same_training_data(good_root):
+    """Issue 27 item 3: the flow reruns normalize before train, which rewrites train.npz with the same arrays; the
+    backup was dropped (its check held the file's modification time) and training started again at epoch 1."""
+    write_params(good_root.root, epochs=EPOCHS)
+    interrupted = python("-c", CTRL_C_AT_EPOCH, str(KILLED_AT), cwd=good_root.root)
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    train_file = good_root.processed_file("train")
+    before = train_file.stat().st_mtime_ns
+
+    normalized = python("-m", "tasks.normalize", "custom", cwd=good_root.root)
+    assert normalized.returncode == 0, normalized.stderr
+    assert train_file.stat().st_mtime_ns != before  # rewritten
+    rerun = python("-m", "tasks.train", "custom", cwd=good_root.root)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming an interrupted training run after epoch {KILLED_AT - 1}" in rerun.stderr
+    assert "Epoch 1/" not in rerun.stdout
+
+
+def test_a_backup_of_other_training_data_is_not_resumed_and_says_why(good_root):
+    import numpy as np
+
+    from tasks.lib.outputs import load_split
+
+    write_params(good_root.root, epochs=EPOCHS)
+    interrupted = python("-c", CTRL_C_AT_EPOCH, str(KILLED_AT), cwd=good_root.root)
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    images, labels = load_split(good_root.processed_file("train"))
+    np.savez(good_root.processed_file("train"), images=images[::-1], labels=labels[::-1])  # the same images, reordered
+
+    rerun = python("-m", "tasks.train", "custom", cwd=good_root.root)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming" not in rerun.stderr and f"Epoch 1/{EPOCHS}" in rerun.stdout
+    assert "is not resumed: the training data differ (train.npz holds other images or labels)" in rerun.stderr
 
 
 @pytest.mark.parametrize("method", ["save", "export"], ids=["writing model.keras", "writing model.onnx"])
