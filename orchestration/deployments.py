@@ -18,6 +18,7 @@ A pause is the operator's: redeploying never turns a paused schedule back on, ev
 
 from __future__ import annotations
 
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,9 @@ class Pool:
     # and pushes back what it made (orchestration/remote.py).
     git_remote: str | None = None
     branch: str = "main"
+    # Whether a drop in the inbox (`make ingest`) runs this pool's deployment: the process pool's only, so that one
+    # drop starts one run while both pools are deployed.
+    triggered: bool = True
 
 
 PROCESS_POOL = Pool()
@@ -73,7 +77,8 @@ def clone_pool(git_remote: str, branch: str) -> Pool:
 def docker_pool(image: str, root: Path) -> Pool:
     """Each flow run a container of `image` (the locked dependencies, docker/Dockerfile) with `root` bind-mounted at
     /workspace, so its outputs and dvc.lock land in the same checkout as with the process pool."""
-    return Pool(name=DOCKER_POOL_NAME, suffix="-docker", directory=DOCKER_WORKSPACE, job_variables={
+    return Pool(name=DOCKER_POOL_NAME, suffix="-docker", directory=DOCKER_WORKSPACE, triggered=False,
+                job_variables={
         "image": image, "image_pull_policy": "IfNotPresent", "volumes": [f"{root}:{DOCKER_WORKSPACE}"],
         # The server listens on the host's 127.0.0.1 only; the host network lets the container reach it.
         "network_mode": "host", "auto_remove": True,
@@ -105,6 +110,24 @@ def prefect_schedule(schedule: ScheduleParams, active: bool):
     return Interval(schedule.interval, active=active)
 
 
+def check_schedules(params: Params) -> None:
+    """Each listed dataset's schedule as Prefect reads it (a cron's fields, a time zone), or a PipelineError naming
+    the key: `make serve` calls it before it starts anything."""
+    from tasks.common.errors import ConfigError
+
+    for dataset in params.datasets:
+        schedule = params.dataset(dataset).schedule
+        if schedule is None:
+            continue
+        try:
+            prefect_schedule(schedule, active=True)
+            zoneinfo.ZoneInfo(schedule.timezone)  # Prefect checks the time zone only when the server stores it
+        except Exception as error:  # noqa: BLE001 - Prefect's ValueError or pydantic's ValidationError, one line
+            why = " ".join(str(error).split())
+            raise ConfigError(f"params.yaml: data.{dataset}.schedule: {describe_schedule(schedule)} is not a valid "
+                              f"schedule: {why[:300]}") from None
+
+
 def build_deployment(dataset: str, params: Params, root: Path, paused: bool, pool: Pool = PROCESS_POOL):
     """The RunnerDeployment of one dataset on `pool`: its flow runs start in `root` (or the pool's directory) and run
     the flow of flows/training.py on `dataset`."""
@@ -127,7 +150,7 @@ def build_deployment(dataset: str, params: Params, root: Path, paused: bool, poo
         concurrency_options=ConcurrencyOptions(collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
         triggers=[DeploymentEventTrigger(name=f"{dataset}: new data in its inbox", enabled=True,
                                          match={"prefect.resource.id": dataset_resource(dataset)},
-                                         expect={DROP_EVENT})],
+                                         expect={DROP_EVENT})] if pool.triggered else [],
         work_pool_name=pool.name,
         work_queue_name=dataset,  # a queue of its own: its limit is this deployment's
         job_variables=dict(pool.job_variables),
@@ -164,13 +187,17 @@ def apply_deployments(api_url: str, root: Path, params: Params, pool: Pool = PRO
         paused = sorted(name for name, deployment in existing.items()
                         if name in names and any(not each.active for each in deployment.schedules))
         for dataset, name in zip(params.datasets, names):
-            build_deployment(dataset, params, root, paused=name in paused, pool=pool).apply(work_pool_name=pool.name)
+            deployment = build_deployment(dataset, params, root, paused=name in paused, pool=pool)
+            # a deployment paused as a whole (the UI's toggle, `pause_deployment`) stays paused too
+            deployment.paused = bool(existing[name].paused) if name in existing else False
+            deployment.apply(work_pool_name=pool.name)
         removed = sorted(set(existing) - set(names))
         with get_client(sync_client=True) as client:
             for name in removed:  # its trigger first: Prefect leaves a deployment's automations when it is deleted
                 client.delete_resource_owned_automations(f"prefect.deployment.{existing[name].id}")
                 client.delete_deployment(existing[name].id)
-    return Applied(deployed=names, removed=removed, paused=paused)
+    paused_whole = [name for name in names if name in existing and existing[name].paused and name not in paused]
+    return Applied(deployed=names, removed=removed, paused=sorted(paused + paused_whole))
 
 
 def require_deployment(api_url: str, dataset: str) -> None:
@@ -206,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.common.paths import PARAMS_FILE
 
     parser = argparse.ArgumentParser(prog="python -m orchestration.deployments", description=main.__doc__)
-    parser.add_argument("--docker-image", required=True, help="the image docker/Dockerfile built, e.g. mnist-pipeline:latest")
+    parser.add_argument("--docker-image", required=True,
+                        help="the image docker/Dockerfile built, e.g. mnist-pipeline:latest")
     arguments = parser.parse_args(argv)
     root = Path.cwd()
     try:

@@ -1,7 +1,8 @@
 """New data landed: `make ingest DATASET=shoes FROM=/srv/new-shoes` copies a folder of labelled images
-(`{train,test}/<class>/*.png|*.jpg`) into the dataset's inbox, then tells the served Prefect with one event.
-The dataset's deployment trigger (orchestration/deployments.py) runs that dataset's deployment on the event, without waiting for its
-schedule, under the deployment's concurrency limit (a run already going keeps its slot; this one waits).
+(`{train,test}/<class>/*.png|*.jpg`) into the dataset's inbox, then tells the served Prefect with one event. The
+dataset's deployment trigger (orchestration/deployments.py) runs that dataset's deployment on the event, without
+waiting for its schedule, under the deployment's concurrency limit (a run already going keeps its slot; this one
+waits).
 
 Without FROM, the images already copied into data/inbox/<dataset>/ are announced. Without a served Prefect (no
 `make serve`), nothing is emitted: the files wait for the next `dvc repro`, `make flow` or scheduled run.
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from orchestration.deployments import DROP_EVENT, dataset_resource, require_deployment
+from orchestration.serve import check_answers
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, DatasetPaths
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         load_params(arguments.params).listed_dataset(arguments.dataset)
         if served_api():  # an event that no deployment hears would leave the files waiting: refuse before copying
+            check_answers(served_api())  # a served Prefect killed without `make stop`: one line
             require_deployment(served_api(), arguments.dataset)
         inbox = DatasetPaths(Path.cwd(), arguments.dataset).inbox_dir
         copied = copy_into_inbox(arguments.source, inbox) if arguments.source else 0

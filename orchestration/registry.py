@@ -4,7 +4,9 @@ dvc.yaml declares each dataset's production model as an artifact, `<dataset>-mod
 champion registers a version of it (`<dataset>-model@v<N>.0.0`) and assigns it the stage `prod`
 (`<dataset>-model#prod#<k>`); a `make rollback` commit assigns `prod` to itself, whose production folder holds the
 restored champion. So `dvc artifacts get . <dataset>-model --stage prod` fetches the model in production, and
-`--rev v2.0.0` an earlier champion. Tags are local, like the commits: `git push --tags` publishes them.
+`--rev v2.0.0` an earlier champion. Identical model bytes are one version: promoted again, they move `prod` if
+it holds other bytes, and register nothing new. Tags are local, like the commits (`git push --tags` publishes
+them), except in clone mode, where each run pushes its tags with its commit (orchestration/remote.py).
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ def register_champion(root: Path, dataset: str, commit: str, message: str, **tag
     name = artifact_name(dataset)
     versions = subprocess.run(["git", "tag", "--list", f"{name}@v*"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.split()
-    same = _same_model_versions(root, dataset, commit, versions)
+    current = _model_md5_at(root, dataset, commit)
+    same = {tag for tag in versions if current is not None and _model_md5_at(root, dataset, tag) == current}
     if same:  # identical bytes are one version (issue 27: one md5 was registered as v1.0.0 to v4.0.0)
-        newest = max(versions, key=_version_number)
-        if newest not in same:  # an older version's bytes again: production moves to this commit, no new version
-            assign_production(root, dataset, commit, message, **tagger)
+        if _model_md5_at(root, dataset, _production_tag(root, name)) != current:
+            assign_production(root, dataset, commit, message, **tagger)  # e.g. after a rollback to other bytes
         logger.info("%s at %s holds the model of %s: no new version", name, commit[:10], ", ".join(sorted(same)))
         return
     version = f"v{len(versions) + 1}.0.0"
@@ -55,17 +57,19 @@ def assign_production(root: Path, dataset: str, commit: str, message: str, **tag
     logger.info("%s in stage %s is now %s (dvc artifacts get)", artifact_name(dataset), PRODUCTION_STAGE, commit[:10])
 
 
-def _version_number(tag: str) -> int:
-    return int(tag.rsplit("@v", 1)[1].split(".")[0])
+def _production_tag(root: Path, name: str) -> str | None:
+    """The newest assignment of the `prod` stage (GTO's `<artifact>#prod#<n>` tags), or None."""
+    tags = subprocess.run(["git", "tag", "--list", f"{name}#{PRODUCTION_STAGE}#*"], cwd=root, capture_output=True,
+                          text=True, check=True).stdout.split()
+    return max(tags, key=lambda tag: int(tag.rsplit("#", 1)[1])) if tags else None
 
 
-def _same_model_versions(root: Path, dataset: str, commit: str, versions: list[str]) -> set[str]:
-    """The version tags whose commit's dvc.lock records the same model bytes (model.keras's md5) as `commit`'s."""
+def _model_md5_at(root: Path, dataset: str, revision: str | None) -> str | None:
+    """The md5 that dvc.lock records for the dataset's model.keras at `revision` (a commit or a tag)."""
     from tasks.lib.run_history import model_md5
 
-    def md5_at(revision: str) -> str | None:
-        shown = subprocess.run(["git", "show", f"{revision}:dvc.lock"], cwd=root, capture_output=True, text=True)
-        return model_md5(yaml.safe_load(shown.stdout) or {}, dataset) if shown.returncode == 0 else None
-
-    current = md5_at(commit)
-    return {tag for tag in versions if current is not None and md5_at(f"{tag}^{{commit}}") == current}
+    if revision is None:
+        return None
+    shown = subprocess.run(["git", "show", f"{revision}^{{commit}}:dvc.lock"], cwd=root, capture_output=True,
+                           text=True)
+    return model_md5(yaml.safe_load(shown.stdout) or {}, dataset) if shown.returncode == 0 else None

@@ -100,10 +100,10 @@ def push_outputs(root: Path, dataset: str) -> None:
 
 
 def rebase(root: Path, dataset: str, upstream: str, tagger: dict[str, str] | None = None) -> None:
-    """Replay this run's commit on `upstream`; a conflict in dvc.lock takes upstream's file and records this run's
-    stages again (`dvc commit`); a conflict anywhere else stops the run, the rebase undone."""
-    from orchestration.versioning import record_outputs
-
+    """Replay this run's commit on `upstream`. A conflict in dvc.lock takes upstream's file with this run's own
+    records of its dataset's stages (what it built, from what: never a text merge); one in a .gitignore DVC keeps
+    (new datasets' outputs listed beside each other) keeps the lines of both; a conflict anywhere else stops the run,
+    the rebase undone."""
     # What this run made without committing and upstream now tracks: another listed dataset's link to its
     # local_dir (data/sources/<dataset>, made for every listed dataset), the same link upstream committed.
     untracked = set(_git(root, "ls-files", "--others", "--exclude-standard", "-z").stdout.split("\0")) - {""}
@@ -112,16 +112,41 @@ def rebase(root: Path, dataset: str, upstream: str, tagger: dict[str, str] | Non
     result = _git(root, "rebase", upstream, check=False, tagger=tagger)
     while result.returncode != 0:
         conflicted = _git(root, "diff", "--name-only", "--diff-filter=U").stdout.split()
-        if conflicted != ["dvc.lock"]:
+        unresolvable = [path for path in conflicted if path != "dvc.lock" and Path(path).name != ".gitignore"]
+        if unresolvable or not conflicted:
             _git(root, "rebase", "--abort", check=False)
-            why = f"conflicts in {conflicted}" if conflicted else " ".join((result.stderr or result.stdout).split())
-            raise PipelineError(f"rebasing {dataset}'s version onto {upstream} failed: {why} (only a conflict in "
-                                "dvc.lock is resolved by itself); nothing was pushed to git")
-        _git(root, "checkout", "--ours", "--", "dvc.lock")  # in a rebase, "ours" is the upstream side
-        record_outputs(root, dataset)
-        _git(root, "add", "dvc.lock")
+            why = f"conflicts in {unresolvable}" if conflicted else " ".join((result.stderr or result.stdout).split())
+            raise PipelineError(f"rebasing {dataset}'s version onto {upstream} failed: {why} (only conflicts in "
+                                "dvc.lock and DVC's .gitignore files are resolved by themselves); nothing was pushed "
+                                "to git")
+        for path in conflicted:
+            # stage 2 is the upstream side of a rebase, stage 3 this run's commit
+            upstream_text, own_text = (_git(root, "show", f":{side}:{path}", check=False).stdout for side in (2, 3))
+            resolved = (_lock_with_own_stages(upstream_text, own_text, dataset) if path == "dvc.lock"
+                        else _union_of_lines(upstream_text, own_text))
+            (root / path).write_text(resolved)
+            _git(root, "add", "--", path)
         result = _git(root, "rebase", "--continue", check=False, tagger=tagger)
     _say("rebased %s's version onto %s", dataset, upstream)
+
+
+def _lock_with_own_stages(upstream_text: str, own_text: str, dataset: str) -> str:
+    """Upstream's dvc.lock, its entries for `dataset`'s stages replaced by this run's own (their outputs and the code,
+    params and data they were built from); every other stage as upstream recorded it."""
+    from dvc.utils.serialize import dumps_yaml, loads_yaml
+
+    upstream, own = loads_yaml(upstream_text) or {}, loads_yaml(own_text) or {}
+    stages = dict(upstream.get("stages") or {})
+    for name in [name for name in stages if name.endswith(f"@{dataset}")]:
+        del stages[name]
+    stages.update({name: entry for name, entry in (own.get("stages") or {}).items() if name.endswith(f"@{dataset}")})
+    return dumps_yaml({**upstream, "stages": stages})
+
+
+def _union_of_lines(upstream_text: str, own_text: str) -> str:
+    """Both sides' lines, upstream's first, each once (DVC's .gitignore beside outputs: one line per output)."""
+    lines = list(dict.fromkeys(upstream_text.splitlines() + own_text.splitlines()))
+    return "\n".join(lines) + "\n"
 
 
 def publish(root: Path, dataset: str, champion: str | None, message: str, tagger: dict[str, str]) -> str:
@@ -147,7 +172,7 @@ def publish(root: Path, dataset: str, champion: str | None, message: str, tagger
         if tags:
             _git(root, "tag", "--delete", *tags)
         refused = " ".join((pushed.stderr + pushed.stdout).split())
-        if "rejected" not in refused and "fetch first" not in refused and "non-fast-forward" not in refused:
+        if "(fetch first)" not in refused and "(non-fast-forward)" not in refused:  # not a race: a hook, a refusal
             raise PipelineError(f"git push to {GIT_REMOTE}/{branch} failed: {refused}; the DVC remote holds the "
                                 "outputs, the git remote nothing of this run")
         _say("%s/%s moved on (push %d of %d refused): rebasing", GIT_REMOTE, branch, attempt, PUSH_ATTEMPTS)

@@ -20,7 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from orchestration.automations import apply_automations
-from orchestration.deployments import PROCESS_POOL, WORK_POOL, Applied, apply_deployments, clone_pool
+from orchestration.deployments import (PROCESS_POOL, WORK_POOL, Applied, apply_deployments, check_schedules,
+                                       clone_pool)
 from orchestration.server_log import DATE_FORMAT
 from orchestration.service import DEFAULT_PORT, Service, is_running
 from tasks.common.config import load_params
@@ -134,9 +135,10 @@ def serve(service: Service) -> tuple[list[str], Applied]:
     `make serve` after a crash (a killed server or worker) brings back what died and leaves the rest alone; serving
     twice changes nothing, a paused schedule included. Returns what it started, and what it deployed."""
     check_auth(service.host, service.environment())
-    params = load_params(service.root / PARAMS_FILE)  # a bad params.yaml stops here, before anything starts
-    started = []
     put_back_params(service.root / PARAMS_FILE, service.root / PARAMS_BEFORE_OVERRIDES_FILE)  # a killed run's
+    params = load_params(service.root / PARAMS_FILE)  # a bad params.yaml stops here, before anything starts
+    check_schedules(params)
+    started = []
     if not (is_running(service, "server") and answers(service)):
         _stop_one(service, "server")  # a server that no longer answers, or the PID file of a killed one
         start_server(service)
@@ -170,7 +172,7 @@ def terminal_api(root: Path, timeout_seconds: float = 120) -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 
     if PREFECT_API_URL.value():
-        _check_answers(PREFECT_API_URL.value())
+        check_answers(PREFECT_API_URL.value())
         yield PREFECT_API_URL.value()
         return
     with socket.socket() as probe:
@@ -221,7 +223,7 @@ def _stop_after_run(service: Service, name: str, started: bool) -> None:
             signal.signal(signal.SIGINT, previous)
 
 
-def _check_answers(api_url: str) -> None:
+def check_answers(api_url: str) -> None:
     """A configured API that does not answer (a served Prefect killed without `make stop`) is one line saying what
     to do, before the flow starts: not Prefect's three tracebacks ending `Failed to reach API`."""
     from prefect.client.orchestration import get_client

@@ -80,7 +80,8 @@ def start_postgres() -> PostgresServer:
                               "start"], capture_output=True, text=True, timeout=90)
     if started.returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
-        raise RuntimeError(f"PostgreSQL did not start: {started.stdout}{started.stderr}{log.read_text() if log.exists() else ''}")
+        log_text = log.read_text() if log.exists() else ""
+        raise RuntimeError(f"PostgreSQL did not start: {started.stdout}{started.stderr}{log_text}")
     pid = int((data / "postmaster.pid").read_text().split()[0])
     return PostgresServer(folder=folder, port=port, pid=pid, bindir=bindir)
 

@@ -74,7 +74,8 @@ def test_every_listed_dataset_is_deployed_with_its_schedule_trigger_and_run_limi
             assert trigger.match.model_dump()["prefect.resource.id"] == dataset_resource(name)
             assert trigger.expect == {DROP_EVENT}
             assert automations[0].actions[0].deployment_id == deployment.id
-    assert [(each.schedule.cron, each.active) for each in deployments["mnist-sample"].schedules] == [("0 2 * * *", True)]
+    assert [(each.schedule.cron, each.active)
+            for each in deployments["mnist-sample"].schedules] == [("0 2 * * *", True)]
     assert [(each.schedule.cron, each.active) for each in deployments[NEW].schedules] == [("0 3 * * 1", True)]
 
 
@@ -99,7 +100,8 @@ def test_a_paused_schedule_stays_paused_across_deploys_and_a_cron_change(server,
 
     assert again.paused == changed.paused == ["handwritten-digits", "mnist-sample"]
     deployments = deployments_on(server)
-    assert [(each.schedule.cron, each.active) for each in deployments["mnist-sample"].schedules] == [("30 4 * * *", False)]
+    assert [(each.schedule.cron, each.active)
+            for each in deployments["mnist-sample"].schedules] == [("30 4 * * *", False)]
     assert [each.active for each in deployments[NEW].schedules] == [False]
     resumed = run_cli(server, "deployment", "schedule", "resume", f"{FLOW_NAME}/{NEW}",
                       str(deployments[NEW].schedules[0].id))
@@ -124,7 +126,8 @@ def test_the_docker_pool_gets_the_same_deployments_in_containers(server, tmp_pat
     run_cli(server, "work-pool", "create", DOCKER_POOL_NAME, "--type", "docker")
     apply_deployments(server.api_url, tmp_path, params_with(["mnist-sample", NEW]))
 
-    apply_deployments(server.api_url, tmp_path, params_with(["mnist-sample", NEW]), docker_pool("pipeline:test", tmp_path))
+    apply_deployments(server.api_url, tmp_path, params_with(["mnist-sample", NEW]),
+                      docker_pool("pipeline:test", tmp_path))
 
     docker, process = deployments_on(server, DOCKER_POOL_NAME), deployments_on(server)
     assert sorted(docker) == ["handwritten-digits-docker", "mnist-sample-docker"]
@@ -194,3 +197,32 @@ def test_clone_mode_runs_clone_the_git_remote_and_ingest_into_this_checkout_is_r
     apply_deployments(server.api_url, tmp_path, params_with(["mnist-sample"]))  # back to local mode
     assert deployments_on(server)["mnist-sample"].pull_steps[0] == {
         "prefect.deployments.steps.set_working_directory": {"directory": str(tmp_path)}}
+
+
+def test_a_deployment_paused_as_a_whole_stays_paused_across_deploys(server, tmp_path):
+    apply_deployments(server.api_url, tmp_path, params_with(["mnist-sample"]))
+    with api_client(server) as client:
+        client.pause_deployment(deployments_on(server)["mnist-sample"].id)  # the UI's toggle
+
+    applied = apply_deployments(server.api_url, tmp_path, params_with(["mnist-sample"]))
+
+    assert applied.paused == ["mnist-sample"] and deployments_on(server)["mnist-sample"].paused
+    with api_client(server) as client:
+        client.resume_deployment(deployments_on(server)["mnist-sample"].id)
+    assert apply_deployments(server.api_url, tmp_path, params_with(["mnist-sample"])).paused == []
+    assert not deployments_on(server)["mnist-sample"].paused
+
+
+@pytest.mark.parametrize(("schedule", "says"), [
+    ({"cron": "61 3 * * 1"}, "data.mnist-sample.schedule: cron '61 3 * * 1' (UTC) is not a valid schedule: "),
+    ({"cron": "0 3 * * 1", "timezone": "Mars/Olympus"},
+     "data.mnist-sample.schedule: cron '0 3 * * 1' (Mars/Olympus) is not a valid schedule: "),
+])
+def test_a_schedule_prefect_cannot_read_is_one_line_before_anything_starts(schedule, says):
+    """`make serve` checks them before it starts a server (a bad cron failed after it, with a traceback)."""
+    from orchestration.deployments import check_schedules
+    from tasks.common.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(says)) as raised:
+        check_schedules(params_with(["mnist-sample"], **{"mnist-sample": schedule}))
+    assert "\n" not in str(raised.value)

@@ -71,7 +71,8 @@ def start_worker(service: Service, root: Path, name: str) -> subprocess.Popen:
     (root / "tmp").mkdir(parents=True)
     environment = {key: value for key, value in os.environ.items()
                    if not key.startswith(("PREFECT_", "PYTHONPATH", "PIPELINE_"))}
-    environment.update(PREFECT_HOME=str(root / "prefect-home"), PREFECT_API_URL=service.api_url, TMPDIR=str(root / "tmp"),
+    environment.update(PREFECT_HOME=str(root / "prefect-home"), PREFECT_API_URL=service.api_url,
+                       TMPDIR=str(root / "tmp"),
                        PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}", PREFECT_SERVER_ANALYTICS_ENABLED="false",
                        **FAST_POLLING, **SECRET_KEYS, **ONE_TRY)
     log = open(root / "worker.log", "ab")
@@ -128,7 +129,8 @@ def three_machines(tmp_path_factory, s3_endpoint):
                 for worker in workers:
                     os.killpg(worker.pid, signal.SIGTERM)
                     worker.wait(timeout=60)
-    yield {"checkout": checkout, "remote": remote, "endpoint": s3_endpoint, "branch": branch, "both": both, "again": again,
+    yield {"checkout": checkout, "remote": remote, "endpoint": s3_endpoint, "branch": branch, "both": both,
+           "again": again,
            "workers_root": workers_root, "unreachable": unreachable, "heads": (head, head_after)}
 
 

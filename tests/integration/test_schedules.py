@@ -1,12 +1,12 @@
 """Scheduled retraining, proven by its effect: runs the server's scheduler creates by itself, that the worker picks up.
 
 A copy of the repository (mnist-sample only) is served by `make serve`'s command, with one change: the mnist-sample
-dataset's daily cron (data.mnist-sample.schedule) is replaced by an interval of INTERVAL_SECONDS. Nobody calls `prefect deployment run`.
-The scheduler creates the runs ahead (many, all queued behind the deployment's concurrency limit of 1); the
-worker runs them; the first trains and promotes, the next finds nothing changed and skips. Then the schedules
-are paused and every run still queued is cancelled, so no run is left behind. The server runs on PostgreSQL (a
-database of its own in the session's server, tests/postgres.py), as in production. The server's log is checked for
-errors when it stops (tests/prefect_server.py), as for every server the tests start.
+dataset's daily cron (data.mnist-sample.schedule) is replaced by an interval of INTERVAL_SECONDS. Nobody calls
+`prefect deployment run`. The scheduler creates the runs ahead (many, all queued behind the deployment's concurrency
+limit of 1); the worker runs them; the first trains and promotes, the next finds nothing changed and skips. Then the
+schedules are paused and every run still queued is cancelled, so no run is left behind. The server runs on
+PostgreSQL (a database of its own in the session's server, tests/postgres.py), as in production. The server's log is
+checked for errors when it stops (tests/prefect_server.py), as for every server the tests start.
 """
 
 from __future__ import annotations

@@ -168,3 +168,10 @@ def test_the_same_model_bytes_promoted_again_are_one_version(checkout):
     # the first bytes back in production: the prod stage moves to that commit, without a third version
     prod = [tag for tag in git(paths.root, "tag", "--points-at", back).split() if tag.startswith("shoes-model#prod#")]
     assert prod, git(paths.root, "tag", "--list")
+    # and the newest version's bytes again: production moves back to them, still no new version
+    again = promote("b" * 32, "the second bytes once more")
+    assert git(paths.root, "tag", "--list", "shoes-model@v*").split() == versions
+    assert any(tag.startswith("shoes-model#prod#") for tag in git(paths.root, "tag", "--points-at", again).split())
+    # the same bytes as production: nothing to tag at all
+    steady = promote("b" * 32, "unchanged")
+    assert not git(paths.root, "tag", "--points-at", steady).split()
