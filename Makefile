@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-gpu dataset chromium run test bench flow predict serve stop status deployment-run clean-outputs ingest accept-drift history rollback
+.PHONY: help setup setup-gpu dataset chromium postgresql run test bench flow predict serve stop status deployment-run clean-outputs ingest accept-drift history rollback
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +57,17 @@ chromium: ## Install Debian's chromium (the test that renders the report page us
 	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else \
 	    echo "chromium is missing: install Debian's chromium package (the report page test needs it)"; \
+	  fi; \
+	fi
+
+postgresql: ## Install Debian's postgresql (the served tests start their own server from its binaries) if missing
+	@if ! [ -x "$$(pg_config --bindir 2>/dev/null)/initdb" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  elif command -v sudo >/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else \
+	    echo "PostgreSQL's binaries are missing: install Debian's postgresql package (the served tests need them)"; \
 	  fi; \
 	fi
 
@@ -111,10 +122,10 @@ sweep: setup ## Trials in parallel on Dask, one DVC experiment each: make sweep 
 	$(PYTHON) -m flows.sweep --dataset $(or $(DATASET),mnist-sample) --grid '$(or $(GRID),$(SWEEP_GRID))' \
 	  --workers $(or $(WORKERS),2) $(if $(SCHEDULER),--scheduler-address $(SCHEDULER))
 
-test: setup chromium ## Run the test suite: unit, integration (dvc repro, Prefect flow, deployments), report in Chromium
+test: setup chromium postgresql ## Run the test suite: unit, integration (dvc repro, Prefect flow, deployments), report in Chromium
 	$(PYTHON) -m pytest -m "not slow"
 
-test-slow: setup ## What CI adds: the load test, crashed runs, API auth, the Dask sweep... on real servers (about 40 min)
+test-slow: setup postgresql ## What CI adds: served deployments on PostgreSQL, the load test, crashed runs, three machines...
 	$(PYTHON) -m pytest -m slow
 
 bench: setup ## Benchmark the pipeline against the plain Keras script; prints verdicts, writes benchmarks/RESULTS.md
