@@ -53,10 +53,12 @@ def read_history(root: Path, dataset: str) -> list[RunRecord]:
         lock = yaml.safe_load(_show(root, commit, "dvc.lock") or "{}") or {}
         metrics = json.loads(_show(root, commit, str(paths.metrics_file.relative_to(root))) or "{}")
         params = _train_params(lock, dataset)
-        changed = {key: value for key, value in params.items() if current.get(key) != value}
         accuracy, model = metrics.get("test_accuracy"), model_md5(lock, dataset)
         if decision.startswith(ROLLBACK_DECISION):  # the model it made production, not the last one trained
             accuracy, model = _restored(root, commit, paths)
+            restored = decision[len(ROLLBACK_DECISION):].split(" ", 1)[0]  # the commit whose champion came back
+            params = _train_params(yaml.safe_load(_show(root, restored, "dvc.lock") or "{}") or {}, dataset) or params
+        changed = {key: value for key, value in params.items() if current.get(key) != value}
         records.append(RunRecord(commit[:10], when, trigger, version, decision, accuracy, model, changed))
     return records
 

@@ -70,6 +70,21 @@ def test_a_failed_deployment_run_sends_one_notification_naming_deployment_datase
     assert "Error: stage 'validate' failed: DataValidationError: " in body, body
 
 
+def test_a_failed_run_outside_any_deployment_sends_nothing(served, receiver):
+    """Issue 27 item 6: a terminal `make flow` that failed sent "training-pipeline Failed: deployment " (blank)."""
+    service, _ = served
+    Receiver.received.clear()
+    overrides = json.dumps({"data.mnist-sample.expected_counts": {"train": 5, "test": 5}})
+
+    failed = subprocess.run([sys.executable, "-m", "flows.training", "--dataset", "mnist-sample", "--overrides",
+                             overrides], cwd=service.root, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PREFECT_API_URL": service.api_url, "PREFECT_HOME": str(service.home)})
+    time.sleep(15)  # the failed deployment run's notification came within a few seconds
+
+    assert failed.returncode == 1 and "stage 'validate' failed: DataValidationError" in failed.stderr, failed.stderr
+    assert Receiver.received == []
+
+
 def test_serving_again_updates_the_automation_in_place(served):
     service, url = served
     (before,) = automations_named(service, AUTOMATION)

@@ -49,3 +49,26 @@ def test_a_dataset_no_run_committed_says_so(tmp_path):
 
     assert read_history(tmp_path, "shoes") == []
     assert format_history([]).startswith("no run has committed a version of this dataset yet")
+
+
+def test_a_rollbacks_row_shows_the_params_of_the_model_it_restored(tmp_path):
+    """Issue 27 item 10: the row showed the params of the model rolled back from (its commit's dvc.lock still
+    records the last training)."""
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"dense": {"units": 128}, "epochs": 5}}))
+    commit(tmp_path, "shoes: scheduled run cool-cat of deployment shoes: data base; promoted: every gate passed; "
+                     "no champion yet", 0.91, "a" * 32, 64)
+    first = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    commit(tmp_path, "shoes: started by hand run wise-owl of deployment shoes: data base; promoted: every gate "
+                     "passed", 0.92, "b" * 32, 256)
+    promotion = {"challenger_accuracy": 0.91, "gates": [{"gate": "rollback", "model_md5": "a" * 32}]}
+    (tmp_path / "reports" / "shoes" / "promotion.json").write_text(json.dumps(promotion))
+    subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm",
+                    f"shoes: make rollback: data base; rolled back to {first[:10]} by t: misses sandals"],
+                   cwd=tmp_path, check=True)
+
+    rollback = read_history(tmp_path, "shoes")[0]
+
+    assert rollback.decision.startswith("rolled back to ") and rollback.model_md5 == "a" * 32
+    assert rollback.params_changed == {"train.dense.units": 64}  # the restored model's, not 256
