@@ -37,39 +37,25 @@ setup-gpu: ## On Linux with an NVIDIA GPU: TensorFlow's CUDA build in .venv (req
 
 setup: $(VENV)/.installed dataset ## Create .venv from requirements.lock and install the Fashion-MNIST files
 
+# $(call apt_install,PACKAGE,MESSAGE): install Debian's PACKAGE as root or with sudo; without either, print MESSAGE.
+apt_install = if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
+	elif command -v sudo >/dev/null; then \
+	sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1); \
+	else echo "$(strip $(2))"; fi
+
 dataset: ## Install Debian's dataset-fashion-mnist (the offline source of Fashion-MNIST) if missing
-	@if [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then \
-	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
-	  elif command -v sudo >/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
-	  else \
-	    echo "Fashion-MNIST is not in $(FASHION_MNIST_DIR); install Debian's dataset-fashion-mnist" \
-	         "or let the download stage use the HTTPS mirrors in params.yaml"; \
-	  fi; \
-	fi
+	@if [ ! -f $(FASHION_MNIST_DIR)/train-images-idx3-ubyte.gz ]; then $(call apt_install,dataset-fashion-mnist,\
+	  Fashion-MNIST is not in $(FASHION_MNIST_DIR); install Debian's dataset-fashion-mnist or let the download \
+	  stage use the HTTPS mirrors in params.yaml); fi
 
 chromium: ## Install Debian's chromium (the test that renders the report page uses it headless) if missing
-	@if ! command -v chromium >/dev/null; then \
-	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	  elif command -v sudo >/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
-	  else \
-	    echo "chromium is missing: install Debian's chromium package (the report page test needs it)"; \
-	  fi; \
-	fi
+	@if ! command -v chromium >/dev/null; then $(call apt_install,chromium,\
+	  chromium is missing: install Debian's chromium package (the report page test needs it)); fi
 
 postgresql: ## Install Debian's postgresql (the served tests start their own server from its binaries) if missing
-	@if ! [ -x "$$(pg_config --bindir 2>/dev/null)/initdb" ]; then \
-	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
-	  elif command -v sudo >/dev/null; then \
-	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
-	  else \
-	    echo "PostgreSQL's binaries are missing: install Debian's postgresql package (the served tests need them)"; \
-	  fi; \
-	fi
+	@if ! [ -x "$$(pg_config --bindir 2>/dev/null)/initdb" ]; then $(call apt_install,postgresql,\
+	  PostgreSQL's binaries are missing: install Debian's postgresql package (the served tests need them)); fi
 
 run: setup ## Run the whole pipeline (dvc repro) on the datasets in params.yaml and say where the outputs are
 	@$(PYTHON) -m tasks.check_params  # data/sources/<dataset> -> this machine's local_dir, before DVC looks
