@@ -56,14 +56,6 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def start_postgres() -> PostgresServer:
     bindir = Path(subprocess.run(["pg_config", "--bindir"], check=True, capture_output=True, text=True).stdout.strip())
     as_owner: list[str] = []
@@ -74,7 +66,9 @@ def start_postgres() -> PostgresServer:
     data, log = folder / "data", folder / "server.log"
     subprocess.run([*as_owner, str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
                     "--no-sync"], check=True, capture_output=True, timeout=120)
-    port = _free_port()
+    from tests.prefect_server import free_port  # here: prefect_server imports this module
+
+    port = free_port()
     started = subprocess.run([*as_owner, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60",
                               "-o", f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200",
                               "start"], capture_output=True, text=True, timeout=90)

@@ -79,10 +79,20 @@ def test_a_failed_run_outside_any_deployment_sends_nothing(served, receiver):
     failed = subprocess.run([sys.executable, "-m", "flows.training", "--dataset", "mnist-sample", "--overrides",
                              overrides], cwd=service.root, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PREFECT_API_URL": service.api_url, "PREFECT_HOME": str(service.home)})
-    time.sleep(15)  # the failed deployment run's notification came within a few seconds
+    # Then a deployment run that fails the same way: the server's triggers see its end after the terminal run's, so
+    # once its notification arrived, one for the terminal run would have too (polled, not slept).
+    parameters = json.dumps({"overrides": json.loads(overrides)})
+    output = run_cli(service, "deployment", "run", DEPLOYMENT, "--params", parameters, "--watch", "--watch-timeout",
+                     "300", check=False).stdout
+    deployment_run = flow_run_named(service, re.search(r"UUID: ([0-9a-f-]{36})", output).group(1))
+    deadline = time.monotonic() + 90
+    while not Receiver.received and time.monotonic() < deadline:
+        time.sleep(0.5)
 
     assert failed.returncode == 1 and "stage 'validate' failed: DataValidationError" in failed.stderr, failed.stderr
-    assert Receiver.received == []
+    assert [message["body"]["subject"] for message in Receiver.received] == [
+        "training-pipeline Failed: deployment mnist-sample"], Receiver.received
+    assert f"Flow run: {deployment_run}, Failed" in Receiver.received[0]["body"]["body"]
 
 
 def test_serving_again_updates_the_automation_in_place(served):
