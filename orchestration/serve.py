@@ -23,7 +23,7 @@ from orchestration.automations import apply_automations
 from orchestration.deployments import (PROCESS_POOL, WORK_POOL, Applied, apply_deployments, check_schedules,
                                        clone_pool)
 from orchestration.server_log import DATE_FORMAT
-from orchestration.service import DEFAULT_PORT, Service, is_running
+from orchestration.service import DEFAULT_PORT, WORKER_POLLING, Service, is_running
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import PARAMS_BEFORE_OVERRIDES_FILE, PARAMS_FILE
@@ -153,7 +153,7 @@ def serve(service: Service) -> tuple[list[str], Applied]:
     apply_automations(service.api_url, service.root, service.environment())  # by name: never duplicated
     if not is_running(service, "worker"):
         start_process(service, "worker", prefect_command("worker", "start", "--pool", WORK_POOL),
-                      service.environment())
+                      {**service.environment(), **WORKER_POLLING})
         started.append("worker")
     return started, applied
 

@@ -13,6 +13,9 @@ DEFAULT_PORT = 4200
 # Every flow run the worker starts sends a heartbeat this often (Prefect's minimum); automations.yaml crashes a run
 # whose heartbeats stop (a killed process, with no worker left to report it).
 HEARTBEAT_SECONDS = 30
+# How often a worker asks the server for runs to start (Prefect's default: 10 s, most of a no-op run's 17 s from its
+# creation to its end). One query a second per worker; the pickup delay is measured in `make bench`.
+WORKER_POLLING = {"PREFECT_WORKER_QUERY_SECONDS": "1"}
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,12 @@ from pathlib import Path
 import pytest
 
 from orchestration.serve import Service, serve, stop
+from orchestration.service import WORKER_POLLING
 from orchestration.server_log import DATABASE_URL_VARIABLE, RoutineError, read_service_errors
 
-# Only to keep the suite short: how often the worker polls, and how long a run that found its deployment's
-# concurrency slot taken waits before it asks again (Prefect's defaults: 10 s and 30 s).
-FAST_POLLING = {"PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2"}
+# How often a worker polls (as `make serve`'s), and, only to keep the suite short, how long a run that found its
+# deployment's concurrency slot taken waits before it asks again (Prefect's default: 30 s).
+FAST_POLLING = {**WORKER_POLLING, "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "2"}
 # The ports of the temporary servers started by `temporary_server` (checked when they stop).
 CHECKED_TEMPORARY_PORTS: set[int] = set()
 
