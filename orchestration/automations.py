@@ -65,7 +65,7 @@ def apply_automations(api_url: str, root: Path, environment: Mapping[str, str]) 
     block = notification_block(environment)
     notifying = block is not None or bool(environment.get(BLOCK_VARIABLE))
     if not notifying:
-        logger.info("no failure notifications: set %s, %s or %s before `make serve` (README)", WEBHOOK_VARIABLE,
+        logger.info("no failure notifications: set %s, %s or %s before `make serve` (docs/OPERATIONS.md)", WEBHOOK_VARIABLE,
                     SLACK_VARIABLE, BLOCK_VARIABLE)
     with temporary_settings({PREFECT_API_URL: api_url}):
         if not notifying:

@@ -9,7 +9,7 @@ Nothing is written by hand per dataset: a dataset added to params.yaml is deploy
 dataset taken out of it loses its deployment then.
 
 The same deployments on a Docker work pool (each flow run a container of docker/Dockerfile's image, the repository
-bind-mounted at /workspace): `python -m orchestration.deployments --docker-image mnist-pipeline:latest` (README,
+bind-mounted at /workspace): `python -m orchestration.deployments --docker-image mnist-pipeline:latest` (docs/SCALING.md,
 "Scaling out"). They are named `<dataset>-docker`, so both pools can be served by one server.
 
 A pause is the operator's: redeploying never turns a paused schedule back on, even when the cron changed
@@ -68,7 +68,7 @@ DOCKER_WORKSPACE = "/workspace"
 
 def clone_pool(git_remote: str, branch: str) -> Pool:
     """The process pool, each flow run in a fresh clone of `git_remote` at `branch`: for workers on machines that
-    do not hold the repository (README, "Scaling out")."""
+    do not hold the repository (docs/SCALING.md)."""
     from orchestration.remote import REMOTE_RUN_VARIABLE
 
     return Pool(git_remote=git_remote, branch=branch, job_variables={"env": {REMOTE_RUN_VARIABLE: "1"}})
@@ -218,7 +218,7 @@ def require_deployment(api_url: str, dataset: str) -> None:
     if any("prefect.deployments.steps.git_clone" in step for step in deployment.pull_steps or []):
         raise PipelineError(f"{deployment_name(dataset)} runs in clone mode (PIPELINE_GIT_REMOTE): its runs clone "
                             "the git remote on the workers and would not see files copied into this checkout's inbox; "
-                            "a shared inbox for workers is not built yet (README, Scaling out)")
+                            "a shared inbox for workers is not built yet (docs/SCALING.md)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from tasks.lib.run_log import write_run_log
 
 def format_history(records: list[RunRecord]) -> str:
     if not records:
-        return "no run has committed a version of this dataset yet (runs of the deployments commit; README)"
+        return "no run has committed a version of this dataset yet (runs of the deployments commit; docs/OPERATIONS.md)"
     lines = [f"{'when (UTC)':25} {'commit':10} {'test acc':8} {'model':8}  data / started by / decision / params"]
     for record in records:
         accuracy = "-" if record.test_accuracy is None else f"{record.test_accuracy:.4f}"

@@ -34,7 +34,7 @@ def served(tmp_path_factory):
 
 
 def run_deployment(service: Service, *extra: str):
-    """Run the deployment with the CLI as the README says; return (final state name, flow run)."""
+    """Run the deployment with the CLI as docs/OPERATIONS.md says; return (final state name, flow run)."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 

@@ -91,7 +91,7 @@ def test_a_dataset_taken_out_of_params_loses_its_deployment_and_its_trigger(serv
 
 def test_a_paused_schedule_stays_paused_across_deploys_and_a_cron_change(server, tmp_path):
     apply_deployments(server.api_url, tmp_path, params_with(["mnist-sample", NEW]))
-    paused = run_cli(server, "deployment", "schedule", "pause", "--all")  # the README's command
+    paused = run_cli(server, "deployment", "schedule", "pause", "--all")  # docs/OPERATIONS.md's command
     assert paused.returncode == 0, paused.stdout + paused.stderr
 
     again = apply_deployments(server.api_url, tmp_path, params_with(["mnist-sample", NEW]))

@@ -1,4 +1,4 @@
-"""README "New data", step by step, in a copy of this repository: an image-folder dataset of the user's own, two
+"""docs/DATA.md "New data", step by step, in a copy of this repository: an image-folder dataset of the user's own, two
 drops into its inbox, `dvc repro` after each, and two data versions in DVC with the model decision for each; then,
 under `drift.action: block`, a batch of one class that drift stops until `make accept-drift`."""
 

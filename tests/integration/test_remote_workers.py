@@ -1,4 +1,4 @@
-"""Workers that do not hold the repository: three machines simulated on this one (README, "Scaling out").
+"""Workers that do not hold the repository: three machines simulated on this one (docs/SCALING.md).
 
 - the remotes: a bare git repository (a file:// URL) and a DVC remote on moto's S3 server on 127.0.0.1;
 - the server: Prefect on PostgreSQL (a database in the session's server, tests/postgres.py), its deployments made

@@ -12,7 +12,7 @@ from tests.integration.repo import copy_repository, run
 pytestmark = pytest.mark.integration
 BUCKET = "mnist-pipeline"
 # The project's committed config names the remote and its endpoint; the keys stay in each checkout's
-# .dvc/config.local (git-ignored), as README "Scaling out" says.
+# .dvc/config.local (git-ignored), as docs/SCALING.md says.
 CREDENTIALS = {"access_key_id": "testing-key-id", "secret_access_key": "testing-secret"}
 PUSHED = ("data/raw/mnist-sample/train-images-idx3-ubyte", "data/raw/mnist-sample/t10k-labels-idx1-ubyte",
           "data/processed/mnist-sample/train.npz", "data/processed/mnist-sample/test.npz",

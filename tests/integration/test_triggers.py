@@ -59,7 +59,7 @@ def triggered(tmp_path_factory):
     folder = tmp_path_factory.mktemp("handwritten-digits")
     handwritten_digits(folder)
 
-    def add_the_users_dataset(document):  # what the README's "Bring your own images" says to add, and nothing else
+    def add_the_users_dataset(document):  # what docs/DATA.md's "Bring your own images" says to add, and nothing else
         document["data"][DATASET] = {"source": "images", "local_dir": str(folder), "mirrors": [],
                                      "class_names": DIGITS, "expected_counts": None, "threshold": 0.99,
                                      "min_accuracy": 0.5, "framing": "mass",

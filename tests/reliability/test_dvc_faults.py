@@ -42,7 +42,7 @@ def outputs(repo):
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
-    """A repository after one good `dvc repro` on 300 / 100 real digits, committed as the README says."""
+    """A repository after one good `dvc repro` on 300 / 100 real digits, committed as docs/DATA.md says."""
     incoming = tmp_path_factory.mktemp("incoming")
     arrays = build_mnist_sample()
     for (split, kind), name in IDX_FILE_NAMES.items():
