@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-gpu dataset chromium postgresql run test bench flow predict serve stop status deployment-run clean-outputs ingest accept-drift history rollback
+.PHONY: help setup setup-gpu dataset chromium postgresql run test bench bench-production flow predict serve stop status deployment-run clean-outputs ingest accept-drift history rollback
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -114,8 +114,11 @@ test: setup chromium postgresql ## Run the test suite: unit, integration (dvc re
 test-slow: setup postgresql ## What CI adds: served deployments on PostgreSQL, the load test, crashed runs, three machines...
 	$(PYTHON) -m pytest -m slow
 
-bench: setup ## Benchmark the pipeline against the plain Keras script; prints verdicts, writes benchmarks/RESULTS.md
+bench: setup postgresql ## Benchmark the pipeline against the plain Keras script; prints verdicts, writes benchmarks/RESULTS.md
 	$(PYTHON) -m benchmarks.bench
+
+bench-production: setup postgresql ## Only make bench's production figures (runs per minute, pickup delay, clone and pull)
+	$(PYTHON) -m benchmarks.production
 
 clean-outputs: ## Remove generated data, models and reports from the workspace (DVC's cache keeps them)
 	rm -rf data/raw data/processed models reports

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchmarks.measure import PROJECT_ROOT, copy_workspace, machine_details, run_timed
 from benchmarks.report import write_results
+from benchmarks.production import production_figures
 from benchmarks.served import served_figures
 
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))  # this VM varies by 20-30 % run to run
@@ -262,6 +263,8 @@ def main() -> int:
         results["cnn"] = cnn_figures(workspace, log)
         log("9+10: a drop to a model, and a no-op run, on a served deployment")
         results["served"] = served_figures(Path(scratch), log)
+        log("15: production beyond one machine: runs per minute, pickup delay, a remote worker's clone and pull")
+        results["production"] = production_figures(Path(scratch), workspace, log)
     results["bench_seconds"] = time.perf_counter() - started
     print(write_results(results, PROJECT_ROOT / "benchmarks" / "RESULTS.md"))
     return 0

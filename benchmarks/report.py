@@ -43,6 +43,31 @@ def verdict_lines(results: dict) -> list[str]:
                          served["no_op_running_seconds"], 5, unit=" s"))
     if "cnn" in results:
         lines += cnn_verdict_lines(results["cnn"])
+    if "production" in results:
+        lines += production_verdict_lines(served["pickup"], results["production"])
+    return lines
+
+
+def production_verdict_lines(local: dict, production: dict) -> list[str]:
+    """Target 15 (issue 26): the pickup delay in local mode against its goals; the rest are figures without one."""
+    lines = [verdict(f"15. pickup delay, local mode: a training deployment run's creation to Running, median of "
+                     f"{local['runs']} runs one after the other (of which to Pending, the worker's polling: "
+                     f"{local['median_to_pending']:.2f} s)", local["median"], 3, unit=" s"),
+             verdict("15. pickup delay, local mode, p95", local["p95"], 5, unit=" s")]
+    for mode, figures in production["pickup"].items():
+        lines.append(f"15. pickup delay of the no-op deployment, {mode} mode ({figures['runs']} runs): median "
+                     f"{figures['median']:.2f} s, p95 {figures['p95']:.2f} s, to Pending {figures['median_to_pending']:.2f} s")
+    for database, batches in production["load"].items():
+        rates = ", ".join(f"{batch['per_minute']:.1f}" for batch in batches)
+        lines.append(f"15. no-op deployment runs per minute, 2 workers (--limit 4), {database}: "
+                     f"{median([batch['per_minute'] for batch in batches]):.1f} (batches of {batches[0]['runs']} runs "
+                     f"queued at once: {rates}; sustained, first and last 5 ends left out: "
+                     f"{median([batch['sustained_per_minute'] for batch in batches]):.1f})")
+    clone = production["clone"]["rows"]
+    seconds = [row["seconds"] for row in clone]
+    lines.append(f"15. a remote worker's clone plus dvc pull of Fashion-MNIST ({clone[0]['data_bytes'] / 2**20:.0f} "
+                 f"MiB under data/, local-folder DVC remote): median {median(seconds):.1f} s "
+                 f"({', '.join(f'{value:.1f}' for value in seconds)})")
     return lines
 
 

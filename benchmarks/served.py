@@ -4,7 +4,8 @@ from params.yaml with their triggers) over a copy of the project that builds mni
 9. a 1,000-image drop announced by `make ingest` (`orchestration.inbox`): seconds from the command's start to the
    triggered flow run's end, as Prefect records it, with the new model promoted or not;
 10. a deployment run with an empty inbox and nothing changed: from its Running state to its Completed state, as
-    Prefect records them.
+    Prefect records them;
+15. (local mode) the pickup delay of 20 such runs one after the other: from each run's creation to its Running state.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DROP_IMAGES = 1000
 
 def served_figures(scratch: Path, log) -> dict:
     from benchmarks.measure import copy_workspace, run_timed
+    from benchmarks.production import PICKUP_RUNS, pickup_seconds, pickup_summary
     from orchestration.serve import Service, run_cli, serve, stop
     from tests.prefect_server import free_port
 
@@ -43,7 +45,9 @@ def served_figures(scratch: Path, log) -> dict:
         log("9/10: deployment run with nothing changed")
         no_op = _flow_run(service, run_cli(service, "deployment", "run", f"training-pipeline/{DATASET}", "--watch",
                                            "--watch-timeout", "600").stdout)
-        return {"first_run_state": first.state.name, "drop_images": DROP_IMAGES,
+        log(f"15: pickup delay, {PICKUP_RUNS} deployment runs with nothing changed, one after the other")
+        pickup = pickup_summary(pickup_seconds(service, f"training-pipeline/{DATASET}", PICKUP_RUNS))
+        return {"pickup": pickup, "first_run_state": first.state.name, "drop_images": DROP_IMAGES,
                 "ingest_command_seconds": emitted.seconds, "drop_state": triggered.state.name,
                 "drop_to_model_seconds": (triggered.end_time - started).total_seconds(),
                 "drop_promoted": '"promoted": true' in decision, "no_op_state": no_op.state.name,

@@ -40,7 +40,7 @@ LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
 AUTH_VARIABLE = "PREFECT_API_AUTH_STRING"
 SERVER_AUTH_VARIABLE = "PREFECT_SERVER_API_AUTH_STRING"
 HOST_VARIABLE = "PIPELINE_SERVE_HOST"
-# Clone mode (README, "Scaling out"): each flow run clones this git remote (and branch) instead of starting in the
+# Clone mode (docs/SCALING.md): each flow run clones this git remote (and branch) instead of starting in the
 # checkout that served, and pushes back what it made.
 GIT_REMOTE_VARIABLE, GIT_BRANCH_VARIABLE = "PIPELINE_GIT_REMOTE", "PIPELINE_GIT_BRANCH"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -63,7 +63,7 @@ def check_auth(host: str, environment: Mapping[str, str]) -> None:
                          "':'")
     if host not in LOOPBACK and not client:
         raise ServeError(f"{HOST_VARIABLE}={host}: a server beyond loopback must require auth; set {AUTH_VARIABLE}="
-                         "'user:a-long-password' first (README, Security)")
+                         "'user:a-long-password' first (docs/OPERATIONS.md, Security)")
 
 
 def prefect_command(*arguments: str) -> list[str]:

@@ -44,25 +44,31 @@ class Load:
         """Runs per minute between the `skip`-th and the `skip`-th-to-last ends (the workers' start and the last
         stragglers left out)."""
         ends = sorted(self.ends)[skip:len(self.ends) - skip]
+        if len(ends) < 10:
+            return self.runs_per_minute
         return 60 * (len(ends) - 1) / (ends[-1] - ends[0]).total_seconds()
 
 
-def deploy_noop(service: Service) -> None:
+def deploy_noop(service: Service, git_remote: str | None = None, branch: str = "main") -> None:
+    """The no-op deployment: its runs start in this checkout, or (`git_remote`) each in a clone of that remote's
+    branch, as clone mode's (orchestration/deployments.py)."""
     from prefect.deployments.runner import RunnerDeployment
-    from prefect.runner.storage import LocalStorage
-
-    run_cli(service, "work-pool", "create", POOL, "--type", "process", check=False)
-    deployment = RunnerDeployment(name="noop", flow_name="noop", entrypoint="tests/noop_flow.py:noop",
-                                  work_pool_name=POOL, storage=LocalStorage(str(PROJECT_ROOT)))
+    from prefect.runner.storage import GitRepository, LocalStorage
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    run_cli(service, "work-pool", "create", POOL, "--type", "process", check=False)
+    storage = GitRepository(url=git_remote, branch=branch) if git_remote else LocalStorage(str(PROJECT_ROOT))
+    deployment = RunnerDeployment(name="noop", flow_name="noop", entrypoint="tests/noop_flow.py:noop",
+                                  work_pool_name=POOL, storage=storage)
     with temporary_settings({PREFECT_API_URL: service.api_url}):
         deployment.apply(work_pool_name=POOL)
 
 
 @contextmanager
-def workers(service: Service, root: Path, count: int = 2, limit: int = 4) -> Iterator[list[subprocess.Popen]]:
-    """`count` workers of the no-op pool, each running at most `limit` flow runs at once; stopped on the way out."""
+def workers(service: Service, root: Path, count: int = 2, limit: int = 4,
+            cwd: Path = PROJECT_ROOT) -> Iterator[list[subprocess.Popen]]:
+    """`count` workers of the no-op pool started in `cwd`, each running at most `limit` flow runs at once; stopped
+    on the way out."""
     started = []
     try:
         for number in range(1, count + 1):
@@ -73,7 +79,7 @@ def workers(service: Service, root: Path, count: int = 2, limit: int = 4) -> Ite
             started.append(subprocess.Popen(
                 prefect_command("worker", "start", "--pool", POOL, "--name", f"worker-{number}",
                                 "--limit", str(limit)),
-                cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                cwd=cwd, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             log.close()
         yield started
     finally:

@@ -1,0 +1,206 @@
+"""`make bench` target 15, production beyond one machine (issue 26), on this one machine:
+
+- sustained no-op deployment runs per minute with 2 workers (`--limit 4` each), the server on PostgreSQL (a server
+  started here from Debian's binaries, tests/postgres.py) and on SQLite, in alternating batches (tests/load.py);
+- the pickup delay, a run's creation to its Running state, of sequential runs: the training deployment in local mode
+  is measured in benchmarks/served.py; here the no-op deployment in local mode and in clone mode (each run clones a
+  bare git remote first, Prefect's git_clone step), one worker polling as `make serve`'s does;
+- the seconds a remote worker spends on clone plus `dvc pull` for Fashion-MNIST: `git clone --depth 1` of the
+  branch (what Prefect's git_clone step runs) and `orchestration.remote.prepare` (fetch the history and tags, `dvc
+  pull` the dataset's outputs) in a fresh process, from a local-folder DVC remote (an S3 remote adds its network).
+
+`python -m benchmarks.production` prints these figures alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from benchmarks.measure import PROJECT_ROOT, run_timed
+
+FASHION = "fashion-mnist"
+LOAD_RUNS = int(os.environ.get("BENCH_LOAD_RUNS", "40"))
+LOAD_BATCHES = 2
+PICKUP_RUNS = 20
+
+
+def pickup_seconds(service, deployment_name: str, runs: int = PICKUP_RUNS) -> list[dict[str, float]]:
+    """`runs` runs of a deployment, one after the other (each created once the previous one ended): for each, the
+    seconds from its creation to its Pending state (a worker took it: the polling) and to its Running state (the
+    flow's process started and loaded the flow), as the server recorded them."""
+    from tests.prefect_server import api_client
+
+    rows = []
+    with api_client(service) as client:
+        deployment = client.read_deployment_by_name(deployment_name)
+        for _ in range(runs):
+            run_id = client.create_flow_run_from_deployment(deployment.id).id
+            deadline = time.monotonic() + 300
+            while not (run := client.read_flow_run(run_id)).state.is_final():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{deployment_name}: run {run.name} not final after 300 s")
+                time.sleep(0.2)
+            if run.state.name != "Completed":
+                raise RuntimeError(f"{deployment_name}: run {run.name} ended {run.state.name}: {run.state.message}")
+            reached = {state.type.value: state.timestamp for state in client.read_flow_run_states(run_id)}
+            rows.append({name: (reached[state] - run.created).total_seconds()
+                         for name, state in (("pending", "PENDING"), ("running", "RUNNING"))})
+    return rows
+
+
+def pickup_summary(rows: list[dict[str, float]]) -> dict[str, float]:
+    running = [row["running"] for row in rows]
+    return {"runs": len(rows), "median": statistics.median(running), "p95": percentile(running, 0.95),
+            "median_to_pending": statistics.median(row["pending"] for row in rows)}
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+@contextmanager
+def _database(database: str, postgres) -> Iterator[None]:
+    """Prefect's database setting for the servers started inside: a new PostgreSQL database, or SQLite."""
+    from orchestration.server_log import DATABASE_URL_VARIABLE
+
+    saved = os.environ.pop(DATABASE_URL_VARIABLE, None)
+    if database == "postgresql":
+        os.environ[DATABASE_URL_VARIABLE] = postgres.new_database("bench")
+    try:
+        yield
+    finally:
+        os.environ.pop(DATABASE_URL_VARIABLE, None)
+        if saved is not None:
+            os.environ[DATABASE_URL_VARIABLE] = saved
+
+
+@contextmanager
+def _server(scratch: Path, name: str) -> Iterator[object]:
+    from orchestration.serve import Service, start_server, stop
+    from orchestration.server_log import read_service_errors
+    from tests.prefect_server import free_port
+
+    service = Service(home=scratch / name, root=scratch, port=free_port())
+    start_server(service)
+    try:
+        yield service
+    finally:
+        stop(service)
+    database = "postgresql" if os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL") else "sqlite"
+    errors = read_service_errors(service.log_file("server"), database=database)
+    if errors:
+        raise RuntimeError(f"the {name} server logged {len(errors)} error(s): {errors[0].summary()}")
+
+
+def load_figures(scratch: Path, log) -> dict:
+    """Runs per minute with 2 workers, LOAD_BATCHES batches of LOAD_RUNS runs per database, alternated."""
+    from tests.load import deploy_noop, run_at_once, workers
+    from tests.postgres import start_postgres
+
+    postgres = start_postgres()
+    figures: dict[str, list[dict]] = {"postgresql": [], "sqlite": []}
+    try:
+        for batch in range(1, LOAD_BATCHES + 1):
+            for database in figures:
+                name = f"load-{database}-{batch}"
+                with _database(database, postgres), _server(scratch, name) as service:
+                    deploy_noop(service)
+                    with workers(service, scratch / f"{name}-workers", count=2, limit=4):
+                        load = run_at_once(service, LOAD_RUNS)
+                if load.states != ["Completed"] * LOAD_RUNS or load.running_counts != [1] * LOAD_RUNS:
+                    raise RuntimeError(f"{name}: states {sorted(set(load.states))}, Running states per run "
+                                       f"{sorted(set(load.running_counts))}")
+                figures[database].append({"runs": LOAD_RUNS, "seconds": load.seconds,
+                                          "per_minute": load.runs_per_minute,
+                                          "sustained_per_minute": load.sustained_per_minute(skip=5)})
+                log(f"15: {LOAD_RUNS} no-op runs, 2 workers, {database}: {load.seconds:.1f} s "
+                    f"({load.runs_per_minute:.1f} runs/min; sustained {figures[database][-1]['sustained_per_minute']:.1f})")
+    finally:
+        postgres.stop()
+    return figures
+
+
+def pickup_figures(scratch: Path, workspace: Path, log) -> dict:
+    """The no-op deployment's pickup delay in local mode and in clone mode (a bare clone of `workspace`)."""
+    from tests.load import DEPLOYMENT, deploy_noop, workers
+
+    remote = scratch / "pickup-remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(workspace), str(remote)], check=True)
+    branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=workspace, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    figures = {}
+    for mode, git_remote in (("local", None), ("clone", f"file://{remote}")):
+        worker_root = scratch / f"pickup-{mode}"
+        worker_root.mkdir()
+        with _server(scratch, f"pickup-{mode}-server") as service:
+            deploy_noop(service, git_remote, branch)
+            with workers(service, worker_root, count=1, limit=1, cwd=worker_root):
+                figures[mode] = pickup_summary(pickup_seconds(service, DEPLOYMENT))
+        log(f"15: pickup, no-op deployment, {mode} mode: median {figures[mode]['median']:.2f} s, "
+            f"p95 {figures[mode]['p95']:.2f} s (median to Pending {figures[mode]['median_to_pending']:.2f} s)")
+    return figures
+
+
+def clone_and_pull(scratch: Path, workspace: Path, log, repeats: int = 3) -> dict:
+    """A fresh clone of `workspace` (Fashion-MNIST built and committed) and `dvc pull` of Fashion-MNIST's outputs
+    from a local-folder DVC remote, `repeats` times."""
+    from orchestration.versioning import stage_targets
+
+    dvc_remote = scratch / "dvc-remote"
+    for command in (["dvc", "remote", "add", "--force", "--default", "bench", str(dvc_remote)],
+                    ["dvc", "push", "--quiet", *stage_targets(FASHION)],
+                    ["git", "add", "-A"], ["git", "commit", "-qm", "bench: Fashion-MNIST and its DVC remote"]):
+        run_timed(command, workspace)
+    remote = scratch / "clone-remote.git"
+    run_timed(["git", "clone", "-q", "--bare", str(workspace), str(remote)], scratch)
+    branch = run_timed(["git", "rev-parse", "--abbrev-ref", "HEAD"], workspace).stdout.strip()
+    prepare = ("import sys; from pathlib import Path; from orchestration.remote import prepare; "
+               f"prepare(Path(sys.argv[1]), {FASHION!r})")
+    rows = []
+    for attempt in range(repeats):
+        fresh = scratch / f"worker-clone-{attempt}"
+        clone = run_timed(["git", "clone", "-q", "--depth", "1", "--branch", branch, f"file://{remote}",
+                           str(fresh)], scratch)
+        pull = run_timed([sys.executable, "-c", prepare, str(fresh)], fresh)
+        pulled = sum(path.stat().st_size for path in (fresh / "data").rglob("*") if path.is_file())
+        rows.append({"clone_seconds": clone.seconds, "prepare_seconds": pull.seconds,
+                     "seconds": clone.seconds + pull.seconds, "data_bytes": pulled})
+        log(f"15: clone {clone.seconds:.1f} s + fetch and dvc pull {pull.seconds:.1f} s "
+            f"({pulled / 2**20:.0f} MiB under data/)")
+    return {"rows": rows}
+
+
+def production_figures(scratch: Path, workspace: Path, log) -> dict:
+    return {"load": load_figures(scratch, log), "pickup": pickup_figures(scratch, workspace, log),
+            "clone": clone_and_pull(scratch, workspace, log)}
+
+
+def main() -> int:
+    from benchmarks.measure import copy_workspace, machine_details
+
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s] {message}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="bench-production-") as scratch:
+        workspace = copy_workspace(Path(scratch) / "workspace", [FASHION])
+        log("Fashion-MNIST: first dvc repro")
+        run_timed(["dvc", "repro"], workspace)
+        figures = production_figures(Path(scratch), workspace, log)
+    print(json.dumps({"machine": machine_details(), **figures}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
