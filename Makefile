@@ -14,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME := $(CURDIR)/.prefect
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-gpu dataset chromium postgresql run test bench bench-production flow predict serve stop status deployment-run clean-outputs ingest accept-drift history rollback
+.PHONY: help setup setup-gpu dataset chromium postgresql run test lint bench bench-production flow predict serve stop status deployment-run clean-outputs ingest accept-drift history rollback
 
 help: ## List the targets with what they do
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -79,8 +79,8 @@ stop: ## Stop the server and worker that `make serve` started
 status: $(VENV)/.installed ## Server health, worker, each deployment's next and last run, service errors of the last hour
 	$(PYTHON) -m orchestration.serve status
 
-deployment-run: ## Run a deployment on the served Prefect: make deployment-run DATASET=mnist-sample
-	prefect deployment run 'training-pipeline/$(or $(DATASET),fashion-mnist)' --watch
+deployment-run: $(VENV)/.installed ## Run a deployment on the served Prefect: make deployment-run DATASET=mnist-sample
+	$(PYTHON) -m orchestration.deployment_run --dataset $(or $(DATASET),fashion-mnist)
 
 history: $(VENV)/.installed ## What each run did to a dataset, from the commits runs made: make history DATASET=mnist-sample
 	$(PYTHON) -m orchestration.history --dataset $(or $(DATASET),fashion-mnist)
@@ -103,13 +103,18 @@ accept-drift: setup ## Train on data that drifted: make accept-drift DATASET=sho
 	$(PYTHON) -m tools.accept_drift --dataset "$$DATASET" --reason "$$REASON"
 
 .PHONY: sweep
-SWEEP_GRID ?= {"dense.units": [64, 256], "learning_rate": [0.001, 0.003]}
-sweep: setup ## Trials in parallel on Dask, one DVC experiment each: make sweep GRID='{"dense.units": [64, 256]}' WORKERS=2
+SWEEP_GRID ?= {"cnn.dense_units": [64, 256], "learning_rate": [0.001, 0.003]}
+sweep: setup ## Trials in parallel on Dask, one DVC experiment each: make sweep GRID='{"cnn.dense_units": [64, 256]}' WORKERS=2
 	$(PYTHON) -m flows.sweep --dataset $(or $(DATASET),mnist-sample) --grid '$(or $(GRID),$(SWEEP_GRID))' \
 	  --workers $(or $(WORKERS),2) $(if $(SCHEDULER),--scheduler-address $(SCHEDULER))
 
-test: setup chromium postgresql ## Run the test suite: unit, integration (dvc repro, Prefect flow, deployments), report in Chromium
+test: setup chromium postgresql lint ## Run the test suite: unit, integration (dvc repro, Prefect flow, deployments), report in Chromium
 	$(PYTHON) -m pytest -m "not slow"
+
+LINTED = tasks orchestration flows tools
+lint: setup ## ruff and mypy over the code (pyproject.toml has their settings); make test runs it first
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy $(LINTED)
 
 test-slow: setup postgresql ## What CI adds: served deployments on PostgreSQL, the load test, crashed runs, three machines...
 	$(PYTHON) -m pytest -m slow

@@ -12,8 +12,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from orchestration.artifacts import publish_drift, publish_report, training_progress
-from tasks.common.config import (DatasetParams, DownloadParams, DriftParams, EvaluateParams, IngestParams, PromoteParams,
-                                 TrainParams, ValidateParams)
+from tasks.common.config import (DatasetParams, DownloadParams, DriftParams, EvaluateParams, IngestParams,
+                                 PromoteParams, TrainParams, ValidateParams)
 from tasks.download import DownloadResult, download_dataset
 from tasks.drift import check_drift
 from tasks.common.errors import ChecksumError, ConfigError, DownloadError, DriftBlockedError, InsecureURLError

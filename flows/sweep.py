@@ -6,7 +6,7 @@ temporary copy of the repository, saved as a named experiment (orchestration/exp
 share a workspace and `dvc exp show` compares them. The flow then publishes a table artifact (key
 `<dataset>-sweep`) ranking the trials by test accuracy and names the best.
 
-    python -m flows.sweep --dataset mnist-sample --grid '{"dense.units": [64, 256], "learning_rate": [0.001, 0.003]}'
+    python -m flows.sweep --dataset mnist-sample --grid '{"cnn.dense_units": [64, 256], "learning_rate": [0.001]}'
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="mnist-sample")
-    parser.add_argument("--grid", type=json.loads, default=None, help='JSON, e.g. \'{"dense.units": [64, 256]}\'')
-    parser.add_argument("--trials", type=json.loads, default=None, help='JSON list, e.g. \'[{"dense.units": 64}]\'')
+    parser.add_argument("--grid", type=json.loads, default=None, help='JSON, e.g. \'{"cnn.dense_units": [64, 256]}\'')
+    parser.add_argument("--trials", type=json.loads, default=None, help='JSON list, e.g. \'[{"cnn.dense_units": 64}]\'')
     parser.add_argument("--workers", type=int, default=2, help="local Dask workers (default: %(default)s)")
     parser.add_argument("--scheduler-address", default=None, help="use this Dask scheduler, e.g. tcp://host:8786")
     parser.add_argument("--sequential", action="store_true", help="one trial after another, without Dask")

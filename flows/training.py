@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger
 
 from orchestration.artifacts import publish_results, publish_skip
 from orchestration.commits import commit_run
+from orchestration.deployment_run import RESULT_PREFIX
 from orchestration.log_filters import quiet_pipeline_errors
 from orchestration.remote import is_remote_run
 from orchestration.remote import prepare as prepare_remote_run
@@ -68,7 +69,7 @@ def training_pipeline(dataset: DatasetName = "fashion-mnist", params_file: str =
     params_path, keep = repo_root / params_file, repo_root / PARAMS_BEFORE_OVERRIDES_FILE
     put_back_params(params_path, keep)  # the overrides of a run that was killed
     if overrides:
-        override_params(params_path, overrides, keep)
+        override_params(params_path, overrides, keep, dataset=dataset)
     try:
         return _run_stages(repo_root, dataset, load_params(params_path), force)
     finally:
@@ -99,7 +100,7 @@ def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool
     changed = changed_stages(repo_root, dataset)
     if not changed and not force:
         message = publish_skip(paths, read_last_run(paths))
-        get_run_logger().info(message)
+        get_run_logger().info("%s%s", RESULT_PREFIX, message)
         return PipelineOutcome(dataset, True, message)
     get_run_logger().info("changed since dvc.lock: %s", ", ".join(changed) or "nothing (force=True)")
     _run(validate, paths, dataset_params, params.validate_)
@@ -121,6 +122,7 @@ def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool
     record_outputs(repo_root, dataset)
     commit_run(paths, params.versioning.commit, decision.reason)
     write_last_run(paths)
+    get_run_logger().info("%s%s", RESULT_PREFIX, decision.reason)
     return PipelineOutcome(dataset, False, decision.reason, evaluation, decision)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from uuid import UUID
 
 from prefect.artifacts import (create_image_artifact, create_markdown_artifact, create_progress_artifact,
                                create_table_artifact, update_progress_artifact)
@@ -69,7 +70,8 @@ def decision_markdown(paths: DatasetPaths, decision: PromotionDecision) -> str:
         "",
         "| gate | passed | detail |",
         "|---|---|---|",
-        *[f"| {gate['gate']} | {'yes' if gate['passed'] else '**no**'} | {gate['detail']} |" for gate in decision.gates],
+        *[f"| {gate['gate']} | {'yes' if gate['passed'] else '**no**'} | {gate['detail']} |"
+          for gate in decision.gates],
         "",
         f"Challenger accuracy {decision.challenger_accuracy:.4f}, champion accuracy {champion}.",
     ]
@@ -125,7 +127,7 @@ class TrainingProgress:
 
     def __init__(self, dataset: str, epochs: int) -> None:
         self.epochs = epochs
-        self.artifact_id = create_progress_artifact(
+        self.artifact_id: UUID = create_progress_artifact(  # type: ignore[assignment]  # sync here, not a coroutine
             0.0, key=artifact_key(dataset, "training-progress"),
             description=f"Training {dataset}: epoch 0 of at most {epochs}")
 

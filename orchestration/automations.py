@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import cast
 from pathlib import Path
 from uuid import UUID
 
@@ -30,12 +31,14 @@ BLOCK_VARIABLE = "PIPELINE_NOTIFY_BLOCK"
 def notification_block(environment: Mapping[str, str]):
     """The notification block the environment asks for, or None (a Slack webhook wins over a plain one)."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
+    from pydantic import SecretStr
 
     if environment.get(SLACK_VARIABLE):
-        return SlackWebhook(url=environment[SLACK_VARIABLE])
+        return SlackWebhook(url=SecretStr(environment[SLACK_VARIABLE]))
     if environment.get(WEBHOOK_VARIABLE):
         return CustomWebhookNotificationBlock(name=NOTIFY_BLOCK, url=environment[WEBHOOK_VARIABLE],
-                                              json_data={"subject": "{{subject}}", "body": "{{body}}"})
+                                              json_data={"subject": "{{subject}}", "body": "{{body}}"},
+                                              headers=None, cookies=None)
     return None
 
 
@@ -65,14 +68,13 @@ def apply_automations(api_url: str, root: Path, environment: Mapping[str, str]) 
     block = notification_block(environment)
     notifying = block is not None or bool(environment.get(BLOCK_VARIABLE))
     if not notifying:
-        logger.info("no failure notifications: set %s, %s or %s before `make serve` (docs/OPERATIONS.md)", WEBHOOK_VARIABLE,
-                    SLACK_VARIABLE, BLOCK_VARIABLE)
+        logger.info("no failure notifications: set %s, %s or %s before `make serve` (docs/OPERATIONS.md)",
+                    WEBHOOK_VARIABLE, SLACK_VARIABLE, BLOCK_VARIABLE)
     with temporary_settings({PREFECT_API_URL: api_url}):
         if not notifying:
             block_id = None
         elif block is None:  # one the user saved: an email block (SendgridEmail), Microsoft Teams, PagerDuty...
-            block = Block.load(environment[BLOCK_VARIABLE])
-            block_id = block._block_document_id
+            block_id = cast(Block, Block.load(environment[BLOCK_VARIABLE]))._block_document_id
         else:
             block_id = block.save(NOTIFY_BLOCK, overwrite=True)
         names = []

@@ -23,11 +23,14 @@ from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, STAGES, DatasetPaths
 from tasks.lib.drops import describe_version, read_index
+from tasks.lib.run_history import CLAUSE_SEPARATOR
 from tasks.lib.run_log import write_run_log
 
 logger = logging.getLogger(__name__)
 _INDEX_LOCK_TRIES = 30
 # Used only when the checkout has no git identity of its own (a fresh server account, a CI runner).
+# A commit's subject line at most this long; the rest of a run's message goes to the body.
+SUBJECT_LIMIT = 100
 FALLBACK_IDENTITY = ("-c", "user.name=training-pipeline", "-c", "user.email=training-pipeline@localhost")
 
 
@@ -63,7 +66,8 @@ def commit_version(paths: DatasetPaths, message: str, champion: str | None = Non
     if _git(root, "diff", "--cached", "--quiet", "--", *files, check=False).returncode == 0:
         return None
     identity = () if _git(root, "config", "user.email", check=False).stdout.strip() else FALLBACK_IDENTITY
-    _git(root, *identity, "commit", "-q", "-m", message, "--", *files)
+    _git(root, *identity, "commit", "-q", *(part for line in commit_message(message) for part in ("-m", line)),
+         "--", *files)
     commit = _git(root, "rev-parse", "HEAD").stdout.strip()
     tagger = {"author": identity[1].split("=", 1)[1], "author_email": identity[3].split("=", 1)[1]} if identity else {}
     if is_remote_run():  # a worker's fresh clone: dvc push, then tags and branch to the git remote (remote.py)
@@ -110,6 +114,17 @@ def _git(root: Path, *arguments: str, check: bool = True) -> subprocess.Complete
     if check and completed.returncode != 0:
         raise PipelineError(f"git {' '.join(arguments[:3])} failed in {root}: {completed.stderr.strip()}")
     return completed
+
+
+def commit_message(message: str, limit: int = SUBJECT_LIMIT) -> list[str]:
+    """A run's message as git paragraphs: a subject of at most `limit` characters (its first "; "-separated
+    clauses; the first whatever its length), then the other clauses, a line each, as the body. `git log --format=%s`
+    and `make history` read it back whole (tasks/lib/run_history.py)."""
+    clauses = message.split(CLAUSE_SEPARATOR)
+    subject = clauses.pop(0)
+    while clauses and len(subject) + len(CLAUSE_SEPARATOR) + len(clauses[0]) <= limit:
+        subject += CLAUSE_SEPARATOR + clauses.pop(0)
+    return [subject, "\n".join(clauses)] if clauses else [subject]
 
 
 def commit_run(paths: DatasetPaths, setting: str, outcome: str) -> str | None:

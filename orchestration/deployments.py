@@ -9,8 +9,8 @@ Nothing is written by hand per dataset: a dataset added to params.yaml is deploy
 dataset taken out of it loses its deployment then.
 
 The same deployments on a Docker work pool (each flow run a container of docker/Dockerfile's image, the repository
-bind-mounted at /workspace): `python -m orchestration.deployments --docker-image mnist-pipeline:latest` (docs/SCALING.md,
-"Scaling out"). They are named `<dataset>-docker`, so both pools can be served by one server.
+bind-mounted at /workspace): `python -m orchestration.deployments --docker-image mnist-pipeline:latest`
+(docs/SCALING.md). They are named `<dataset>-docker`, so both pools can be served by one server.
 
 A pause is the operator's: redeploying never turns a paused schedule back on, even when the cron changed
 (`prefect deployment schedule resume <deployment> <schedule id>`, or `--all`, turns it on again).
@@ -107,6 +107,7 @@ def prefect_schedule(schedule: ScheduleParams, active: bool):
 
     if schedule.cron is not None:
         return Cron(schedule.cron, timezone=schedule.timezone, active=active)
+    assert schedule.interval is not None  # ScheduleParams holds a cron or an interval
     return Interval(schedule.interval, active=active)
 
 
@@ -200,8 +201,9 @@ def apply_deployments(api_url: str, root: Path, params: Params, pool: Pool = PRO
     return Applied(deployed=names, removed=removed, paused=sorted(paused + paused_whole))
 
 
-def require_deployment(api_url: str, dataset: str) -> None:
-    """Raise a PipelineError saying what to do when the served Prefect has no deployment for `dataset`."""
+def require_deployment(api_url: str, dataset: str, inbox: bool = False) -> None:
+    """Raise a PipelineError saying what to do when the served Prefect has no deployment for `dataset` (or, for a
+    drop into this checkout's `inbox`, one that runs in clone mode)."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -215,7 +217,7 @@ def require_deployment(api_url: str, dataset: str) -> None:
             raise PipelineError(f"the Prefect server at {api_url} has no deployment {deployment_name(dataset)}, so "
                                 "nothing would run: run `make serve` again (it deploys every dataset listed in "
                                 "params.yaml), then this command") from None
-    if any("prefect.deployments.steps.git_clone" in step for step in deployment.pull_steps or []):
+    if inbox and any("prefect.deployments.steps.git_clone" in step for step in deployment.pull_steps or []):
         raise PipelineError(f"{deployment_name(dataset)} runs in clone mode (PIPELINE_GIT_REMOTE): its runs clone "
                             "the git remote on the workers and would not see files copied into this checkout's inbox; "
                             "a shared inbox for workers is not built yet (docs/SCALING.md)")

@@ -76,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     try:
         load_params(arguments.params).listed_dataset(arguments.dataset)
-        if served_api():  # an event that no deployment hears would leave the files waiting: refuse before copying
-            check_answers(served_api())  # a served Prefect killed without `make stop`: one line
-            require_deployment(served_api(), arguments.dataset)
+        api_url = served_api()
+        if api_url:  # an event that no deployment hears would leave the files waiting: refuse before copying
+            check_answers(api_url)  # a served Prefect killed without `make stop`: one line
+            require_deployment(api_url, arguments.dataset, inbox=True)
         inbox = DatasetPaths(Path.cwd(), arguments.dataset).inbox_dir
         copied = copy_into_inbox(arguments.source, inbox) if arguments.source else 0
         files = waiting_files(inbox)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from typing import Any, cast
 from pathlib import Path
 
 import yaml
@@ -42,8 +43,9 @@ def register_champion(root: Path, dataset: str, commit: str, message: str, **tag
         logger.info("%s at %s holds the model of %s: no new version", name, commit[:10], ", ".join(sorted(same)))
         return
     version = f"v{len(versions) + 1}.0.0"
-    gto.api.register(str(root), name, commit, version=version, message=message, push=False, **tagger)
-    gto.api.assign(str(root), name, PRODUCTION_STAGE, ref=commit, message=message, push=False, **tagger)
+    identity: dict[str, Any] = dict(tagger)  # gto's author and author_email
+    gto.api.register(str(root), name, commit, version=version, message=message, push=False, **identity)
+    gto.api.assign(str(root), name, PRODUCTION_STAGE, ref=commit, message=message, push=False, **identity)
     logger.info("registered %s %s at %s in stage %s (dvc artifacts get)", name, version, commit[:10],
                 PRODUCTION_STAGE)
 
@@ -53,7 +55,7 @@ def assign_production(root: Path, dataset: str, commit: str, message: str, **tag
     import gto.api
 
     gto.api.assign(str(root), artifact_name(dataset), PRODUCTION_STAGE, ref=commit, message=message, push=False,
-                   skip_registration=True, **tagger)
+                   skip_registration=True, **cast(dict[str, Any], tagger))
     logger.info("%s in stage %s is now %s (dvc artifacts get)", artifact_name(dataset), PRODUCTION_STAGE, commit[:10])
 
 

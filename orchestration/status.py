@@ -53,7 +53,8 @@ def read_status(service: Service, now: datetime | None = None) -> ServiceStatus:
                                                                database=database_kind(service.environment()))]
     problems = [f"{len(errors)} service error(s) logged"] if errors else []
     server_up, server = _health(service)
-    workers, deployments = [], []
+    workers: list = []
+    deployments: list = []
     if not server_up:
         problems.append("the server does not answer")
     else:
@@ -113,12 +114,14 @@ def _deployment_status(client, deployment) -> DeploymentStatus:
     from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
                                                 FlowRunFilterStartTime, FlowRunFilterState, FlowRunFilterStateType)
     from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.client.schemas.objects import StateType
 
     def first_run(state_types: list[str], sort: FlowRunSort, started: bool = False):
         # A run cancelled before it started has no start time (and would sort by its expected one): not "last".
         runs = client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=state_types)),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+                                              any_=[StateType(name) for name in state_types])),
                                           start_time=FlowRunFilterStartTime(is_null_=False) if started else None),
             sort=sort, limit=1)
         return runs[0] if runs else None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tasks.lib import catalog, idx
 from tasks.common.config import DatasetParams, DownloadParams
-from tasks.common.errors import ChecksumError, DownloadError, IDXFormatError, InsecureURLError
+from tasks.common.errors import ChecksumError, ConfigError, DownloadError, IDXFormatError, InsecureURLError
 from tasks.common.fileio import sha256_of_file, write_bytes_atomic
 from tasks.lib.http import FetchFailure, fetch_with_retries
 from tasks.lib.drops import ensure_drift_acceptance_dir, ensure_inbox
@@ -159,11 +159,14 @@ def _write_mnist_sample(paths: DatasetPaths) -> DownloadResult:
 def _write_image_folder(paths: DatasetPaths, dataset: DatasetParams) -> DownloadResult:
     """The image folder at local_dir, converted and written as the four IDX files (each only if it changed)."""
     source_by_file = {}
-    for split, arrays in read_image_folder(dataset.local_dir, dataset.class_names, dataset.framing).items():
+    root = dataset.local_dir
+    if root is None:  # params.yaml's check requires it for `source: images`
+        raise ConfigError(f"data.{paths.dataset}.local_dir: required for an image folder, found none")
+    for split, arrays in read_image_folder(root, dataset.class_names, dataset.framing).items():
         for kind, array in zip(("images", "labels"), arrays):
             file_name = IDX_FILE_NAMES[(split, kind)]
             _write_if_changed(paths.raw_dir / file_name, idx.encode_idx(array))
-            source_by_file[file_name] = f"image folder {dataset.local_dir / split} ({len(array)} {kind})"
+            source_by_file[file_name] = f"image folder {root / split} ({len(array)} {kind})"
             logger.info("%s/%s: from %s", paths.dataset, file_name, source_by_file[file_name])
     return DownloadResult(paths.dataset, source_by_file)
 

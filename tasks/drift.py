@@ -25,6 +25,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import cast
 
 from tasks.common.config import DatasetParams, DriftParams
 from tasks.common.errors import ConfigError, DriftBlockedError
@@ -81,7 +82,7 @@ def profile_dataset(paths: DatasetPaths, dataset: DatasetParams) -> DataProfile:
 def _stored_profile(document: object, dataset: DatasetParams) -> tuple[DataProfile | None, str | None]:
     """A profile read back from JSON, or why it cannot be compared (another profile version, other classes)."""
     problem = profile_problem(document, dataset.class_names)
-    return (None, problem) if problem else (DataProfile(**document), None)
+    return (None, problem) if problem else (DataProfile(**cast(dict, document)), None)
 
 
 def _reference(paths: DatasetPaths, dataset: DatasetParams) -> tuple[DataProfile | None, str]:
@@ -91,7 +92,7 @@ def _reference(paths: DatasetPaths, dataset: DatasetParams) -> tuple[DataProfile
         return None, ("the champion was promoted before data profiles were kept: nothing to compare with until the "
                       "next promotion")
     reference, problem = _stored_profile(_read_json(paths.production_profile_file), dataset)
-    if problem:
+    if problem or reference is None:
         return None, (f"the champion's data profile ({paths.production_profile_file}) {problem}: nothing to compare "
                       "with until the next promotion")
     return reference, f"the data the champion learned from ({describe_version(reference.part_names[1:])})"
@@ -111,7 +112,7 @@ def _covering_acceptance(paths: DatasetPaths, dataset: DatasetParams, current: D
     acceptance = DriftAcceptance(**{name: document[name] for name in fields})
     accepted, problem = _stored_profile(acceptance.profile, dataset)
     said = f"The acceptance of {acceptance.accepted_at} by {acceptance.by}"
-    if problem:
+    if problem or accepted is None:
         return None, f"{said} does not apply: its data profile {problem}"
     moved = [row for row in compare_profiles(accepted, current, settings) if row["drifted"]]
     if moved:

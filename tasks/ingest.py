@@ -25,7 +25,7 @@ import numpy as np
 from tasks.common.config import DatasetParams, IngestParams
 from tasks.common.errors import ImageFileError
 from tasks.common.fileio import atomic_directory, write_text_atomic
-from tasks.common.paths import QUARANTINE_REASONS, QUARANTINED_FILES, SPLITS, DatasetPaths
+from tasks.common.paths import IDX_FILE_NAMES, QUARANTINE_REASONS, QUARANTINED_FILES, SPLITS, DatasetPaths
 from tasks.lib.drops import (DropManifest, ensure_inbox, prepare_ingested_dir, publish_drop, read_manifests,
                              read_originals, read_split, summarize_drops, write_drop)
 from tasks.lib.image_folder import place_files
@@ -82,7 +82,8 @@ class _Drop:
         added = {split: {name: sum(1 for entry in self.files if entry["split"] == split and entry["class"] == name)
                          for name in class_names} for split in SPLITS}
         return DropManifest(drop, datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
-                            CONVERSION_VERSION, added, self.files, self.duplicates, self.leakage, self.quarantined, framing)
+                            CONVERSION_VERSION, added, self.files, self.duplicates, self.leakage, self.quarantined,
+                            framing)
 
 
 def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestParams,
@@ -147,7 +148,8 @@ def _rebuild(paths: DatasetPaths, manifest: DropManifest, framing: str) -> DropM
     for entry in manifest.files:
         pixels = to_dataset_pixels(Path(entry["path"]), originals[entry["path"]], framing)
         digest = _sha256(pixels.tobytes())
-        drop.add(entry["path"], entry["split"], entry["label"], entry["class"], pixels, digest, originals[entry["path"]])
+        drop.add(entry["path"], entry["split"], entry["label"], entry["class"], pixels, digest,
+                 originals[entry["path"]])
     rebuilt = replace(manifest, conversion_version=CONVERSION_VERSION, files=drop.files, framing=framing)
     write_drop(paths, rebuilt, drop.arrays(), drop.originals)
     logger.info("%s: drop %s rebuilt from its %d original files (image conversion %d -> %d)", paths.dataset,
@@ -184,12 +186,18 @@ def _decide(paths: DatasetPaths, files: list[Path], names: dict[Path, str], cont
 
 
 def _known_pixels(paths: DatasetPaths) -> dict[str, dict[str, str]]:
-    """SHA-256 of each image's pixels already in the dataset -> which image it is, per split."""
-    known = {}
+    """SHA-256 of each image's pixels already in the dataset -> which file it came from, per split: a published
+    drop's file by its inbox path, the base data by its IDX file and row."""
+    known: dict[str, dict[str, str]] = {split: {} for split in SPLITS}
+    manifests = read_manifests(paths)
     for split in SPLITS:
-        images, _ = read_split(paths, split)
-        known[split] = {hashlib.sha256(image.tobytes()).hexdigest(): f"{split} image {row} of the dataset"
-                        for row, image in enumerate(images)}
+        images, _ = read_split(paths, split)  # the base data's rows, then each drop's files in its manifest's order
+        in_drops = [f"{entry['path']} (drop {manifest.drop})" for manifest in manifests
+                    for entry in manifest.files if entry["split"] == split]
+        base_file = (paths.raw_dir / IDX_FILE_NAMES[(split, "images")]).relative_to(paths.root)
+        names = [f"{split} image {row} of the base data ({base_file})" for row in range(len(images) - len(in_drops))]
+        for name, image in zip(names + in_drops, images, strict=True):
+            known[split].setdefault(hashlib.sha256(image.tobytes()).hexdigest(), name)
     return known
 
 

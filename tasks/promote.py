@@ -63,7 +63,8 @@ def decide(dataset: str, labels: np.ndarray, challenger_predicted: np.ndarray, c
     recall_deltas = {name: challenger_recall[name] - champion_recall[name] for name in dataset_params.class_names}
     gates.append(_gate("no accuracy regression", challenger_accuracy - champion_accuracy >= -settings.max_accuracy_drop,
                        f"accuracy {challenger_accuracy:.4f} vs champion {champion_accuracy:.4f} "
-                       f"(delta {challenger_accuracy - champion_accuracy:+.4f}, allowed drop {settings.max_accuracy_drop})"))
+                       f"(delta {challenger_accuracy - champion_accuracy:+.4f}, "
+                       f"allowed drop {settings.max_accuracy_drop})"))
     gates.append(_class_gate(labels, champion_correct, challenger_correct, recall_deltas, dataset_params.class_names,
                              settings))
     test = mcnemar_exact(champion_correct, challenger_correct, settings.significance_level)
@@ -81,7 +82,7 @@ def _class_gate(labels, champion_correct, challenger_correct, recall_deltas: dic
     adjusted = holm_adjusted(worse)
     regressed = [name for name in class_names
                  if recall_deltas[name] < -settings.max_recall_drop and adjusted[name] <= settings.significance_level]
-    shown = regressed or [min(recall_deltas, key=recall_deltas.get)]
+    shown = regressed or [min(recall_deltas, key=lambda name: recall_deltas[name])]
     details = [f"{'recall drop' if regressed else 'largest recall drop'} {recall_deltas[name]:+.4f} for {name!r} "
                f"(allowed drop {settings.max_recall_drop}; one-sided paired test on its "
                f"{int(np.sum(labels == class_names.index(name)))} images p = {worse[name]:.4g}, Holm-adjusted over "

@@ -39,8 +39,8 @@ def required_inputs(paths: DatasetPaths) -> list[tuple[Path, str]]:
     raw = [(paths.raw_file(split, kind), "download") for split, kind in IDX_FILE_NAMES]
     return raw + [(paths.validation_file, "validate"), (paths.drift_file, "drift"),
                   (paths.processed_file("test"), "normalize"), (paths.training_summary_file, "train"),
-                  (paths.training_history_file, "train"), (paths.metrics_file, "evaluate"), (paths.class_scores_file, "evaluate"),
-                  (paths.test_predictions_file, "evaluate")]
+                  (paths.training_history_file, "train"), (paths.metrics_file, "evaluate"),
+                  (paths.class_scores_file, "evaluate"), (paths.test_predictions_file, "evaluate")]
 
 
 def check_inputs(paths: DatasetPaths) -> None:
@@ -122,8 +122,8 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
                "curves": data_uri(training_curves_png(history, training.stop_epoch, training.stopped_by_threshold,
                                                       training.monitor, training.threshold))}
     data_docs_link = os.path.relpath(paths.data_docs_index, paths.reports_dir)
-    page = ReportPage(paths.dataset, metrics, class_scores, promotion, training, figures, mistakes, validation, data_docs_link,
-                      drift, build_run_card(paths, training, validation))
+    page = ReportPage(paths.dataset, metrics, class_scores, promotion, training, figures, mistakes, validation,
+                      data_docs_link, drift, build_run_card(paths, training, validation))
     write_text_atomic(paths.report_file, render_page(page))
     write_run_log(paths)  # what differs from run to run: beside the page, not in it (tasks/lib/run_log.py)
     logger.info("%s: report with %d mistakes shown -> %s", paths.dataset, len(mistakes), paths.report_file)

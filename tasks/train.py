@@ -47,7 +47,10 @@ class TrainResult:
     train_seconds: float
 
 
-def split_validation(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int):
+Split = tuple[np.ndarray, np.ndarray]  # (images, labels)
+
+
+def split_validation(images: np.ndarray, labels: np.ndarray, fraction: float, seed: int) -> tuple[Split, Split]:
     """Hold out a seeded random `fraction` of the training images for validation; inputs are not modified."""
     order = np.random.default_rng(seed).permutation(len(images))
     held_out = max(1, int(round(len(images) * fraction)))
@@ -95,7 +98,7 @@ def validation_batches_of(images: np.ndarray, labels: np.ndarray, batch_size: in
     return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).cache()
 
 
-def fit_model(model, batches, validation_data, params: TrainParams, backup_dir: Path,
+def fit_model(model, batches, validation_data: Split, params: TrainParams, backup_dir: Path,
               extra_callbacks: Sequence = ()):
     """Train with the threshold callback; return (history dict, stop epoch, stopped by threshold).
 
@@ -168,7 +171,7 @@ def train_data_digest(images: np.ndarray, labels: np.ndarray) -> str:
     for array in (images, labels):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
+        digest.update(array.data.cast("B"))
     return digest.hexdigest()
 
 
@@ -225,7 +228,7 @@ def _resume_note(paths: DatasetPaths) -> str:
     return f"a rerun resumes after epoch {done}" if done else "a rerun starts at epoch 1"
 
 
-def _load_training_data(paths: DatasetPaths, params: TrainParams):
+def _load_training_data(paths: DatasetPaths, params: TrainParams) -> tuple[Split, Split, str]:
     """(training split, validation split, digest of train.npz's arrays). No name outside keeps the loaded arrays
     alive: only the split copies stay in memory until batching."""
     images, labels = load_split(paths.processed_file("train"))

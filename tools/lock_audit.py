@@ -25,7 +25,9 @@ MAIN = ("prefect", "dvc", "great-expectations", "tensorflow", "keras")
 
 def read_lock(path: Path) -> tuple[dict[str, Version], dict[str, set[str]]]:
     """The pins and, for each package, the packages that need it (`# via`)."""
-    pins, needed_by, current = {}, {}, None
+    pins: dict[str, Version] = {}
+    needed_by: dict[str, set[str]] = {}
+    current = None
     for line in path.read_text().splitlines():
         if pin := re.match(r"^([A-Za-z0-9_.\-]+)(?:\[.*\])?==(\S+)", line):
             current = canonicalize_name(pin.group(1))

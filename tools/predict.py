@@ -66,7 +66,8 @@ def _version_model(paths: DatasetPaths, version: str, scratch: Path) -> Path:
 
     commit = resolve_commit(paths.root, version)
     keras_file = fetch(paths.root, commit, str(paths.model_file.relative_to(paths.root)), scratch / "model.keras")
-    model_file = fetch(paths.root, commit, str(paths.runtime_model_file.relative_to(paths.root)), scratch / "model.onnx")
+    model_file = fetch(paths.root, commit, str(paths.runtime_model_file.relative_to(paths.root)),
+                       scratch / "model.onnx")
     print(f"model of version {commit[:10]} (md5 {file_md5(keras_file)[:8]}, as make history shows it)", file=sys.stderr)
     return model_file
 
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
     chosen = parser.add_mutually_exclusive_group()
-    chosen.add_argument("--model", type=Path, help="an ONNX model file the train stage wrote (default: "
-                                                     "models/<dataset>/production/model.onnx, else models/<dataset>/model.onnx)")
+    chosen.add_argument("--model", type=Path, help="an ONNX model file the train stage wrote (default: models/"
+                        "<dataset>/production/model.onnx, else models/<dataset>/model.onnx)")
     chosen.add_argument("--version", help="the model the run of this version trained (a commit `make history` lists)")
     arguments = parser.parse_args(argv)
     try:

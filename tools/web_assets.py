@@ -80,7 +80,10 @@ def fetch(vendor_dir: Path = VENDOR_DIR) -> list[tuple[str, str]]:
             with urllib.request.urlopen(tarball_url(package, version), timeout=60) as response:
                 tarballs[(package, version)] = response.read()
         with tarfile.open(fileobj=io.BytesIO(tarballs[(package, version)])) as archive:
-            content = archive.extractfile(f"package/{member}").read()
+            extracted = archive.extractfile(f"package/{member}")
+            if extracted is None:
+                raise RuntimeError(f"{package} {version}: package/{member} is not a file in its tarball")
+            content = extracted.read()
         target = vendor_dir / destination
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)

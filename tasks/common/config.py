@@ -8,7 +8,7 @@ from __future__ import annotations
 import fnmatch
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model, field_validator,
@@ -57,6 +57,8 @@ class _TrainCommon(_Strict):
     distribution: Literal["none", "mirrored", "multi_worker"] = "none"
     # The model's output width: `train_for` sets it to the number of data.<dataset>.class_names.
     num_classes: int = Field(default=10, ge=MIN_CLASSES, le=MAX_CLASSES)
+    if TYPE_CHECKING:  # TrainParams' field, below: mypy's view only (pydantic never sees it)
+        model: str
 
     def chosen(self) -> dict:
         """The settings this run trains with, as JSON: the shared ones and the chosen architecture's section only
@@ -67,11 +69,18 @@ class _TrainCommon(_Strict):
 # `model` names an architecture (tasks/common/architectures.py); each architecture's settings are a section of their
 # own under its name (train.dense.units, train.cnn.filters), so a dataset that switches architecture never turns
 # the other one's settings into errors.
-TrainParams = create_model(
-    "TrainParams", __base__=_TrainCommon, __module__=__name__,
-    __doc__="The settings of one training run: the shared ones, the architecture and every architecture's section.",
-    model=(Literal[tuple(ARCHITECTURES)], "dense"),  # the names of tasks/common/architectures.py
-    **{name: (architecture.settings, architecture.settings()) for name, architecture in ARCHITECTURES.items()})
+if TYPE_CHECKING:  # what mypy sees of the model built from ARCHITECTURES at run time: each section by name
+    class TrainParams(_TrainCommon):
+        model: str = "dense"
+
+        def __getattr__(self, name: str) -> Any: ...
+else:
+    TrainParams = create_model(
+        "TrainParams", __base__=_TrainCommon, __module__=__name__,
+        __doc__="The settings of one training run: the shared ones, the architecture and every architecture's "
+                "section.",
+        model=(Literal[tuple(ARCHITECTURES)], "dense"),  # the names of tasks/common/architectures.py
+        **{name: (architecture.settings, architecture.settings()) for name, architecture in ARCHITECTURES.items()})
 
 
 # Training settings a dataset cannot override under `data.<dataset>.train`: its threshold has a key of its own
@@ -97,20 +106,27 @@ def _copy_fields(model: type[BaseModel], name: str, excluded: tuple[str, ...], o
                  doc: str) -> type[_Strict]:
     """A model with `model`'s fields, types and limits, minus `excluded`; with `optional`, each field defaults to
     None (not set) instead of its default."""
-    fields = {}
+    fields: dict[str, Any] = {}
     for key, info in model.model_fields.items():
         if key in excluded:
             continue
-        kind = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        kind: Any = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
         fields[key] = (kind | None, None) if optional else (kind, info.default)
     return create_model(name, __base__=_Strict, __doc__=doc, __module__=__name__, **fields)
 
 
-TrainSection = _copy_fields(TrainParams, "TrainSection", SET_PER_DATASET, optional=False,
-                            doc="The top-level `train` section: TrainParams without what each dataset sets.")
-TrainOverrides = _copy_fields(TrainParams, "TrainOverrides", NOT_PER_DATASET, optional=True,
-                              doc="`data.<dataset>.train`: the same keys and limits as `train`, each optional; "
-                                  "anything left out comes from the top-level section.")
+if TYPE_CHECKING:  # mypy's view of the two models built below
+    class TrainSection(TrainParams):
+        pass
+
+    class TrainOverrides(_Strict):
+        def __getattr__(self, name: str) -> Any: ...
+else:
+    TrainSection = _copy_fields(TrainParams, "TrainSection", SET_PER_DATASET, optional=False,
+                                doc="The top-level `train` section: TrainParams without what each dataset sets.")
+    TrainOverrides = _copy_fields(TrainParams, "TrainOverrides", NOT_PER_DATASET, optional=True,
+                                  doc="`data.<dataset>.train`: the same keys and limits as `train`, each optional; "
+                                      "anything left out comes from the top-level section.")
 
 
 def _threshold_value(value: Any, where: str = "") -> float:
@@ -173,8 +189,8 @@ class DatasetParams(_Strict):
     @classmethod
     def _distinct_class_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
         if not MIN_CLASSES <= len(names) <= MAX_CLASSES or len(set(names)) != len(names):
-            raise ValueError(f"expected {MIN_CLASSES} to {MAX_CLASSES} distinct class names, found {len(names)} names of "
-                             f"which {len(set(names))} distinct: {list(names)}")
+            raise ValueError(f"expected {MIN_CLASSES} to {MAX_CLASSES} distinct class names, found {len(names)} "
+                             f"names of which {len(set(names))} distinct: {list(names)}")
         folders = [class_folder_name(name) for name in names]
         if len(set(folders)) != len(folders) or not all(folders):
             raise ValueError(f"class names must give distinct, non-empty folder names ('/' is written '-'); "
@@ -351,7 +367,8 @@ def _describe(error: ValidationError, source: str) -> str:
         if detail["type"] == "extra_forbidden" and refusal:
             lines.append(f"  - {key}: not allowed here (found {found!r}): {refusal}")
         elif detail["type"] == "extra_forbidden":
-            lines.append(f"  - {key}: unknown key (found {found!r}); check the spelling against params.yaml's documented keys")
+            lines.append(f"  - {key}: unknown key (found {found!r}); check the spelling against params.yaml's "
+                         "documented keys")
         elif detail["type"] == "missing":
             lines.append(f"  - {key}: missing; write it even when it does not apply (null, [] or {{}}): dvc.yaml "
                          "tracks it, and DVC refuses a stage whose param is missing")
@@ -360,3 +377,4 @@ def _describe(error: ValidationError, source: str) -> str:
         else:
             lines.append(f"  - {key}: {detail['msg']} (found {found!r})")
     return "\n".join(lines)
+

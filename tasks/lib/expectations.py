@@ -124,7 +124,8 @@ def run_suite(summaries: dict[str, pd.DataFrame], expectations_by_split: dict[st
     results = {}
     for split, summary in summaries.items():
         batch = source.add_dataframe_asset(name=split).add_batch_definition_whole_dataframe(split)
-        suite = context.suites.add(gx.ExpectationSuite(name=f"{split}-images", expectations=expectations_by_split[split]))
+        suite = context.suites.add(gx.ExpectationSuite(name=f"{split}-images",
+                                                       expectations=expectations_by_split[split]))
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=split, data=batch, suite=suite))
         checkpoint = context.checkpoints.add(gx.Checkpoint(
             name=f"{split}-checkpoint", validation_definitions=[definition],
@@ -147,13 +148,22 @@ def _digest(summary: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(summary, index=True).values.tobytes()).hexdigest()[:12]
 
 
+def _numbered_in_order():
+    """A replacement for re.sub: each distinct match becomes 1, 2, ... in order of first appearance."""
+    numbers: dict[str, str] = {}
+
+    def number(found: re.Match) -> str:
+        return numbers.setdefault(found.group(0), str(len(numbers) + 1))
+
+    return number
+
+
 def _make_reproducible(docs_dir: Path) -> None:
     """Rewrite what GX draws from the clock or from uuid4 in each page: random ids become 1, 2, ... in order of
     first appearance (they only pair a collapse button with its panel), times become "not recorded"."""
     for page in Path(docs_dir).rglob("*.html"):
         text = page.read_text(encoding="utf-8")
-        numbers: dict[str, str] = {}
-        text = _UUID4.sub(lambda found: numbers.setdefault(found.group(0), str(len(numbers) + 1)), text)
+        text = _UUID4.sub(_numbered_in_order(), text)
         text = _LOAD_TIME.sub(r"\1not recorded\2", text)
         text = _RUN_TIME_SORT.sub("'_run_time_sort': 0", text)
         for shown in _RUN_TIME_SHOWN:

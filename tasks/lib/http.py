@@ -134,7 +134,8 @@ def _read_body(url: str, response, max_bytes: int, progress_stream=None) -> byte
     return b"".join(chunks)
 
 
-def fetch_with_retries(url: str, timeout_seconds: float, max_bytes: int, attempts: int, backoff_seconds: float) -> bytes:
+def fetch_with_retries(url: str, timeout_seconds: float, max_bytes: int, attempts: int,
+                       backoff_seconds: float) -> bytes:
     """Try one URL up to `attempts` times, backing off exponentially, but only after transient failures."""
     for attempt in range(1, attempts + 1):
         try:

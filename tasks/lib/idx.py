@@ -54,7 +54,8 @@ def parse_idx(payload: bytes, expected_magic: int, source: Path | str) -> np.nda
         raise IDXFormatError(f"{source}: magic number {magic:#010x} is not an IDX header (first two bytes must be 0)")
     if type_code != UNSIGNED_BYTE_TYPE_CODE:
         raise IDXFormatError(
-            f"{source}: unsupported IDX type code {type_code:#04x}; expected {UNSIGNED_BYTE_TYPE_CODE:#04x} (unsigned byte)"
+            f"{source}: unsupported IDX type code {type_code:#04x}; "
+            f"expected {UNSIGNED_BYTE_TYPE_CODE:#04x} (unsigned byte)"
         )
     if magic != expected_magic:
         # The magic number's last byte is the dimension count, so a wrong count shows up here.
@@ -69,7 +70,8 @@ def parse_idx(payload: bytes, expected_magic: int, source: Path | str) -> np.nda
 def _array_from_body(payload: bytes, ndim: int, source: Path | str) -> np.ndarray:
     header_bytes = 4 + 4 * ndim
     if len(payload) < header_bytes:
-        raise IDXFormatError(f"{source}: header declares {ndim} dimensions but the file ends after {len(payload)} bytes")
+        raise IDXFormatError(f"{source}: header declares {ndim} dimensions but the file ends after "
+                             f"{len(payload)} bytes")
     shape = struct.unpack(f">{ndim}I", payload[4:header_bytes])
     declared_bytes = int(np.prod(shape, dtype=np.int64))
     actual_bytes = len(payload) - header_bytes

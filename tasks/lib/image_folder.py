@@ -2,12 +2,14 @@
 `image_dataset_from_directory` and torchvision's `ImageFolder`.
 
 A class's folder is its name with '/' written '-' (`T-shirt/top` -> `T-shirt-top`), or its index (`0`, `1`, ...).
+Folder and class names are compared in Unicode's composed form (NFC): a zip made on macOS holds them decomposed.
 Every image becomes what the model trains on through `tasks.lib.images.to_dataset_pixels`, the conversion that
 predict uses too. Files whose name starts with '.' (`.DS_Store`, a copy tool's temporary file) are not read.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +41,15 @@ class Misplaced:
 
 
 def class_index_by_folder(class_names: tuple[str, ...]) -> dict[str, int]:
-    """Folder name -> class index. A class's own folder name wins over another class's index."""
-    by_folder = {class_folder_name(name): index for index, name in enumerate(class_names)}
+    """Folder name (NFC) -> class index. A class's own folder name wins over another class's index."""
+    by_folder = {_composed(class_folder_name(name)): index for index, name in enumerate(class_names)}
     for index in range(len(class_names)):
         by_folder.setdefault(str(index), index)
     return by_folder
+
+
+def _composed(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
 
 
 def scan_layout(root: Path, class_names: tuple[str, ...]) -> tuple[list[ImageFile], list[Misplaced]]:
@@ -63,13 +69,13 @@ def place_files(root: Path, files: list[Path], class_names: tuple[str, ...]) -> 
         parts = path.relative_to(root).parts
         if len(parts) != 3 or parts[0] not in SPLITS:
             misplaced.append(Misplaced(path, f"outside the layout: images go in {root}/{{train,test}}/<class>/"))
-        elif parts[1] not in by_folder:
+        elif _composed(parts[1]) not in by_folder:
             misplaced.append(Misplaced(path, f"unknown class folder {parts[1]!r}; expected {expected}"))
         elif path.suffix.lower() not in IMAGE_SUFFIXES:
             misplaced.append(Misplaced(path, f"suffix {path.suffix or '(none)'!r} is not an image suffix "
                                              f"({', '.join(IMAGE_SUFFIXES)})"))
         else:
-            found.append(ImageFile(path, parts[0], by_folder[parts[1]]))
+            found.append(ImageFile(path, parts[0], by_folder[_composed(parts[1])]))
     found.sort(key=lambda image: (SPLITS.index(image.split), image.label, image.path))
     return found, misplaced
 

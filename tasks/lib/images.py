@@ -67,14 +67,18 @@ def to_dataset_pixels(path: Path, content: bytes | None = None, framing: str = "
     except Image.DecompressionBombError as error:  # PIL's own guard, at twice its limit: met before ours
         raise ImageFileError(f"{path}: too large: {error}; at most {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels are "
                              "accepted (resize it first, e.g. to 1000x1000)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+    except UnidentifiedImageError:  # PIL's message names its buffer object, not the file
+        raise ImageFileError(f"{path}: not an image PIL can read (PNG, JPEG, ...): its {len(content)} bytes, starting "
+                             f"{content[:8]!r}, are no image format PIL knows") from None
+    except (OSError, SyntaxError) as error:
         raise ImageFileError(f"{path}: not an image PIL can read (PNG, JPEG, ...): {error}") from None
     if _background_is_light(pixels):
         pixels = 255 - pixels
     box = _object_box(pixels)
     if box is None:
         raise ImageFileError(f"{path}: no object found: every pixel is within {MIN_CONTRAST} grey levels of the "
-                             f"background (found {int(pixels.min())}..{int(pixels.max())}); a blank image is not classified")
+                             f"background (found {int(pixels.min())}..{int(pixels.max())}); a blank image is not "
+                             "classified")
     if pixels.shape == (IMAGE_SIDE, IMAGE_SIDE):
         return pixels
     return frame_object(pixels[box], framing)

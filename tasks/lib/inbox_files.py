@@ -31,7 +31,9 @@ def ready_files(inbox: Path, settle_seconds: float) -> tuple[list[Path], list[Pa
 
 def _sort_files(inbox: Path, settle_seconds: float, among: list[Path] | None = None):
     """(settled, temporary names, changed within settle_seconds) among the inbox's files (or `among`)."""
-    settled, temporary, unsettled = [], [], []
+    settled: list[Path] = []
+    temporary: list[Path] = []
+    unsettled: list[Path] = []
     now = time.time()
     for path, status in (_walk(inbox) if among is None else _still_there(among)):
         relative = str(path)[len(str(inbox)) + 1:]

@@ -11,6 +11,8 @@ then rewrites the archive without them; what Keras reads back is unchanged.
 from __future__ import annotations
 
 import json
+import logging
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,17 @@ def export_runtime_model(model, path: Path) -> None:
 def _write_onnx(model, path: Path) -> None:
     import onnx
 
-    model.export(str(path), format="onnx", verbose=False)
+    # tf2onnx logs its versions, opset and optimizer passes at INFO and warns of its own use of numpy: the stage
+    # prints its own lines only (its log shows the export's outcome).
+    converter_logger = logging.getLogger("tf2onnx")
+    level = converter_logger.level
+    converter_logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            model.export(str(path), format="onnx", verbose=False)
+    finally:
+        converter_logger.setLevel(level)
     exported = onnx.load(str(path))
     canonicalize_names(exported.graph)
     path.write_bytes(exported.SerializeToString(deterministic=True))

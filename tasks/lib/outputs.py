@@ -14,7 +14,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -84,8 +84,8 @@ def read_record(path: Path, kind: type[Record]) -> Record:
         raise OutputFileError(f"{path}: not valid JSON ({error}); re-run the stage that writes it") from None
     if not isinstance(document, dict):
         raise OutputFileError(f"{path}: expected a JSON object, found {type(document).__name__}")
-    fields = [field.name for field in dataclasses.fields(kind)]
-    required = [field.name for field in dataclasses.fields(kind)
+    fields = [field.name for field in dataclasses.fields(cast(Any, kind))]
+    required = [field.name for field in dataclasses.fields(cast(Any, kind))
                 if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING]
     missing = [name for name in required if name not in document]
     if missing:

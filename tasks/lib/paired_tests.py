@@ -47,7 +47,7 @@ def binomial_half_tail(successes: int, trials: int) -> float:
 def holm_adjusted(p_values: dict[str, float]) -> dict[str, float]:
     """Holm's step-down adjustment for testing every class at once: a family-wise error rate of `level` holds
     when each adjusted p-value is compared with `level`."""
-    ordered = sorted(p_values, key=p_values.get)
+    ordered = sorted(p_values, key=lambda name: p_values[name])
     adjusted, running = {}, 0.0
     for rank, name in enumerate(ordered):
         running = max(running, min(1.0, (len(ordered) - rank) * p_values[name]))

@@ -17,17 +17,35 @@ from typing import Any
 
 import yaml
 
-from tasks.common.config import parse_params
+from tasks.common.architectures import ARCHITECTURES
+from tasks.common.config import Params, parse_params
 from tasks.common.errors import ConfigError
 
 
 logger = logging.getLogger(__name__)
 
 
-def override_params(path: Path, overrides: dict[str, Any], keep: Path | None = None) -> str:
+def check_read_by_the_run(params: Params, dataset: str, dotted_keys, source: str) -> None:
+    """Refuse a change that cannot have an effect: a key under an architecture's section (`train.dense.units`,
+    `data.<d>.train.cnn.filters`) that `dataset`'s run does not train. ConfigError in one line naming the key."""
+    trained = params.train_for(dataset).model
+    for key in dotted_keys:
+        parts = key.split(".")
+        section = (parts[1] if parts[0] == "train" and len(parts) > 2
+                   else parts[3] if parts[:1] == ["data"] and len(parts) > 4 and parts[1:3] == [dataset, "train"]
+                   else None)
+        if section in ARCHITECTURES and section != trained:
+            raise ConfigError(f"{source}: {key} is a setting of the {section!r} architecture, but {dataset} trains "
+                              f"{trained!r}, which never reads it; vary a {trained} setting (train.{trained}.*), or "
+                              f"set train.model: {section} in the same change")
+
+
+def override_params(path: Path, overrides: dict[str, Any], keep: Path | None = None,
+                    dataset: str | None = None) -> str:
     """Set dotted keys (`{"train.epochs": 3}`) in params.yaml, keeping its comments; return the previous text.
 
-    The new document is validated before it is written (atomically), so a bad override changes nothing.
+    The new document is validated before it is written (atomically), so a bad override changes nothing; with
+    `dataset`, so is every key's effect on that dataset's run (`check_read_by_the_run`).
     Like `dvc exp run -S`, this keeps params.yaml and dvc.lock telling the same story. With `keep`, the previous
     text and this process's PID are written there first, for `put_back_params`.
     """
@@ -41,7 +59,10 @@ def override_params(path: Path, overrides: dict[str, Any], keep: Path | None = N
     document = round_trip.load(original)
     for dotted_key, value in overrides.items():
         set_dotted(document, dotted_key, value)
-    parse_params(yaml.safe_load(_dump(round_trip, document)), f"{path} with overrides {overrides}")
+    source = f"{path} with overrides {overrides}"
+    params = parse_params(yaml.safe_load(_dump(round_trip, document)), source)
+    if dataset is not None:
+        check_read_by_the_run(params, dataset, overrides, source)
     if keep is not None:
         _claim(Path(keep), {"pid": os.getpid(), "params_file": str(path.resolve()), "overrides": overrides,
                             "params": original})

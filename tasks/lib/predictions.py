@@ -47,7 +47,7 @@ def save_predictions(path: Path, predicted: np.ndarray, fingerprint: str,
     if probabilities is not None:
         arrays["probabilities"] = probabilities.astype(np.float32)
     with atomic_path(path) as tmp_path, open(tmp_path, "wb") as stream:
-        np.savez(stream, **arrays)
+        np.savez(stream, **arrays)  # type: ignore[arg-type]  # numpy's stub: `allow_pickle` after the files
 
 
 def load_predictions(path: Path, fingerprint: str) -> np.ndarray | None:
@@ -63,5 +63,6 @@ def load_probabilities(path: Path, fingerprint: str) -> np.ndarray | None:
     set or never saved."""
     if not path.exists():
         return None
-    arrays = load_arrays(path, ("test_set_sha256",), optional=("probabilities",))  # none saved before evaluate kept them
+    # no probabilities were saved before evaluate kept them
+    arrays = load_arrays(path, ("test_set_sha256",), optional=("probabilities",))
     return arrays.get("probabilities") if str(arrays["test_set_sha256"]) == fingerprint else None

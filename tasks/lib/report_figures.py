@@ -126,7 +126,8 @@ def _ink_on_white(image: np.ndarray):
 
     pixels = np.clip(255 - np.rint(np.asarray(image, dtype=float) * 255), 0, 255).astype(np.uint8)
     picture = Image.fromarray(pixels)  # 2-D uint8: grayscale ("L")
-    return picture.resize((picture.width * THUMBNAIL_SCALE, picture.height * THUMBNAIL_SCALE), Image.NEAREST)
+    return picture.resize((picture.width * THUMBNAIL_SCALE, picture.height * THUMBNAIL_SCALE),
+                          Image.Resampling.NEAREST)
 
 
 def _pil_png(picture) -> bytes:

@@ -178,7 +178,8 @@ def _drift(drift: DriftReport) -> str:
              f"{row['value']:.4f}", f"{row['threshold']:g}",
              '<span class="fail">drift</span>' if row["drifted"] else '<span class="pass">within</span>']
             for row in drift.measures]
-    table = _table(["split", "statistic", "measure", "value", "threshold", "result"], rows, escaped=True) if rows else ""
+    columns = ["split", "statistic", "measure", "value", "threshold", "result"]
+    table = _table(columns, rows, escaped=True) if rows else ""
     return ('<h2 id="drift">Data drift</h2>'
             f'<p class="{css}" data-drift="{state}">{escape(verdict)}</p><p>{escape(drift.outcome)}</p>'
             f"<p>Images now: {escape(images)}; in the data the champion learned from: {escape(reference)} "
@@ -252,7 +253,8 @@ def _accuracy_chart(history: list, width: int = 640, height: int = 160, margin: 
 
     points = [point(index, run.test_accuracy) for index, run in enumerate(runs)]
     dots = "".join(
-        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{"#17692c" if run.decision.startswith("promoted") else "#888"}">'
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" '
+        f'fill="{"#17692c" if run.decision.startswith("promoted") else "#888"}">'
         f"<title>{escape(run.when)}: {run.test_accuracy:.4f}, {escape(run.decision)}</title></circle>"
         for (x, y), run in zip(points, runs))
     line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)

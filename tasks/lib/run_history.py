@@ -35,16 +35,22 @@ class RunRecord:
     params_changed: dict
 
 
+# A run's message is "; "-separated clauses; the commit holds the first ones in its subject, the rest in its body,
+# a line each (orchestration/commits.py).
+CLAUSE_SEPARATOR = "; "
+
+
 def read_history(root: Path, dataset: str) -> list[RunRecord]:
     """The dataset's runs, newest first: every commit whose message a run wrote for it."""
     paths = DatasetPaths(root, dataset)
-    log = _git(root, "log", "--format=%H%x1f%cI%x1f%s", "--", "dvc.lock",
+    log = _git(root, "log", "--format=%H%x1f%cI%x1f%s%x1f%b%x1e", "--", "dvc.lock",
                str(paths.reports_dir.relative_to(root)))
     params_file = root / PARAMS_FILE
     current = _flatten(yaml.safe_load(params_file.read_text()) if params_file.exists() else {})
     records = []
-    for line in filter(None, log.splitlines()):
-        commit, when, subject = line.split("\x1f")
+    for entry in filter(None, (entry.strip("\n") for entry in log.split("\x1e"))):
+        commit, when, subject, body = entry.split("\x1f")
+        subject = CLAUSE_SEPARATOR.join([subject, *filter(None, body.splitlines())])
         prefix = f"{dataset}: "
         if not subject.startswith(prefix) or ": data " not in subject:
             continue
@@ -66,7 +72,7 @@ def read_history(root: Path, dataset: str) -> list[RunRecord]:
 def _restored(root: Path, commit: str, paths: DatasetPaths) -> tuple[float | None, str | None]:
     """A rollback's champion: its accuracy and model md5, from the promotion.json the rollback wrote."""
     promotion = json.loads(_show(root, commit, str(paths.promotion_file.relative_to(root))) or "{}")
-    gate = next((gate for gate in promotion.get("gates", []) if gate.get("gate") == "rollback"), {})
+    gate: dict = next((gate for gate in promotion.get("gates", []) if gate.get("gate") == "rollback"), {})
     return promotion.get("challenger_accuracy"), gate.get("model_md5")
 
 

@@ -9,8 +9,8 @@ import numpy as np
 
 
 def summarize_predictions(true_labels: np.ndarray, predicted_labels: np.ndarray, class_names: tuple[str, ...]):
-    """Confusion matrix over all the classes of `class_names` (rows: actual, columns: predicted) and a per-class report, even
-    when a class is absent from the test set (its scores are then 0).
+    """Confusion matrix over all the classes of `class_names` (rows: actual, columns: predicted) and a per-class
+    report, even when a class is absent from the test set (its scores are then 0).
 
     Computed with NumPy: the numbers equal scikit-learn's `confusion_matrix` and `classification_report`
     with `zero_division=0` (tests/tasks/test_evaluate.py checks it), without the 0.8 s import of sklearn.

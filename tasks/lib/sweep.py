@@ -16,7 +16,7 @@ from typing import Any
 
 from tasks.common.architectures import ARCHITECTURES
 from tasks.common.config import parse_params
-from tasks.lib.params_edit import set_dotted
+from tasks.lib.params_edit import check_read_by_the_run, set_dotted
 from tasks.common.errors import ConfigError
 
 # What a sweep may vary, and where params.yaml keeps it for one dataset: the architecture, each architecture's
@@ -72,7 +72,8 @@ def check_trials(document: dict, dataset: str, trials: Sequence[Mapping[str, Any
         candidate = copy.deepcopy(document)
         for dotted_key, value in param_overrides(dataset, trial).items():
             set_dotted(candidate, dotted_key, value)
-        parse_params(candidate, f"sweep trial {number} {dict(trial)}").dataset(dataset)
+        source = f"sweep trial {number} {dict(trial)}"
+        check_read_by_the_run(parse_params(candidate, source), dataset, param_overrides(dataset, trial), source)
         checked.append(dict(trial))
     return checked
 
@@ -86,7 +87,7 @@ def rank_trials(results: Sequence[TrialResult]) -> list[TrialResult]:
     """Best first: highest test accuracy, then lowest test loss; failed trials last, in their order."""
     finished = [result for result in results if result.error is None]
     failed = [result for result in results if result.error is not None]
-    return sorted(finished, key=lambda result: (-result.test_accuracy, result.test_loss)) + failed
+    return sorted(finished, key=lambda result: (-(result.test_accuracy or 0.0), result.test_loss or 0.0)) + failed
 
 
 def ranking_table(ranked: Sequence[TrialResult]) -> list[dict[str, Any]]:

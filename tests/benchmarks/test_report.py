@@ -124,9 +124,12 @@ def production_results(local_median=2.5, local_p95=4.0):
     base["production"] = {
         "pickup": {"local": {"runs": 20, "median": 2.4, "p95": 3.1, "median_to_pending": 0.8},
                    "clone": {"runs": 20, "median": 3.4, "p95": 4.2, "median_to_pending": 0.8}},
-        "load": {"postgresql": [{"runs": 40, "per_minute": 30.0, "sustained_per_minute": 32.0}] * 2,
-                 "sqlite": [{"runs": 40, "per_minute": 27.0, "sustained_per_minute": 28.0},
-                            {"runs": 40, "per_minute": 29.0, "sustained_per_minute": 30.0}]},
+        "load": {"postgresql": [{"runs": 40, "per_minute": 30.0, "sustained_per_minute": 32.0, "completed": 40,
+                                 "not_once_running": 0, "server_errors": 0, "first_error": None}] * 2,
+                 "sqlite": [{"runs": 40, "per_minute": 27.0, "sustained_per_minute": 28.0, "completed": 40,
+                             "not_once_running": 0, "server_errors": 3, "first_error": "database is locked"},
+                            {"runs": 40, "per_minute": 29.0, "sustained_per_minute": 30.0, "completed": 39,
+                             "not_once_running": 1, "server_errors": 0, "first_error": None}]},
         "clone": {"rows": [{"seconds": seconds, "data_bytes": 262 * 2**20} for seconds in (3.0, 4.0, 4.7)]},
     }
     return base
@@ -138,6 +141,9 @@ def test_the_pickup_delay_is_held_to_its_goals_and_the_production_figures_are_pr
     assert "target met (2.5 s <= 3 s)" in lines[0] and "to Pending, the worker's polling: 0.90 s" in lines[0]
     assert lines[1] == "15. pickup delay, local mode, p95: target met (4 s <= 5 s)"
     assert "sqlite: 28.0 (batches of 40 runs queued at once: 27.0, 29.0" in lines[5]
+    assert lines[4].endswith("80 of 80 Completed, 0 not Running exactly once; server errors: 0")
+    assert lines[5].endswith("79 of 80 Completed, 1 not Running exactly once; server errors: 3 (first: database is "
+                             "locked)")
     assert lines[6].endswith("(262 MiB under data/, local-folder DVC remote): median 4.0 s (3.0, 4.0, 4.7)")
     missed = verdict_lines(production_results(local_median=3.8, local_p95=5.5))
     assert any(line.endswith("target missed: 3.8 s vs <= 3 s") for line in missed)

@@ -15,9 +15,22 @@ def repo_root(tmp_path):
 
 
 def test_grid_and_list_are_combined_in_order(repo_root):
-    trials = _checked_trials(repo_root, "mnist-sample", {"dense.units": [32, 64]}, [{"threshold": 0.95}])
+    trials = _checked_trials(repo_root, "mnist-sample", {"cnn.dense_units": [32, 64]}, [{"threshold": 0.95}])
 
-    assert trials == [{"dense.units": 32}, {"dense.units": 64}, {"threshold": 0.95}]
+    assert trials == [{"cnn.dense_units": 32}, {"cnn.dense_units": 64}, {"threshold": 0.95}]
+
+
+def test_a_grid_that_varies_an_architecture_the_dataset_does_not_train_is_refused_before_any_trial(repo_root):
+    """mnist-sample trains the CNN (params.yaml): a grid over the dense model's width trained one model N times."""
+    with pytest.raises(ConfigError) as refused:
+        _checked_trials(repo_root, "mnist-sample", {"dense.units": [64, 256]}, None)
+
+    assert str(refused.value) == (
+        "sweep trial 1 {'dense.units': 64}: data.mnist-sample.train.dense.units is a setting of the 'dense' "
+        "architecture, but mnist-sample trains 'cnn', which never reads it; vary a cnn setting (train.cnn.*), or set "
+        "train.model: dense in the same change")
+    assert _checked_trials(repo_root, "mnist-sample", {"model": ["dense"], "dense.units": [64]}, None) == [
+        {"model": "dense", "dense.units": 64}]
 
 
 def test_dataset_without_dvc_stages_is_refused_before_any_work(repo_root):

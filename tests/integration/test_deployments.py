@@ -8,13 +8,16 @@ rejected with the champion unchanged. Everything started here is stopped here.
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
 
+from orchestration.commits import commit_message
 from orchestration.serve import Service, is_running, run_cli
 from tests.integration.repo import copy_repository, run
-from tests.prefect_server import free_port, serving
+from tests.prefect_server import api_client, free_port, serving
 
 # Starts a Prefect server and worker and trains: over a minute, so `make test-slow` runs it (CI runs both).
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -71,9 +74,9 @@ def test_first_run_trains_promotes_and_leaves_dvc_clean(served, first_run):
     assert (served.root / "models/mnist-sample/production/model.keras").is_file()
     assert run(["dvc", "status"], served.root).stdout.strip() == "Data and pipelines are up to date."
     # Every version is a commit: the run committed what it changed, and the message says what happened.
-    assert run(["git", "log", "-1", "--format=%s"], served.root).stdout.strip() == (
+    assert run(["git", "log", "-1", "--format=%B"], served.root).stdout.strip() == "\n\n".join(commit_message(
         f"mnist-sample: started by hand run {flow_run.name} of deployment mnist-sample: data base; promoted: every "
-        "gate passed; no champion yet")
+        "gate passed; no champion yet"))  # a subject line of at most 100 characters, the rest in the body
     assert run(["git", "status", "--porcelain", "--", "dvc.lock", "reports"], served.root).stdout == ""
     remote = served.root / "dvc-storage"  # .dvc/config's default remote: the run pushed the model there
     model_md5 = yaml.safe_load((served.root / "dvc.lock").read_text())["stages"]["train@mnist-sample"]["outs"][0]["md5"]
@@ -94,6 +97,23 @@ def test_second_run_skips_training(served, first_run):
     # A run that skips leaves nothing dirty behind: no history record, no run log in a tracked file (issue 17).
     assert run(["git", "status", "--porcelain"], served.root).stdout == ""
     assert run(["dvc", "status"], served.root).stdout.strip() == "Data and pipelines are up to date."
+
+
+def test_make_deployment_run_prints_the_run_s_states_and_its_result_line(served, first_run):
+    """`make deployment-run` (orchestration/deployment_run.py): one line per state, then the result; `prefect
+    deployment run --watch` printed about 110 raw event lines for one run."""
+    completed = subprocess.run([sys.executable, "-m", "orchestration.deployment_run", "--dataset", "mnist-sample"],
+                               cwd=served.root, env=served.environment(), capture_output=True, text=True, timeout=400)
+
+    lines = completed.stdout.splitlines()
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    run_id = re.fullmatch(r"training-pipeline/mnist-sample: flow run [a-z-]+ \(([0-9a-f-]{36})\)", lines[0]).group(1)
+    with api_client(served) as client:
+        states = sorted(client.read_flow_run_states(run_id), key=lambda state: state.timestamp)
+    assert [line.split(" ", 1)[1] for line in lines[1:-1]] == [state.name for state in states], lines
+    names = [state.name for state in states]
+    assert names[0] == "Scheduled" and "Running" in names and names[-1] == "Completed" and len(lines) < 12
+    assert lines[-1].startswith(f"result: mnist-sample: nothing changed since run ") and "training skipped" in lines[-1]
 
 
 def test_failed_run_names_the_cause_and_the_service_survives(served, first_run):

@@ -40,6 +40,28 @@ def test_a_run_commits_its_datasets_files_and_nothing_the_user_staged(checkout):
     assert git(paths.root, "diff", "--cached", "--name-only").split() == ["notes.txt"]  # still staged, not committed
 
 
+def test_a_long_decision_is_a_subject_line_and_a_body_that_make_history_reads_back_whole(checkout):
+    from orchestration.history import read_history
+
+    paths = checkout
+    paths.reports_dir.mkdir(parents=True)
+    (paths.reports_dir / "metrics.json").write_text('{"test_accuracy": 0.8}\n')
+    gates = [f"recall drop -0.{n:03d} for 'class {n}' (p = 0.0{n}, Holm-adjusted 0.{n}, above the allowed 0.02)"
+             for n in range(1, 20)]
+    message = "shoes: scheduled run cool-cat of deployment shoes: data base; not promoted: " + "; ".join(gates)
+    assert len(message) > 1700  # one such commit subject was about 2,000 characters
+
+    commit_version(paths, message)
+
+    subject = git(paths.root, "log", "-1", "--format=%s").strip()
+    body = git(paths.root, "log", "-1", "--format=%b").strip().splitlines()
+    assert subject == "shoes: scheduled run cool-cat of deployment shoes: data base"
+    assert body[0].startswith("not promoted: recall drop -0.001") and len(body) == 19
+    assert max(len(line) for line in body) <= 100
+    (record,) = read_history(paths.root, "shoes")
+    assert record.decision == "not promoted: " + "; ".join(gates) and record.data_version == "base"
+
+
 def test_nothing_changed_means_no_commit(checkout):
     before = git(checkout.root, "rev-parse", "HEAD")
 

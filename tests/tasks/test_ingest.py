@@ -104,13 +104,15 @@ def test_a_bad_drop_quarantines_each_bad_file_with_its_reason_and_keeps_the_good
     reasons = (paths.quarantine_dir / result.drop / "REASONS.txt").read_text().splitlines()
     assert len(reasons) == 6 and len(result.quarantined) == 4
     assert "train/Sandal/empty.png: the file is empty (0 bytes); expected a PNG or JPEG image" in reasons
-    assert any(line.startswith("train/Sandal/corrupt.png: not an image PIL can read") for line in reasons)
+    (corrupt,) = [line for line in reasons if line.startswith("train/Sandal/corrupt.png: ")]
+    assert corrupt.startswith("train/Sandal/corrupt.png: not an image PIL can read") and "BytesIO" not in corrupt
     assert any(line.startswith("train/Hats/hat.png: unknown class folder 'Hats'") for line in reasons)
     assert any(line.startswith("loose.png: outside the layout") for line in reasons)
     assert result.duplicates == [f"{paths.inbox_dir}/train/Sandal/again.png: duplicate: same pixels as "
                                  f"{good[2].relative_to(paths.inbox_dir).as_posix()} (this drop)"]
     assert result.leakage == [f"{sandal.parent / FOLDERS[base_labels[0]] / 'was-test.png'}: train/test leakage: "
-                              "same pixels as test image 0 of the dataset; an image in both splits would be tested "
+                              "same pixels as test image 0 of the base data (data/raw/shop/t10k-images-idx3-ubyte); "
+                              "an image in both splits would be tested "
                               "on what it learned"]
     assert (paths.quarantine_dir / result.drop / "files" / "train" / "Sandal" / "empty.png").read_bytes() == b""
     assert sorted(path.name for path in paths.inbox_dir.rglob("*")) == [".gitkeep"]  # every file went somewhere
@@ -127,8 +129,23 @@ def test_an_image_already_in_the_dataset_is_counted_not_added_again(shop):
 
     assert result.added == {"train": 0, "test": 0} and len(result.duplicates) == 3
     assert sorted(line.rsplit("same pixels as ", 1)[1] for line in result.duplicates) == [
-        f"train image {row} of the dataset" for row in range(3)]
+        f"train image {row} of the base data (data/raw/shop/train-images-idx3-ubyte)" for row in range(3)]
     assert len(read_split(paths, "train")[0]) == 100
+
+
+def test_a_file_already_taken_in_an_earlier_drop_is_named_by_its_path(shop):
+    paths, dataset, fresh = shop
+    drop(paths, "train", fresh["train"][0][:2], fresh["train"][1][:2])
+    first = ingest_inbox(paths, dataset, NOW, now=1_800_000_000)
+    again = drop(paths, "train", fresh["train"][0][:2], fresh["train"][1][:2], prefix="b")  # the same pixels
+
+    second = ingest_inbox(paths, dataset, NOW, now=1_800_000_100)
+
+    taken = sorted(entry["path"] for entry in read_manifests(paths)[0].files)
+    assert second.added == {"train": 0, "test": 0}
+    assert sorted(line.rsplit("same pixels as ", 1)[1] for line in second.duplicates) == [
+        f"{path} (drop {first.drop})" for path in taken]
+    assert len(again) == 2 and not any(str(path.name) in " ".join(taken) for path in again)
 
 
 def test_files_with_temporary_names_wait_and_files_just_written_are_taken_once_they_settle(shop):

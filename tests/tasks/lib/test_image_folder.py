@@ -104,3 +104,23 @@ def test_a_class_named_like_another_class_index_keeps_its_own_folder(tmp_path):
 
     assert not misplaced
     assert [(image.path.parent.name, image.label) for image in found] == [("1", 0), ("0", 1)]
+
+
+def test_a_class_folder_in_decomposed_unicode_is_its_class(tmp_path):
+    """A zip made on macOS holds folder names in decomposed Unicode (NFD): 'größe' as 'gro\\u0308\\xdfe'. It is the
+    class params.yaml names in composed form (and the other way round); both are compared in NFC."""
+    import unicodedata
+
+    names = ("Schuhe-größe", "Stiefel")
+    train, test = real_fashion_images(20, "train"), real_fashion_images(10, "test")
+    binary = {split: (images[labels < 2], labels[labels < 2]) for split, (images, labels)
+              in (("train", train), ("test", test))}
+    write_image_folder(tmp_path / "zip", binary, [unicodedata.normalize("NFD", name) for name in names])
+    assert (tmp_path / "zip" / "train" / unicodedata.normalize("NFD", names[0])).is_dir()
+
+    files, misplaced = scan_layout(tmp_path / "zip", names)
+    decomposed_params, _ = scan_layout(tmp_path / "zip", tuple(unicodedata.normalize("NFD", n) for n in names))
+
+    assert misplaced == []
+    assert sorted(image.label for image in files) == sorted(binary["train"][1].tolist() + binary["test"][1].tolist())
+    assert len(decomposed_params) == len(files)

@@ -43,7 +43,9 @@ def test_a_32x32_rgb_photo_dark_on_light_is_converted_not_refused(tmp_path):
 @pytest.mark.parametrize("content, says", [
     (b"", "the file is empty (0 bytes); expected a PNG or JPEG image"),
     (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "not an image PIL can read (PNG, JPEG, ...)"),
-    (b"hello", "not an image PIL can read"),
+    # In words: PIL's own message named its buffer, "cannot identify image file <_io.BytesIO object at 0x...>".
+    (b"hello", "not an image PIL can read (PNG, JPEG, ...): its 5 bytes, starting b'hello', are no image format "
+               "PIL knows"),
 ])
 def test_a_file_that_is_not_an_image_is_named_with_what_is_wrong(tmp_path, content, says):
     bad = tmp_path / "bad.png"
@@ -52,7 +54,7 @@ def test_a_file_that_is_not_an_image_is_named_with_what_is_wrong(tmp_path, conte
     with pytest.raises(ImageFileError) as raised:
         to_dataset_pixels(bad)
     assert str(raised.value).startswith(f"{bad}: {says}")
-    assert "\n" not in str(raised.value)
+    assert "\n" not in str(raised.value) and "object at 0x" not in str(raised.value)
 
 
 def test_a_truncated_png_is_named(tmp_path):

@@ -115,3 +115,16 @@ def test_two_processes_export_the_same_weights_as_the_same_bytes(tmp_path):
         subprocess.run([sys.executable, "-c", EXPORT_SCRIPT, str(files[-1])], check=True, cwd=Path(__file__).parents[3],
                        env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True)
     assert files[0].read_bytes() == files[1].read_bytes()
+
+
+def test_the_export_prints_nothing_of_its_own_at_the_stages_log_level(tmp_path):
+    """A training stage printed tf2onnx's FutureWarning and 5 INFO lines (its versions, opset, optimizer passes) with
+    every model: the stage prints its own lines only. Run as the stage runs, with the root logger at INFO."""
+    script = "import logging; logging.basicConfig(level=logging.INFO)\n" + EXPORT_SCRIPT
+    exported = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.onnx")], cwd=Path(__file__).parents[3],
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True, text=True,
+                              timeout=300)
+
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    noise = [line for line in exported.stderr.splitlines() if "tf2onnx" in line or "Warning" in line]
+    assert noise == [], noise

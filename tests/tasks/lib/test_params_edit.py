@@ -27,6 +27,30 @@ def test_override_keeps_comments_and_validates(tmp_path):
     assert document["train"]["epochs"] == 3 and document["data"]["mnist-sample"]["threshold"] == 0.5
 
 
+@pytest.mark.parametrize("overrides, effective", [
+    ({"train.dense.units": 64}, False),  # mnist-sample trains the CNN (params.yaml's train.model)
+    ({"data.mnist-sample.train.dense.units": 64}, False),
+    ({"train.cnn.dense_units": 64}, True),
+    ({"train.model": "dense", "train.dense.units": 64}, True),
+    ({"data.fashion-mnist.train.dense.units": 64}, True),  # not this dataset's: another key's business
+])
+def test_an_override_of_an_architecture_the_dataset_does_not_train_is_refused(tmp_path, overrides, effective):
+    path = tmp_path / "params.yaml"
+    path.write_text((PROJECT_ROOT / "params.yaml").read_text())
+    before = path.read_bytes()
+
+    if effective:
+        override_params(path, overrides, dataset="mnist-sample")
+        assert path.read_bytes() != before
+        return
+    with pytest.raises(ConfigError) as refused:
+        override_params(path, overrides, dataset="mnist-sample")
+    key = next(iter(overrides))
+    assert f"{key} is a setting of the 'dense' architecture, but mnist-sample trains 'cnn'" in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert path.read_bytes() == before
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"train.epochs": 0}, "train.epochs: Input should be greater than or equal to 1"),
     ({"trian.epochs": 3}, "override 'trian.epochs': no key 'trian' in params.yaml"),

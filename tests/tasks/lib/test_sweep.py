@@ -35,7 +35,7 @@ def test_valid_trials_pass_and_the_document_is_left_alone():
     document = project_params_document()
     before = repr(document)
 
-    trials = [{"dense.units": 64}, {"threshold": 0.95, "batch_size": 32}, {"model": "cnn", "cnn.filters": [8, 16]}]
+    trials = [{"cnn.dense_units": 64}, {"threshold": 0.95, "batch_size": 32}, {"model": "dense", "dense.units": 16}]
     assert check_trials(document, "mnist-sample", trials) == trials
     assert repr(document) == before
 
@@ -52,7 +52,7 @@ def test_unknown_key_names_the_trial_and_the_allowed_keys():
     assert "dense.units" in allowed and "cnn.filters" in allowed
     with pytest.raises(ConfigError, match=re.escape(f"sweep trial 2 {{'dropout': 0.2}}: unknown key(s) ['dropout']; "
                                                     f"a sweep may vary {sorted(allowed)}")):
-        check_trials(project_params_document(), "mnist-sample", [{"dense.units": 64}, {"dropout": 0.2}])
+        check_trials(project_params_document(), "mnist-sample", [{"cnn.dense_units": 64}, {"dropout": 0.2}])
 
 
 def test_bad_value_names_the_trial_key_and_value_before_anything_runs():
