@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.measure import PROJECT_ROOT, run_timed
+from benchmarks.measure import run_timed
 
 FASHION = "fashion-mnist"
 LOAD_RUNS = int(os.environ.get("BENCH_LOAD_RUNS", "40"))
@@ -85,21 +85,22 @@ def _database(database: str, postgres) -> Iterator[None]:
 
 
 @contextmanager
-def _server(scratch: Path, name: str) -> Iterator[object]:
+def _server(scratch: Path, name: str) -> Iterator[tuple[object, list[str]]]:
+    """A Prefect server of its own; on the way out, stopped, and the errors its log holds (beyond SQLite's routine
+    ones, orchestration/server_log.py) added to the yielded list: a figure, not a failure."""
     from orchestration.serve import Service, start_server, stop
-    from orchestration.server_log import read_service_errors
+    from orchestration.server_log import database_kind, read_service_errors
     from tests.prefect_server import free_port
 
     service = Service(home=scratch / name, root=scratch, port=free_port())
+    errors: list[str] = []
     start_server(service)
     try:
-        yield service
+        yield service, errors
     finally:
         stop(service)
-    database = "postgresql" if os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL") else "sqlite"
-    errors = read_service_errors(service.log_file("server"), database=database)
-    if errors:
-        raise RuntimeError(f"the {name} server logged {len(errors)} error(s): {errors[0].summary()}")
+        errors += [error.summary() for error in read_service_errors(
+            service.log_file("server"), database=database_kind(service.environment()))]
 
 
 def load_figures(scratch: Path, log) -> dict:
@@ -113,18 +114,21 @@ def load_figures(scratch: Path, log) -> dict:
         for batch in range(1, LOAD_BATCHES + 1):
             for database in figures:
                 name = f"load-{database}-{batch}"
-                with _database(database, postgres), _server(scratch, name) as service:
+                with _database(database, postgres), _server(scratch, name) as (service, errors):
                     deploy_noop(service)
                     with workers(service, scratch / f"{name}-workers", count=2, limit=4):
                         load = run_at_once(service, LOAD_RUNS)
-                if load.states != ["Completed"] * LOAD_RUNS or load.running_counts != [1] * LOAD_RUNS:
-                    raise RuntimeError(f"{name}: states {sorted(set(load.states))}, Running states per run "
-                                       f"{sorted(set(load.running_counts))}")
-                figures[database].append({"runs": LOAD_RUNS, "seconds": load.seconds,
-                                          "per_minute": load.runs_per_minute,
-                                          "sustained_per_minute": load.sustained_per_minute(skip=5)})
+                figures[database].append({
+                    "runs": LOAD_RUNS, "seconds": load.seconds, "per_minute": load.runs_per_minute,
+                    "sustained_per_minute": load.sustained_per_minute(skip=5),
+                    "completed": load.states.count("Completed"),
+                    "not_once_running": sum(count != 1 for count in load.running_counts),
+                    "server_errors": len(errors), "first_error": errors[0] if errors else None})
+                sustained = figures[database][-1]["sustained_per_minute"]
                 log(f"15: {LOAD_RUNS} no-op runs, 2 workers, {database}: {load.seconds:.1f} s "
-                    f"({load.runs_per_minute:.1f} runs/min; sustained {figures[database][-1]['sustained_per_minute']:.1f})")
+                    f"({load.runs_per_minute:.1f} runs/min; sustained {sustained:.1f}); "
+                    f"{load.states.count('Completed')} Completed; {len(errors)} server error(s)"
+                    + (f", first: {errors[0]}" if errors else ""))
     finally:
         postgres.stop()
     return figures
@@ -142,7 +146,7 @@ def pickup_figures(scratch: Path, workspace: Path, log) -> dict:
     for mode, git_remote in (("local", None), ("clone", f"file://{remote}")):
         worker_root = scratch / f"pickup-{mode}"
         worker_root.mkdir()
-        with _server(scratch, f"pickup-{mode}-server") as service:
+        with _server(scratch, f"pickup-{mode}-server") as (service, _):
             deploy_noop(service, git_remote, branch)
             with workers(service, worker_root, count=1, limit=1, cwd=worker_root):
                 figures[mode] = pickup_summary(pickup_seconds(service, DEPLOYMENT))

@@ -45,6 +45,8 @@ def verdict_lines(results: dict) -> list[str]:
         lines += cnn_verdict_lines(results["cnn"])
     if "production" in results:
         lines += production_verdict_lines(served["pickup"], results["production"])
+    elif "production_error" in results:
+        lines.append(f"15. production figures: not measured: {results['production_error']}")
     return lines
 
 
@@ -56,13 +58,20 @@ def production_verdict_lines(local: dict, production: dict) -> list[str]:
              verdict("15. pickup delay, local mode, p95", local["p95"], 5, unit=" s")]
     for mode, figures in production["pickup"].items():
         lines.append(f"15. pickup delay of the no-op deployment, {mode} mode ({figures['runs']} runs): median "
-                     f"{figures['median']:.2f} s, p95 {figures['p95']:.2f} s, to Pending {figures['median_to_pending']:.2f} s")
+                     f"{figures['median']:.2f} s, p95 {figures['p95']:.2f} s, "
+                     f"to Pending {figures['median_to_pending']:.2f} s")
     for database, batches in production["load"].items():
         rates = ", ".join(f"{batch['per_minute']:.1f}" for batch in batches)
+        runs = sum(batch["runs"] for batch in batches)
+        errors = [batch["first_error"] for batch in batches if batch["first_error"]]
         lines.append(f"15. no-op deployment runs per minute, 2 workers (--limit 4), {database}: "
                      f"{median([batch['per_minute'] for batch in batches]):.1f} (batches of {batches[0]['runs']} runs "
                      f"queued at once: {rates}; sustained, first and last 5 ends left out: "
-                     f"{median([batch['sustained_per_minute'] for batch in batches]):.1f})")
+                     f"{median([batch['sustained_per_minute'] for batch in batches]):.1f}); "
+                     f"{sum(batch['completed'] for batch in batches)} of {runs} Completed, "
+                     f"{sum(batch['not_once_running'] for batch in batches)} not Running exactly once; "
+                     f"server errors: {sum(batch['server_errors'] for batch in batches)}"
+                     + (f" (first: {errors[0]})" if errors else ""))
     clone = production["clone"]["rows"]
     seconds = [row["seconds"] for row in clone]
     lines.append(f"15. a remote worker's clone plus dvc pull of Fashion-MNIST ({clone[0]['data_bytes'] / 2**20:.0f} "
