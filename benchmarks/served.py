@@ -24,7 +24,7 @@ DROP_IMAGES = 1000
 
 def served_figures(scratch: Path, log) -> dict:
     from benchmarks.measure import copy_workspace, run_timed
-    from benchmarks.production import PICKUP_RUNS, pickup_seconds, pickup_summary
+    from benchmarks.pickup import PICKUP_RUNS, pickup_seconds, pickup_summary
     from orchestration.serve import Service, run_cli, serve, stop
     from tests.prefect_server import free_port
 
@@ -60,7 +60,7 @@ def local_pickup(scratch: Path, log) -> dict:
     """Target 15 alone (`make bench-production`): the served training deployment's pickup delay in local mode, after
     a first run that trains the champion."""
     from benchmarks.measure import copy_workspace
-    from benchmarks.production import PICKUP_RUNS, pickup_seconds, pickup_summary
+    from benchmarks.pickup import PICKUP_RUNS, pickup_seconds, pickup_summary
     from orchestration.serve import Service, run_cli, serve, stop
     from tests.prefect_server import free_port
 
