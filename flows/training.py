@@ -28,12 +28,11 @@ from orchestration.remote import prepare as prepare_remote_run
 from orchestration.runs import read_last_run, write_last_run
 from orchestration.serve import terminal_api
 from flows.stages import download, drift, evaluate, ingest, normalize, promote, report, train, validate
-from orchestration.versioning import changed_stages, record_outputs
+from orchestration.versioning import changed_stages, pipeline_held, record_outputs
 from tasks.check_params import link_sources, write_marker
 from tasks.common.config import DatasetName, Params, load_params
 from tasks.lib.params_edit import override_params, put_back_params
 from tasks.common.errors import DriftBlockedError, PipelineError, StageFailedError, StageInterrupted
-from tasks.common.lock import pipeline_lock
 from tasks.lib.outputs import Evaluation, PromotionDecision
 from tasks.common.paths import PARAMS_BEFORE_OVERRIDES_FILE, PARAMS_CHECK_FILE, PARAMS_FILE, STAGES, DatasetPaths
 
@@ -83,7 +82,7 @@ def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> P
     from prefect.runtime import deployment
 
     wait_seconds = DEPLOYMENT_LOCK_WAIT_SECONDS if deployment.id else 0
-    with pipeline_lock(paths.lock_file, f"flow {FLOW_NAME}", wait_seconds):
+    with pipeline_held(paths, f"flow {FLOW_NAME}", wait_seconds):
         return _run_locked(paths, dataset_params, params, force)
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
 
-from tasks.common.paths import PARAMS_CHECK_STAGE, STAGES
+from tasks.common.errors import PipelineLockedError
+from tasks.common.lock import pipeline_lock
+from tasks.common.paths import PARAMS_CHECK_STAGE, STAGES, DatasetPaths
 
 logger = logging.getLogger(__name__)
 
@@ -16,6 +21,51 @@ logger = logging.getLogger(__name__)
 def stage_targets(dataset: str) -> list[str]:
     """The dataset's stages as DVC names them (`train@fashion-mnist`)."""
     return [f"{stage}@{dataset}" for stage in STAGES]
+
+
+@contextlib.contextmanager
+def pipeline_held(paths: DatasetPaths, holder: str, wait_seconds: float = 0) -> Iterator[None]:
+    """What a flow run holds while it runs: the dataset's pipeline lock (a stage command, what `dvc repro` runs, is
+    refused; tasks/common/lock.py), then DVC's lock on every output of the dataset's stages (any other DVC command
+    that would change one is refused before it touches it). Each waits up to `wait_seconds` for its holder."""
+    with pipeline_lock(paths.lock_file, holder, wait_seconds), outputs_held(paths.root, paths.dataset, wait_seconds):
+        yield
+
+
+@contextlib.contextmanager
+def outputs_held(root: Path, dataset: str, wait_seconds: float = 0) -> Iterator[list[str]]:
+    """While the block runs, DVC's own per-output lock (`.dvc/tmp/rwlock`) records every output of the dataset's
+    stages as being written by this process, so any other DVC command that would change one (`dvc repro`,
+    `checkout`, `commit`, `pull`) is refused by DVC itself before it removes or touches anything ("... is busy, it is
+    being blocked by"). This process's own DVC calls still pass: DVC skips an entry whose pid and command are the
+    caller's own. An entry left by a killed process is dropped by the next DVC command (DVC checks the pid).
+
+    A DVC command already writing one of them (a `dvc repro` stage between its command and its commit) is waited
+    for up to `wait_seconds`, then PipelineLockedError names it. Yields the outputs held."""
+    from dvc.lock import LockError
+    from dvc.repo import Repo
+    from dvc.rwlock import rwlock
+
+    with contextlib.chdir(root), Repo(str(root)) as repo:
+        outputs = sorted({str(out.fs_path) for target in stage_targets(dataset)
+                          for stage in repo.stage.collect(target) for out in stage.outs})
+        tmp_dir, fs, hardlink = repo.tmp_dir, repo.fs, repo.config["core"].get("hardlink_lock", False)
+    # The command DVC's own decorator records for this process (dvc/stage/decorators.py), so they match.
+    command = " ".join(sys.argv)
+    deadline = time.monotonic() + wait_seconds
+    with contextlib.ExitStack() as stack:
+        while True:
+            try:
+                stack.enter_context(rwlock(tmp_dir, fs, command, [], outputs, hardlink))
+                break
+            except LockError as error:
+                if time.monotonic() >= deadline:
+                    lines = str(error).split("\n\n")[0].splitlines()  # "'<path>' is busy, ...", "  (PID n): cmd"...
+                    holders = ", ".join(dict.fromkeys(line.strip() for line in lines[1:]))
+                    raise PipelineLockedError(f"{dataset}: a DVC command is writing the outputs ({lines[0]} "
+                                              f"{holders}); wait for it to finish, then run again") from None
+                time.sleep(0.5)
+        yield outputs
 
 
 def changed_stages(root: Path, dataset: str) -> list[str]:

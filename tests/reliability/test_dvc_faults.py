@@ -15,6 +15,8 @@ import sys
 import pytest
 import yaml
 
+from orchestration.versioning import outputs_held
+from tasks.common.errors import PipelineLockedError
 from tasks.lib import idx
 from tasks.lib.mnist_sample import build_mnist_sample
 from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths
@@ -28,6 +30,17 @@ HOLD_THE_LOCK = """
 import sys, time
 from tasks.common.lock import pipeline_lock
 with pipeline_lock(sys.argv[1], "flow training-pipeline"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+# What a flow run holds while it runs (flows/training.py), held by a process of its own.
+HOLD_WHAT_A_FLOW_HOLDS = """
+import sys, time
+from pathlib import Path
+from orchestration.versioning import pipeline_held
+from tasks.common.paths import DatasetPaths
+with pipeline_held(DatasetPaths(Path.cwd(), "custom"), "flow training-pipeline"):
     print("held", flush=True)
     time.sleep(120)
 """
@@ -134,6 +147,39 @@ def test_stage_refused_while_a_run_holds_the_lock_then_runs_once_the_holder_is_k
     after_kill = run([sys.executable, "-m", "tasks.normalize", "custom"], repo)
 
     assert f"the run that held this lock was killed (flow training-pipeline, pid {holder.pid}" in after_kill.stderr
+    assert outputs(repo) == before
+
+
+def test_a_dvc_command_during_a_flow_run_is_refused_before_it_touches_the_outputs(repo):
+    """Issue 27 item 4: `dvc repro --force --single-item train@...` during a deployment run was refused by the stage
+    command (the pipeline lock), after DVC had removed model.keras, model.onnx, training.json and the history."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WHAT_A_FLOW_HOLDS], cwd=repo, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = outputs(repo)
+
+        refused = [run(command, repo, check=False) for command in (
+            ["dvc", "repro", "--force", "--single-item", "train@custom"], ["dvc", "commit", "--force", "train@custom"])]
+
+        assert outputs(repo) == before
+        assert [completed.returncode != 0 for completed in refused] == [True, True], refused
+        for completed in refused:
+            assert "is busy, it is being blocked by" in completed.stderr, completed.stderr
+            assert f"(PID {holder.pid})" in completed.stderr, completed.stderr
+        # A second flow run (a terminal one does not wait) is refused in one line that names the holder.
+        with pytest.raises(PipelineLockedError) as second:
+            with outputs_held(repo, "custom"):
+                pass
+        assert "\n" not in str(second.value)
+        assert str(second.value).startswith("custom: a DVC command is writing the outputs ('"), second.value
+        assert f"(PID {holder.pid}): -c" in str(second.value)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+
+    # Its holder killed, DVC drops the entry (it checks the pid) and the command runs.
+    assert run(["dvc", "commit", "--force", "train@custom"], repo).returncode == 0
     assert outputs(repo) == before
 
 
