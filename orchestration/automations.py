@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import cast
 from pathlib import Path
 from uuid import UUID
@@ -29,32 +30,54 @@ BLOCK_VARIABLE = "PIPELINE_NOTIFY_BLOCK"
 
 
 def notification_block(environment: Mapping[str, str]):
-    """The notification block the environment asks for, or None (a Slack webhook wins over a plain one)."""
-    from prefect.blocks.notifications import CustomWebhookNotificationBlock, SlackWebhook
+    """The notification block the environment asks for, or None (a Slack webhook wins over a plain one).
+
+    A plain webhook gets Prefect's Webhook block, which the automation calls with a JSON payload of its own
+    (`webhook_payload`): the subject, the body and the flow run's id as an idempotency key. Its headers are fixed
+    when the block is saved, so the key cannot go in a header too."""
+    from prefect.blocks.notifications import SlackWebhook
+    from prefect.blocks.webhook import Webhook
+    from prefect.types import SecretDict
     from pydantic import SecretStr
 
     if environment.get(SLACK_VARIABLE):
         return SlackWebhook(url=SecretStr(environment[SLACK_VARIABLE]))
     if environment.get(WEBHOOK_VARIABLE):
-        return CustomWebhookNotificationBlock(name=NOTIFY_BLOCK, url=environment[WEBHOOK_VARIABLE],
-                                              json_data={"subject": "{{subject}}", "body": "{{body}}"},
-                                              headers=None, cookies=None)
+        # A team's own receiver often has a private address: the operator set it, as before this block.
+        return Webhook(method="POST", url=SecretStr(environment[WEBHOOK_VARIABLE]),
+                       headers=SecretDict({"Content-Type": "application/json"}), allow_private_urls=True)
     return None
 
 
-def read_automations(path: Path, block_id: UUID | None) -> list:
-    """automations.yaml as Prefect's AutomationCore objects, every send-notification action sent to `block_id`;
+def webhook_payload(subject: str, body: str) -> str:
+    """The call-webhook payload for a send-notification action's subject and body (Prefect's Jinja templates): one
+    JSON object with `idempotency_key` (the flow run's id: a receiver that sees a key twice has a duplicate),
+    `subject` and `body`, each rendered and quoted as JSON."""
+    return ('{"idempotency_key": "{{ flow_run.id }}", "subject": {% filter tojson %}' + subject.strip()
+            + '{% endfilter %}, "body": {% filter tojson %}' + body.rstrip() + '{% endfilter %}}')
+
+
+def read_automations(path: Path, block_id: UUID | None, webhook: bool = False) -> list:
+    """automations.yaml as Prefect's AutomationCore objects, every send-notification action sent to `block_id`
+    (with `webhook`, a Webhook block: each becomes a call-webhook action whose payload carries the idempotency key);
     without a block, those that send a notification are left out."""
     from prefect.events.schemas.automations import AutomationCore
+
+    def sent_to_block(action: dict) -> dict:
+        if action["type"] != "send-notification":
+            return action
+        if webhook:
+            return {"type": "call-webhook", "block_document_id": str(block_id),
+                    "payload": webhook_payload(action["subject"], action["body"])}
+        return {**action, "block_document_id": str(block_id)}
 
     automations = []
     for spec in yaml.safe_load(Path(path).read_text(encoding="utf-8"))["automations"]:
         notifies = any(action["type"] == "send-notification" for action in spec["actions"])
         if notifies and block_id is None:
             continue
-        actions = [{**action, "block_document_id": str(block_id)} if action["type"] == "send-notification"
-                   else action for action in spec["actions"]]
-        automations.append(AutomationCore.model_validate({**spec, "actions": actions}))
+        automations.append(AutomationCore.model_validate(
+            {**spec, "actions": [sent_to_block(action) for action in spec["actions"]]}))
     return automations
 
 
@@ -79,7 +102,8 @@ def apply_automations(api_url: str, root: Path, environment: Mapping[str, str]) 
             block_id = block.save(NOTIFY_BLOCK, overwrite=True)
         names = []
         with get_client(sync_client=True) as client:
-            for automation in read_automations(Path(root) / AUTOMATIONS_FILE, block_id):
+            webhook = type(block).__name__ == "Webhook"
+            for automation in read_automations(Path(root) / AUTOMATIONS_FILE, block_id, webhook):
                 existing = client.read_automations_by_name(automation.name)
                 if existing:
                     client.update_automation(existing[0].id, automation)
@@ -91,3 +115,51 @@ def apply_automations(api_url: str, root: Path, environment: Mapping[str, str]) 
     logger.info("automations: %s%s", ", ".join(names),
                 f" (notifications through the {type(block).__name__} block)" if notifying else "")
     return names
+
+
+def notifying_automations(root: Path) -> list[str]:
+    """The names of automations.yaml's automations that send a notification."""
+    specs = yaml.safe_load((Path(root) / AUTOMATIONS_FILE).read_text(encoding="utf-8"))["automations"]
+    return [spec["name"] for spec in specs if any(action["type"] == "send-notification" for action in spec["actions"])]
+
+
+def duplicate_notifications(client, root: Path, since: datetime) -> list[str]:
+    """Every flow run that was notified more than once since `since`, one line each, read from the events Prefect
+    records for each action it carried out (`prefect.automation.action.executed`, related to the event that
+    triggered it: the run's Failed or Crashed). A receiver sees the same `idempotency_key` in each of them."""
+    from prefect.events.filters import (EventFilter, EventIDFilter, EventNameFilter, EventOccurredFilter,
+                                        EventResourceFilter)
+    from prefect.events.schemas.events import ResourceSpecification
+
+    names = notifying_automations(root)
+    if not names:
+        return []
+    sent = _all_events(client, EventFilter(
+        occurred=EventOccurredFilter.model_validate({"since": since}),
+        event=EventNameFilter(name=["prefect.automation.action.executed"]),
+        resource=EventResourceFilter(labels=ResourceSpecification({"prefect.resource.name": names}))))
+    triggering = [UUID(resource.id.removeprefix("prefect.event."))
+                  for event in sorted(sent, key=lambda event: event.occurred) for resource in event.related
+                  if resource.role == "triggering-event"]
+    if not triggering:
+        return []
+    earlier = EventOccurredFilter.model_validate({"since": since - timedelta(hours=1)})  # what triggered the first
+    runs = {event.id: event.resource for event in _all_events(
+        client, EventFilter(occurred=earlier, id=EventIDFilter(id=sorted(set(triggering)))))}
+    notified: dict[str, list[str]] = {}
+    for event_id in triggering:
+        run = runs.get(event_id)
+        if run is not None:
+            notified.setdefault(f"{run.name} ({run.id.removeprefix('prefect.flow-run.')})", []).append(
+                run.get("prefect.state-name", "?"))
+    return [f"flow run {run}: notified {len(states)} times ({', '.join(states)})"
+            for run, states in sorted(notified.items()) if len(states) > 1]
+
+
+def _all_events(client, event_filter) -> list:
+    page = client.read_events(filter=event_filter, limit=50)  # the most the API gives a page
+    events = list(page.events)
+    while page.next_page:
+        page = client.read_events_page(page.next_page)
+        events += page.events
+    return events

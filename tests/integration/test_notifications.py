@@ -10,10 +10,12 @@ import sys
 import time
 
 import pytest
+from prefect.states import Crashed
 
 from orchestration.automations import NOTIFY_BLOCK, WEBHOOK_VARIABLE
 from orchestration.serve import Service, run_cli
-from tests.prefect_server import served_mnist_sample
+from orchestration.status import read_status, render
+from tests.prefect_server import api_client, served_mnist_sample
 from tests.webhook import Receiver, hook_url, receiver  # noqa: F401 (a fixture)
 
 # Starts a Prefect server and worker and trains: over a minute, so `make test-slow` runs it (CI runs both).
@@ -53,7 +55,8 @@ def test_a_failed_deployment_run_sends_one_notification_naming_deployment_datase
 
     output = run_cli(service, "deployment", "run", DEPLOYMENT, "--params", overrides, "--watch",
                      "--watch-timeout", "300", check=False).stdout
-    flow_run_name = flow_run_named(service, re.search(r"UUID: ([0-9a-f-]{36})", output).group(1))
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", output).group(1)
+    flow_run_name = flow_run_named(service, flow_run_id)
     deadline = time.monotonic() + 90
     while not Receiver.received and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -68,6 +71,30 @@ def test_a_failed_deployment_run_sends_one_notification_naming_deployment_datase
     assert "Deployment: mnist-sample" in body and "Dataset: mnist-sample" in body
     assert f"Flow run: {flow_run_name}, Failed" in body
     assert "Error: stage 'validate' failed: DataValidationError: " in body, body
+    # Issue 27 item 5: the receiver can tell a duplicate by its key, the flow run's id.
+    assert notification["body"]["idempotency_key"] == flow_run_id
+    assert read_status(service).duplicates == ()
+
+    # A second notification for the same run (its state forced from Failed to Crashed, as a second firing of the
+    # automation would send): the receiver sees the same key twice, and `make status` names the run.
+    with api_client(service) as client:
+        client.set_flow_run_state(flow_run_id, Crashed(message="forced by the test"), force=True)
+    deadline = time.monotonic() + 90
+    while len(Receiver.received) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [message["body"]["idempotency_key"] for message in Receiver.received] == [flow_run_id, flow_run_id]
+    status = wait_for_duplicates(service)
+    assert status.duplicates == (f"flow run {flow_run_name} ({flow_run_id}): notified 2 times (Failed, Crashed)",)
+    assert "1 run(s) notified more than once" in status.problems
+    assert f"  flow run {flow_run_name} ({flow_run_id}): notified 2 times" in render(status)
+
+
+def wait_for_duplicates(service: Service, seconds: float = 30):
+    """`make status` once it sees a duplicate (Prefect records an action's event just after carrying it out)."""
+    deadline = time.monotonic() + seconds
+    while not (status := read_status(service)).duplicates and time.monotonic() < deadline:
+        time.sleep(1)
+    return status
 
 
 def test_a_failed_run_outside_any_deployment_sends_nothing(served, receiver):
@@ -104,15 +131,15 @@ def test_serving_again_updates_the_automation_in_place(served):
     again = subprocess.run(
         [sys.executable, "-c", "import json, os, sys; from pathlib import Path; "
          "from orchestration.automations import apply_automations; "
-         "from prefect.blocks.notifications import CustomWebhookNotificationBlock; "
+         "from prefect.blocks.webhook import Webhook; "
          "names = apply_automations(sys.argv[1], Path(sys.argv[2]), os.environ); "
-         f"print(json.dumps([names, CustomWebhookNotificationBlock.load({NOTIFY_BLOCK!r}).url]))",
+         f"print(json.dumps([names, Webhook.load({NOTIFY_BLOCK!r}).url.get_secret_value()]))",
          service.api_url, str(service.root)],
         env={**os.environ, WEBHOOK_VARIABLE: url, "PREFECT_API_URL": service.api_url, "PREFECT_HOME": str(service.home)},
         capture_output=True, text=True, timeout=120, check=True)
 
     (after,) = automations_named(service, AUTOMATION)
     assert json.loads(again.stdout.splitlines()[-1]) == [[HEARTBEATS, AUTOMATION], url]  # the block holds the address
-    assert after.id == before.id and after.actions[0].type == "send-notification"
+    assert after.id == before.id and after.actions[0].type == "call-webhook"
     logs = "".join(path.read_text() for path in (service.home / "logs").glob("*.log"))
     assert url not in logs + again.stderr  # the webhook address is a secret of the environment: not in the logs
