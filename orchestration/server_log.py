@@ -26,6 +26,9 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 # every retry and is set aside: an event the automations never saw. An error here, whatever its level.
 LOST_MESSAGE = re.compile(r"Message failed after \d+ retries and will be moved to the dead letter queue"
                           r"|Subscription queue is full, dropping message")
+# Logged at WARNING when an automation's action failed: a notification that was not sent, or the heartbeat
+# automation acting on a run already Completed ("Run is already in terminal state", issue 27 item 7). An error here.
+ACTION_FAILED = re.compile(r"Action failed: ")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class LogRecord:
     @property
     def is_error(self) -> bool:
         return (self.level in ERROR_LEVELS or LOST_MESSAGE.match(self.message) is not None
+                or ACTION_FAILED.match(self.message) is not None
                 or any(_unframed(line).endswith(TRACEBACK) for line in self.details))
 
     @property

@@ -203,6 +203,18 @@ def test_a_retried_queue_message_is_allowed_but_one_set_aside_is_an_error_though
     assert len(service_errors(text + queue_full)) == 1
 
 
+def test_an_automation_action_that_failed_is_an_error_though_logged_as_a_warning():
+    """Issue 27 item 7: the heartbeat automation acting on a finished run logged this at WARNING, and `make status`
+    said nothing."""
+    acted_on_a_finished_run = ("2026-12-03 10:09:30.412 | WARNING | prefect.server.events.actions - Action failed: "
+                               "'Failed to set state: Run is already in terminal state COMPLETED.'\n")
+
+    (error,) = service_errors(CLEAN + acted_on_a_finished_run, database="postgresql")
+
+    assert error.message == "Action failed: 'Failed to set state: Run is already in terminal state COMPLETED.'"
+    assert service_errors(CLEAN, database="postgresql") == []
+
+
 def test_on_postgresql_nothing_is_routine():
     """Every routine entry comes from SQLite's single writer: with the server on PostgreSQL each error counts."""
     from orchestration.server_log import database_kind
