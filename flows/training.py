@@ -27,6 +27,7 @@ from orchestration.remote import is_remote_run
 from orchestration.remote import prepare as prepare_remote_run
 from orchestration.runs import read_last_run, write_last_run
 from orchestration.serve import terminal_api
+from orchestration.service import detach_from_worker
 from flows.stages import download, drift, evaluate, ingest, normalize, promote, report, train, validate
 from orchestration.versioning import changed_stages, pipeline_held, record_outputs
 from tasks.check_params import link_sources, write_marker
@@ -64,6 +65,10 @@ def training_pipeline(dataset: DatasetName = "fashion-mnist", params_file: str =
     `make serve` if this one is killed (tasks/lib/params_edit.py). `force` retrains even when nothing changed.
     `root` is the repository root (default: the current directory).
     """
+    from prefect.runtime import deployment
+
+    if deployment.id and (output := detach_from_worker()):  # a run that outlives a killed worker
+        get_run_logger().info("this run's output goes to %s", output)
     repo_root = Path(root).resolve() if root else Path.cwd()
     params_path, keep = repo_root / params_file, repo_root / PARAMS_BEFORE_OVERRIDES_FILE
     put_back_params(params_path, keep)  # the overrides of a run that was killed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from orchestration.automations import apply_automations
 from orchestration.deployments import (PROCESS_POOL, WORK_POOL, Applied, apply_deployments, check_schedules,
                                        clone_pool)
 from orchestration.server_log import DATE_FORMAT
-from orchestration.service import DEFAULT_PORT, WORKER_POLLING, Service, is_running
+from orchestration.service import DEFAULT_PORT, WORKER_POLLING, WORKER_RESTART_SECONDS, Service, is_running
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import PARAMS_BEFORE_OVERRIDES_FILE, PARAMS_FILE
@@ -69,6 +70,17 @@ def check_auth(host: str, environment: Mapping[str, str]) -> None:
 def prefect_command(*arguments: str) -> list[str]:
     """The prefect CLI of this interpreter's environment."""
     return [str(Path(sys.executable).with_name("prefect")), *arguments]
+
+
+def worker_command(restart_seconds: float = WORKER_RESTART_SECONDS) -> list[str]:
+    """`prefect worker start` in a shell loop that starts it again `restart_seconds` after it exits, however it
+    exits (`kill -9`, out of memory), so the worker is back in seconds without anyone typing a command. Prefect has
+    no such mechanism and these machines no systemd, so it is this loop, not more code of ours; where systemd runs,
+    a unit with `Restart=always` does the same. A run in progress lives on meanwhile (flows/training.py takes its
+    output off the worker's pipe). `make stop` ends the loop with the worker: they are one process group."""
+    worker = shlex.join(prefect_command("worker", "start", "--pool", WORK_POOL))
+    return ["sh", "-c", f'while :; do {worker}; echo "the worker exited ($?); starting it again in '
+                        f'{restart_seconds:g} s"; sleep {restart_seconds:g}; done']
 
 
 def start_process(service: Service, name: str, command: list[str], environment: dict[str, str],
@@ -152,8 +164,7 @@ def serve(service: Service) -> tuple[list[str], Applied]:
     applied = apply_deployments(service.api_url, service.root, params, pool)
     apply_automations(service.api_url, service.root, service.environment())  # by name: never duplicated
     if not is_running(service, "worker"):
-        start_process(service, "worker", prefect_command("worker", "start", "--pool", WORK_POOL),
-                      {**service.environment(), **WORKER_POLLING})
+        start_process(service, "worker", worker_command(), {**service.environment(), **WORKER_POLLING})
         started.append("worker")
     return started, applied
 
@@ -269,9 +280,10 @@ def _stop_one(service: Service, name: str, timeout_seconds: float = 20) -> bool:
     pid = int(pid_file.read_text())
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_seconds
-    while time.monotonic() < deadline and _alive(pid):
+    # The whole group: the worker's loop ends at once, the worker it runs shuts down after it.
+    while time.monotonic() < deadline and (_alive(pid) or _group_alive(pid)):
         time.sleep(0.2)
-    if _alive(pid):
+    if _alive(pid) or _group_alive(pid):
         _signal_group(pid, signal.SIGKILL)
     pid_file.unlink()
     return True
@@ -294,6 +306,25 @@ def _signal_group(pid: int, signal_number: int) -> None:
         os.killpg(pid, signal_number)
     except ProcessLookupError:
         pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (a zombie, which its parent has yet to reap, does not)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+    for entry in proc.iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split() if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if fields and int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def _alive(pid: int) -> bool:

@@ -6,6 +6,8 @@ Shared by `make serve`/`make stop` (serve.py) and `make status` (status.py), whi
 from __future__ import annotations
 
 import os
+import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,8 @@ HEARTBEAT_SECONDS = 30
 # How often a worker asks the server for runs to start (Prefect's default: 10 s, most of a no-op run's 17 s from its
 # creation to its end). One query a second per worker; the pickup delay is measured in `make bench`.
 WORKER_POLLING = {"PREFECT_WORKER_QUERY_SECONDS": "1"}
+# `make serve` starts the worker again this long after it exits, however it exits (serve.py, worker_command).
+WORKER_RESTART_SECONDS = 2
 
 
 @dataclass(frozen=True)
@@ -49,3 +53,28 @@ def is_running(service: Service, name: str) -> bool:
         return True
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return False
+
+
+def detach_from_worker() -> Path | None:
+    """In a flow run that a worker started: point this process's output (stdout and stderr) at the worker's own
+    output, its log file or its terminal, instead of the pipe the worker reads and copies there. A write to a pipe
+    nobody reads fails, so a worker killed mid-run took its run down with it (BrokenPipeError in training, issue 27
+    item 2); the file or terminal outlives the worker. Only when this process's output is pipes and the worker's is
+    a file or a terminal (Linux's /proc tells); otherwise (a container's output, a run in a terminal) nothing
+    changes. Returns where the output now goes, or None."""
+    if not all(stat.S_ISFIFO(os.fstat(descriptor).st_mode) for descriptor in (1, 2)):
+        return None
+    try:
+        worker_output = Path(os.readlink(f"/proc/{os.getppid()}/fd/1"))
+        mode = worker_output.stat().st_mode
+    except OSError:  # not Linux, or the worker is gone already
+        return None
+    if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+        return None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    descriptor = os.open(worker_output, os.O_WRONLY | os.O_APPEND)
+    for standard in (1, 2):
+        os.dup2(descriptor, standard)
+    os.close(descriptor)
+    return worker_output

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks.common.errors import PipelineLockedError
+from tasks.common.errors import PipelineError, PipelineLockedError
 from tasks.common.lock import pipeline_lock
 from tasks.common.paths import PARAMS_CHECK_STAGE, STAGES, DatasetPaths
 
@@ -82,18 +82,61 @@ def changed_stages(root: Path, dataset: str) -> list[str]:
     return sorted(name for name in changed if name != PARAMS_CHECK_STAGE)
 
 
+class OutputsNotRecordedError(PipelineError):
+    """DVC could not record a run's outputs (its cache not writable, a full disk); the workspace was put back."""
+
+
 def record_outputs(root: Path, dataset: str, stages: tuple[str, ...] = STAGES) -> list[str]:
-    """`dvc commit` the dataset's `stages` (all by default): hash their outputs into DVC's cache, update dvc.lock."""
+    """`dvc commit` the dataset's `stages` (all by default): hash their outputs into DVC's cache, update dvc.lock.
+
+    When DVC cannot (its cache not writable, a full disk), the workspace is put back as the last recorded run left
+    it (`restore_recorded`) and OutputsNotRecordedError says, in one line, which step, which path and what to do."""
+    from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     # check_params first: the run checked params.yaml and wrote its marker (flows/training.py), so dvc.lock then
     # agrees, and the next run's `dvc status` does not see params.yaml as changed for every stage.
     targets = [PARAMS_CHECK_STAGE, *(f"{stage}@{dataset}" for stage in stages)]
     with contextlib.chdir(root), Repo(str(root)) as repo:
+        cache = repo.cache.local.path
         for target in targets:
-            repo.commit(target, force=True)
-    logger.info("recorded %s in dvc.lock", ", ".join(targets))
-    return targets
+            try:
+                repo.commit(target, force=True)
+            except (DvcException, OSError) as error:  # an unwritable cache comes as PermissionError itself
+                failed, why = target, _first_os_error(error)
+                break
+        else:
+            logger.info("recorded %s in dvc.lock", ", ".join(targets))
+            return targets
+    restore_recorded(root, dataset)
+    raise OutputsNotRecordedError(
+        f"dvc commit of {failed} could not write DVC's cache ({why}); dvc.lock and {dataset}'s outputs are back as "
+        f"the last recorded run left them; make {cache} writable again (lsattr -d, chattr -R -i, chmod -R u+w, "
+        "free disk space), then run again")
+
+
+def restore_recorded(root: Path, dataset: str) -> None:
+    """Put dvc.lock, the dataset's tracked reports and its outputs back as the last recorded run left them: git's
+    copies of the first two, then `dvc checkout` of the rest from DVC's cache."""
+    import subprocess
+
+    from dvc.repo import Repo
+
+    reports = DatasetPaths(root, dataset).reports_dir.relative_to(root)
+    subprocess.run(["git", "checkout", "--", "dvc.lock", str(reports)], cwd=root, capture_output=True, timeout=120)
+    with contextlib.chdir(root), Repo(str(root)) as repo:
+        repo.checkout(targets=stage_targets(dataset), force=True)
+    logger.warning("%s: dvc.lock and the outputs put back as the last recorded run left them", dataset)
+
+
+def _first_os_error(error: BaseException) -> str:
+    """The path and reason of the first OSError behind a DVC error, or DVC's message on one line."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.filename:
+            return f"{seen.filename}: {seen.strerror}"
+        seen = seen.__cause__ or seen.__context__
+    return " ".join(str(error).split())
 
 
 def locked_output_hash(root: Path, stage: str, dataset: str) -> str | None:

@@ -168,3 +168,15 @@ def _standard_streams_to(log_file: Path) -> Iterator[None]:
         os.dup2(saved[1], 2)
         for descriptor in (target, *saved):
             os.close(descriptor)
+
+
+def process_command_lines() -> str:
+    """What `ps` shows of every process on this machine now: their command lines, one a line."""
+    lines = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit():
+                lines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:  # ended meanwhile
+            continue
+    return "\n".join(lines)

@@ -24,7 +24,7 @@ from orchestration.inbox import DROP_EVENT, dataset_resource
 from orchestration.serve import AUTH_VARIABLE, Service, run_cli
 from tests.integration.repo import run
 from tests.integration.test_triggers import shifted_digits
-from tests.prefect_server import api_client, served_mnist_sample
+from tests.prefect_server import api_client, process_command_lines, served_mnist_sample
 from tests.webhook import Receiver, hook_url, receiver  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -128,8 +128,11 @@ def test_a_failed_run_sends_its_notification(served):
     assert f"Flow run: {name}, Failed" in notification["body"]["body"]
 
 
-def test_the_string_is_in_no_log_and_no_file(served):
+def test_the_string_is_in_no_log_no_file_and_no_command_line(served):
+    """Issue 26: secrets live in the environment, never in the repository, the logs or what `ps` shows (the server,
+    the worker and its loop run now)."""
     token = base64.b64encode(SECRET.encode()).decode()
+    commands = process_command_lines()
     logs = "".join(path.read_text(errors="replace") for path in (served.home / "logs").glob("*.log"))
     files = "".join(path.read_text(errors="replace") for path in served.home.glob("*.toml"))
     tracked = run(["git", "grep", "-I", "-l", SECRET.split(":")[1]], served.root, check=False).stdout
@@ -138,7 +141,8 @@ def test_the_string_is_in_no_log_and_no_file(served):
 
         flow_run_logs = " ".join(entry.message for entry in client.read_logs(LogFilter(), limit=200))
 
-    for text in (logs, files, flow_run_logs):
+    assert "worker start" in commands and "server start" in commands
+    for text in (logs, files, flow_run_logs, commands):
         assert SECRET not in text and token not in text and SECRET.split(":")[1] not in text
     assert tracked == ""
 

@@ -6,6 +6,7 @@ run, and nothing needs cleaning by hand. Slow (real training runs, heartbeats 30
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -137,23 +138,47 @@ def test_kill_9_of_the_flow_run_process(served):
     assert "up to date" in run(["dvc", "status"], served.root).stdout
 
 
-def test_kill_9_of_the_worker_then_serve_again(served):
-    champion = production_model(served)
+def test_kill_9_of_the_worker_the_run_completes_and_the_worker_is_back_by_itself(served):
+    """Issue 27 item 2: the run died 10 s after its worker (BrokenPipeError: it wrote to the dead worker's pipe),
+    53.8 s of training lost, and nothing started the worker again."""
     running = submit(served, LONG_RUN)
     wait_training(served, running)
-    worker = int(served.pid_file("worker").read_text())
+    before = online_workers(served)
+    (worker,) = children(int(served.pid_file("worker").read_text()))  # `make serve`'s loop runs the worker
 
     os.kill(worker, signal.SIGKILL)
-    state = wait_final(served, running, NO_HEARTBEAT_SECONDS + 600)  # its flow-run process lives on, or is reaped
-    serve(served)  # `make serve` again: the server is up, so it starts a worker
-    after = submit(served)
+    killed = time.monotonic()
+    while not (online_workers(served) - before) and time.monotonic() - killed < 120:
+        time.sleep(1)
+    back_after = time.monotonic() - killed
+    state = wait_final(served, running, 600)
+    after = submit(served)  # no `make serve`
 
-    print(f"\nkill -9 of the worker: its run ended {state.name}")
-    assert state.is_final()
-    assert is_running(served, "worker") and int(served.pid_file("worker").read_text()) != worker
+    print(f"\nkill -9 of the worker: a new worker online {back_after:.1f} s later; the run ended {state.name}")
+    assert state.is_completed(), state
+    assert back_after <= 30
     assert wait_final(served, after, 400).is_completed()
-    if state.is_crashed():
-        assert production_model(served) == champion
+    assert not notifications_for(read_run(served, running).name, 5)
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def online_workers(service: Service) -> set[str]:
+    from orchestration.deployments import WORK_POOL
+
+    with api_client(service) as client:
+        return {worker.name for worker in client.read_workers_for_work_pool(WORK_POOL)
+                if worker.status.value == "ONLINE"}
 
 
 def test_a_run_whose_process_and_worker_are_gone_is_crashed_by_the_heartbeat_automation(served):
@@ -161,8 +186,9 @@ def test_a_run_whose_process_and_worker_are_gone_is_crashed_by_the_heartbeat_aut
     pid = wait_training(served, running)
     worker = int(served.pid_file("worker").read_text())
 
-    os.kill(worker, signal.SIGKILL)
-    os.kill(pid, signal.SIGKILL)  # nobody is left to say it died: only its missing heartbeats do
+    os.killpg(worker, signal.SIGKILL)  # the worker and the loop that restarts it: their machine is gone
+    with contextlib.suppress(ProcessLookupError):  # and the run, if it was not in their process group
+        os.kill(pid, signal.SIGKILL)  # nobody is left to say it died: only its missing heartbeats do
     started = time.monotonic()
     state = wait_final(served, running, NO_HEARTBEAT_SECONDS + 30)
 

@@ -47,10 +47,12 @@ with pipeline_held(DatasetPaths(Path.cwd(), "custom"), "flow training-pipeline")
 
 
 def outputs(repo):
-    """Every output of the pipeline (data, models, reports) and dvc.lock, by content. Stage wall times
-    (reports/<dataset>/timings/, git-ignored local state) record the failed attempt too, by design."""
+    """Every output of the pipeline (data, models, reports) and dvc.lock, by content. Stage wall times and the run
+    log beside the report page (reports/<dataset>/timings/ and run_log.js, git-ignored local state) record the
+    failed attempt too, by design."""
     return {**snapshot(repo / "data"), **snapshot(repo / "models", ignore=("custom/.train_backup",)),
-            **snapshot(repo / "reports", ignore=("custom/timings",)), "dvc.lock": snapshot(repo)["dvc.lock"]}
+            **snapshot(repo / "reports", ignore=("custom/timings", "custom/run_log.js")),
+            "dvc.lock": snapshot(repo)["dvc.lock"]}
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +211,30 @@ def test_the_readmes_experiment_leaves_the_served_model_and_params_alone(repo):
     assert run(git_status, repo).stdout == status_before
     shown = run(["dvc", "exp", "show", "--no-pager", "--csv"], repo).stdout
     assert len(shown.strip().splitlines()) >= 3, ran.stdout + shown  # header, the workspace/HEAD and the experiment
+
+
+@pytest.mark.slow
+def test_a_run_that_cannot_write_dvcs_cache_fails_in_one_line_and_leaves_the_workspace_as_it_was(repo, tmp_path):
+    """Issue 27 item 8: with an immutable cache, every stage passed, then the run failed at `dvc commit` with a raw
+    DVC traceback naming neither the step nor the folder, and left training.json and index.html modified."""
+    cache = repo / ".dvc" / "cache"
+    if subprocess.run(["chattr", "-R", "+i", str(cache)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is refused on this file system (the test needs an immutable folder)")
+    try:
+        before, status_before = outputs(repo), run(["git", "status", "--porcelain"], repo).stdout
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+        environment.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        # Another number of epochs: a new model, so there is something new to write to the cache.
+        failed = run([sys.executable, "-m", "flows.training", "--dataset", "custom", "--overrides",
+                      '{"train.epochs": 3}'], repo, check=False, env=environment)
+
+        errors = failed.stderr.strip().splitlines()
+        assert failed.returncode == 1, failed.stderr
+        assert errors[-1].startswith("training-pipeline failed for custom: OutputsNotRecordedError: dvc commit of "), \
+            failed.stderr
+        assert str(cache) in errors[-1] and "Operation not permitted" in errors[-1], errors[-1]
+        assert "chattr -R -i" in errors[-1] and "Traceback" not in failed.stderr
+        assert outputs(repo) == before
+        assert run(["git", "status", "--porcelain"], repo).stdout == status_before
+    finally:
+        subprocess.run(["chattr", "-R", "-i", str(cache)], check=True)
