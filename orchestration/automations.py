@@ -123,10 +123,12 @@ def notifying_automations(root: Path) -> list[str]:
     return [spec["name"] for spec in specs if any(action["type"] == "send-notification" for action in spec["actions"])]
 
 
-def duplicate_notifications(client, root: Path, since: datetime) -> list[str]:
-    """Every flow run that was notified more than once since `since`, one line each, read from the events Prefect
-    records for each action it carried out (`prefect.automation.action.executed`, related to the event that
-    triggered it: the run's Failed or Crashed). A receiver sees the same `idempotency_key` in each of them."""
+def notification_problems(client, root: Path, since: datetime) -> list[str]:
+    """One line for every flow run notified more than once since `since`, and for every notification the webhook
+    refused (an answer other than 2xx: Prefect's call-webhook action records it and reports no failure). Read from
+    the events Prefect records for each action it carried out (`prefect.automation.action.executed`, related to the
+    event that triggered it: the run's Failed or Crashed). A receiver sees the same `idempotency_key` in each of a
+    run's notifications."""
     from prefect.events.filters import (EventFilter, EventIDFilter, EventNameFilter, EventOccurredFilter,
                                         EventResourceFilter)
     from prefect.events.schemas.events import ResourceSpecification
@@ -134,26 +136,31 @@ def duplicate_notifications(client, root: Path, since: datetime) -> list[str]:
     names = notifying_automations(root)
     if not names:
         return []
-    sent = _all_events(client, EventFilter(
+    sent = sorted(_all_events(client, EventFilter(
         occurred=EventOccurredFilter.model_validate({"since": since}),
         event=EventNameFilter(name=["prefect.automation.action.executed"]),
-        resource=EventResourceFilter(labels=ResourceSpecification({"prefect.resource.name": names}))))
-    triggering = [UUID(resource.id.removeprefix("prefect.event."))
-                  for event in sorted(sent, key=lambda event: event.occurred) for resource in event.related
-                  if resource.role == "triggering-event"]
-    if not triggering:
+        resource=EventResourceFilter(labels=ResourceSpecification({"prefect.resource.name": names})))),
+        key=lambda event: event.occurred)
+    triggered_by = {event.id: UUID(resource.id.removeprefix("prefect.event.")) for event in sent
+                    for resource in event.related if resource.role == "triggering-event"}
+    if not triggered_by:
         return []
     earlier = EventOccurredFilter.model_validate({"since": since - timedelta(hours=1)})  # what triggered the first
     runs = {event.id: event.resource for event in _all_events(
-        client, EventFilter(occurred=earlier, id=EventIDFilter(id=sorted(set(triggering)))))}
+        client, EventFilter(occurred=earlier, id=EventIDFilter(id=sorted(set(triggered_by.values())))))}
     notified: dict[str, list[str]] = {}
-    for event_id in triggering:
-        run = runs.get(event_id)
-        if run is not None:
-            notified.setdefault(f"{run.name} ({run.id.removeprefix('prefect.flow-run.')})", []).append(
-                run.get("prefect.state-name", "?"))
-    return [f"flow run {run}: notified {len(states)} times ({', '.join(states)})"
-            for run, states in sorted(notified.items()) if len(states) > 1]
+    refused = []
+    for event in sent:
+        run = runs.get(triggered_by.get(event.id))
+        if run is None:
+            continue
+        label = f"{run.name} ({run.id.removeprefix('prefect.flow-run.')})"
+        notified.setdefault(label, []).append(run.get("prefect.state-name", "?"))
+        code = event.payload.get("status_code")
+        if code is not None and not 200 <= int(code) < 300:
+            refused.append(f"flow run {label}: the webhook answered {code} to its notification; not delivered")
+    return [f"flow run {label}: notified {len(states)} times ({', '.join(states)})"
+            for label, states in sorted(notified.items()) if len(states) > 1] + refused
 
 
 def _all_events(client, event_filter) -> list:

@@ -62,10 +62,11 @@ def detach_from_worker() -> Path | None:
     item 2); the file or terminal outlives the worker. Only when this process's output is pipes and the worker's is
     a file or a terminal (Linux's /proc tells); otherwise (a container's output, a run in a terminal) nothing
     changes. Returns where the output now goes, or None."""
-    if not all(stat.S_ISFIFO(os.fstat(descriptor).st_mode) for descriptor in (1, 2)):
-        return None
+    parent = os.getppid()
+    if parent == 1 or not all(stat.S_ISFIFO(os.fstat(descriptor).st_mode) for descriptor in (1, 2)):
+        return None  # (a parent of 1: the worker is gone already, and init's output is no worker's)
     try:
-        worker_output = Path(os.readlink(f"/proc/{os.getppid()}/fd/1"))
+        worker_output = Path(os.readlink(f"/proc/{parent}/fd/1"))
         mode = worker_output.stat().st_mode
     except OSError:  # not Linux, or the worker is gone already
         return None
@@ -73,7 +74,7 @@ def detach_from_worker() -> Path | None:
         return None
     sys.stdout.flush()
     sys.stderr.flush()
-    descriptor = os.open(worker_output, os.O_WRONLY | os.O_APPEND)
+    descriptor = os.open(worker_output, os.O_WRONLY | os.O_APPEND | os.O_NOCTTY)
     for standard in (1, 2):
         os.dup2(descriptor, standard)
     os.close(descriptor)

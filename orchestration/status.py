@@ -2,9 +2,9 @@
 
 It prints the server's health, the worker, each deployment with its schedules and next scheduled run, the last
 run of each deployment, the errors the server's services logged in the last hour, and every run notified more
-than once in that hour. It exits 1, naming each problem, when the server or its API does not answer, no worker is
-online, `make serve`'s worker has exited, an active schedule has no run, a service logged an error or a run was
-notified twice, so that cron or a monitor can call it.
+than once in that hour or whose notification the webhook refused. It exits 1, naming each problem, when the server
+or its API does not answer, no worker is online, `make serve`'s worker has exited, an active schedule has no run,
+a service logged an error or a notification went twice or not at all, so that cron or a monitor can call it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from orchestration.automations import duplicate_notifications
+from orchestration.automations import notification_problems
 from orchestration.deployments import WORK_POOL
 from orchestration.service import Service, is_running
 from orchestration.server_log import database_kind, read_service_errors
@@ -40,7 +40,7 @@ class ServiceStatus:
     errors: list[str]
     log_file: str
     problems: list[str]  # what makes it NOT OK, one line each
-    duplicates: tuple[str, ...] = ()  # runs notified more than once
+    notifications: tuple[str, ...] = ()  # runs notified more than once, notifications not delivered
 
     @property
     def healthy(self) -> bool:
@@ -58,24 +58,24 @@ def read_status(service: Service, now: datetime | None = None) -> ServiceStatus:
     server_up, server = _health(service)
     workers: list = []
     deployments: list = []
-    duplicates: list[str] = []
+    notifications: list[str] = []
     if not server_up:
         problems.append("the server does not answer")
     else:
         try:
-            workers, worker_online, deployments, duplicates = _read_api(service, since)
+            workers, worker_online, deployments, notifications = _read_api(service, since)
         except Exception as error:  # a server still starting, or failing: say so rather than end in a traceback
             problems.append(f"the API failed: {type(error).__name__}: {error}")
         else:
             problems += [] if worker_online else ["no worker is online"]
             problems += [f"{deployment.name}: its schedule is active but the scheduler created no run"
                          for deployment in deployments if deployment.waiting_for_a_run]
-            problems += [f"{len(duplicates)} run(s) notified more than once"] if duplicates else []
+            problems += [f"{len(notifications)} notification problem(s)"] if notifications else []
     if service.pid_file("worker").exists() and not is_running(service, "worker"):
         workers.append(f"the worker `make serve` started has exited ({service.pid_file('worker')})")
         problems.append("the worker of `make serve` has exited")
     return ServiceStatus(server, workers, deployments, errors, str(service.log_file("server")), problems,
-                         tuple(duplicates))
+                         tuple(notifications))
 
 
 def wait_until_settled(service: Service, timeout_seconds: float = 60) -> ServiceStatus:
@@ -113,8 +113,8 @@ def _read_api(service: Service, since: datetime) -> tuple[list[str], bool, list[
         online = any(worker.status.value == "ONLINE" for worker in workers)
         deployments = [_deployment_status(client, deployment)
                        for deployment in client.read_deployments() if deployment.work_pool_name == WORK_POOL]
-        duplicates = duplicate_notifications(client, service.root, since)
-    return described or [f"no worker has polled pool '{WORK_POOL}'"], online, deployments, duplicates
+        notifications = notification_problems(client, service.root, since)
+    return described or [f"no worker has polled pool '{WORK_POOL}'"], online, deployments, notifications
 
 
 def _deployment_status(client, deployment) -> DeploymentStatus:
@@ -171,7 +171,8 @@ def render(status: ServiceStatus) -> str:
     lines.append(f"service errors in the last {ERROR_WINDOW.total_seconds() / 3600:g} h ({status.log_file}): "
                  + (f"{len(status.errors)}" if status.errors else "none"))
     lines += [f"  {error}" for error in status.errors]
-    lines.append("runs notified more than once: " + (f"{len(status.duplicates)}" if status.duplicates else "none"))
-    lines += [f"  {duplicate}" for duplicate in status.duplicates]
+    lines.append("notifications sent twice or not delivered: "
+                 + (f"{len(status.notifications)}" if status.notifications else "none"))
+    lines += [f"  {problem}" for problem in status.notifications]
     lines.append("status: OK" if status.healthy else "status: NOT OK: " + "; ".join(status.problems))
     return "\n".join(lines)

@@ -13,6 +13,7 @@ import yaml
 
 from tasks.common.errors import PipelineError, PipelineLockedError
 from tasks.common.lock import pipeline_lock
+from tasks.common.fileio import write_bytes_atomic
 from tasks.common.paths import PARAMS_CHECK_STAGE, STAGES, DatasetPaths
 
 logger = logging.getLogger(__name__)
@@ -35,10 +36,12 @@ def pipeline_held(paths: DatasetPaths, holder: str, wait_seconds: float = 0) -> 
 @contextlib.contextmanager
 def outputs_held(root: Path, dataset: str, wait_seconds: float = 0) -> Iterator[list[str]]:
     """While the block runs, DVC's own per-output lock (`.dvc/tmp/rwlock`) records every output of the dataset's
-    stages as being written by this process, so any other DVC command that would change one (`dvc repro`,
-    `checkout`, `commit`, `pull`) is refused by DVC itself before it removes or touches anything ("... is busy, it is
-    being blocked by"). This process's own DVC calls still pass: DVC skips an entry whose pid and command are the
-    caller's own. An entry left by a killed process is dropped by the next DVC command (DVC checks the pid).
+    stages as being written by this process, so another DVC command that runs a stage on them (`dvc repro`, `dvc
+    commit`) is refused by DVC itself before it removes or touches anything ("... is busy, it is being blocked by");
+    so is a read-only `dvc status`. `dvc checkout` and `dvc pull` are not: DVC 3 runs them without that lock. This
+    process's own DVC calls still pass: DVC skips an entry whose pid and command are the caller's own. An entry left
+    by a killed process is dropped by the next DVC command (DVC checks the pid). In a container (the Docker pool)
+    the paths and pids are the container's, so the host's DVC commands are not refused.
 
     A DVC command already writing one of them (a `dvc repro` stage between its command and its commit) is waited
     for up to `wait_seconds`, then PipelineLockedError names it. Yields the outputs held."""
@@ -53,19 +56,26 @@ def outputs_held(root: Path, dataset: str, wait_seconds: float = 0) -> Iterator[
     # The command DVC's own decorator records for this process (dvc/stage/decorators.py), so they match.
     command = " ".join(sys.argv)
     deadline = time.monotonic() + wait_seconds
-    with contextlib.ExitStack() as stack:
-        while True:
-            try:
-                stack.enter_context(rwlock(tmp_dir, fs, command, [], outputs, hardlink))
-                break
-            except LockError as error:
-                if time.monotonic() >= deadline:
-                    lines = str(error).split("\n\n")[0].splitlines()  # "'<path>' is busy, ...", "  (PID n): cmd"...
-                    holders = ", ".join(dict.fromkeys(line.strip() for line in lines[1:]))
-                    raise PipelineLockedError(f"{dataset}: a DVC command is writing the outputs ({lines[0]} "
-                                              f"{holders}); wait for it to finish, then run again") from None
-                time.sleep(0.5)
+    while True:
+        held = rwlock(tmp_dir, fs, command, [], outputs, hardlink)
+        try:
+            held.__enter__()
+            break
+        except LockError as error:
+            if time.monotonic() >= deadline:
+                lines = str(error).split("\n\n")[0].splitlines()  # "'<path>' is busy, ...", "  (PID n): cmd"...
+                holders = ", ".join(dict.fromkeys(line.strip() for line in lines[1:]))
+                raise PipelineLockedError(f"{dataset}: a DVC command is writing the outputs ({lines[0]} "
+                                          f"{holders}); wait for it to finish, then run again") from None
+            time.sleep(0.5)
+    try:
         yield outputs
+    finally:
+        try:
+            held.__exit__(None, None, None)
+        except Exception as error:  # the lock file removed or edited meanwhile: the run's own work stands
+            logger.warning("%s: DVC's lock on the outputs could not be released (%s: %s); DVC drops this process's "
+                           "entry once it has ended", dataset, type(error).__name__, error)
 
 
 def changed_stages(root: Path, dataset: str) -> list[str]:
@@ -89,54 +99,79 @@ class OutputsNotRecordedError(PipelineError):
 def record_outputs(root: Path, dataset: str, stages: tuple[str, ...] = STAGES) -> list[str]:
     """`dvc commit` the dataset's `stages` (all by default): hash their outputs into DVC's cache, update dvc.lock.
 
-    When DVC cannot (its cache not writable, a full disk), the workspace is put back as the last recorded run left
-    it (`restore_recorded`) and OutputsNotRecordedError says, in one line, which step, which path and what to do."""
+    When DVC cannot write (its cache not writable, a full disk: an OSError behind DVC's error), the workspace is put
+    back as the last recorded run left it (`restore_recorded`) and OutputsNotRecordedError says, in one line, which
+    step, which path and what to do. Any other error is DVC's own, raised as it is."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
     # check_params first: the run checked params.yaml and wrote its marker (flows/training.py), so dvc.lock then
     # agrees, and the next run's `dvc status` does not see params.yaml as changed for every stage.
     targets = [PARAMS_CHECK_STAGE, *(f"{stage}@{dataset}" for stage in stages)]
+    lock_file = root / "dvc.lock"
+    recorded = lock_file.read_bytes() if lock_file.exists() else None  # what the last recorded run left
     with contextlib.chdir(root), Repo(str(root)) as repo:
         cache = repo.cache.local.path
         for target in targets:
             try:
                 repo.commit(target, force=True)
             except (DvcException, OSError) as error:  # an unwritable cache comes as PermissionError itself
-                failed, why = target, _first_os_error(error)
+                if (why := _first_os_error(error)) is None:
+                    raise
+                failed = target
                 break
         else:
             logger.info("recorded %s in dvc.lock", ", ".join(targets))
             return targets
-    restore_recorded(root, dataset)
+    put_back = restore_recorded(root, dataset, recorded)
     raise OutputsNotRecordedError(
-        f"dvc commit of {failed} could not write DVC's cache ({why}); dvc.lock and {dataset}'s outputs are back as "
-        f"the last recorded run left them; make {cache} writable again (lsattr -d, chattr -R -i, chmod -R u+w, "
-        "free disk space), then run again")
+        f"dvc commit of {failed} could not write DVC's cache ({why}); {put_back}; make {cache} writable again "
+        "(lsattr -d, chattr -R -i, chmod -R u+w, free disk space), then run again")
 
 
-def restore_recorded(root: Path, dataset: str) -> None:
-    """Put dvc.lock, the dataset's tracked reports and its outputs back as the last recorded run left them: git's
-    copies of the first two, then `dvc checkout` of the rest from DVC's cache."""
+# What a run adds to these (the data downloaded, a drop of new images) is kept when it is put back: ingest has moved
+# the drop out of the inbox, so its shard is the only copy. The next run finds them changed and records them.
+KEPT_WHEN_PUT_BACK = ("download", "ingest")
+
+
+def restore_recorded(root: Path, dataset: str, recorded: bytes | None) -> str:
+    """Put dvc.lock back to `recorded` (its bytes before the run's commits), then the dataset's outputs from DVC's
+    cache as it records them (`dvc checkout`), except the data a run adds (KEPT_WHEN_PUT_BACK), and the dataset's
+    reports from git when git's HEAD holds that same dvc.lock (a committed run). Says what it put back."""
     import subprocess
 
     from dvc.repo import Repo
 
+    lock_file = root / "dvc.lock"
+    if recorded is not None:
+        write_bytes_atomic(lock_file, recorded)
+    said = ["dvc.lock"]
+    targets = [f"{stage}@{dataset}" for stage in STAGES if stage not in KEPT_WHEN_PUT_BACK]
+    try:
+        with contextlib.chdir(root), Repo(str(root)) as repo:
+            repo.checkout(targets=targets, force=True)
+        said.append(f"{dataset}'s outputs")
+    except Exception as error:  # a cache missing what dvc.lock records: say so, keep the first error's message
+        logger.warning("%s: dvc checkout of the recorded outputs failed (%s)", dataset, " ".join(str(error).split()))
+    head = subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=root, capture_output=True, timeout=60)
     reports = DatasetPaths(root, dataset).reports_dir.relative_to(root)
-    subprocess.run(["git", "checkout", "--", "dvc.lock", str(reports)], cwd=root, capture_output=True, timeout=120)
-    with contextlib.chdir(root), Repo(str(root)) as repo:
-        repo.checkout(targets=stage_targets(dataset), force=True)
-    logger.warning("%s: dvc.lock and the outputs put back as the last recorded run left them", dataset)
+    if head.returncode == 0 and head.stdout == recorded:  # git's reports are the recorded run's
+        checkout = subprocess.run(["git", "checkout", "HEAD", "--", str(reports)], cwd=root, capture_output=True,
+                                  timeout=120)
+        if checkout.returncode == 0:
+            said.append(f"{dataset}'s reports")
+    return (f"{', '.join(said[:-1])} and {said[-1]}" if len(said) > 1 else said[0]) + \
+        " are back as the last recorded run left them"
 
 
-def _first_os_error(error: BaseException) -> str:
-    """The path and reason of the first OSError behind a DVC error, or DVC's message on one line."""
+def _first_os_error(error: BaseException) -> str | None:
+    """The path and reason of the first OSError behind a DVC error (None without one)."""
     seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, OSError) and seen.filename:
-            return f"{seen.filename}: {seen.strerror}"
+        if isinstance(seen, OSError):
+            return f"{seen.filename}: {seen.strerror}" if seen.filename else str(seen)
         seen = seen.__cause__ or seen.__context__
-    return " ".join(str(error).split())
+    return None
 
 
 def locked_output_hash(root: Path, stage: str, dataset: str) -> str | None:

@@ -13,11 +13,12 @@ import pytest
 
 class Receiver(BaseHTTPRequestHandler):
     received: list = []  # every POST: {"path": ..., "body": the JSON it carried}
+    answer = 200  # what it answers (a test sets 500 for a receiver that refuses)
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         self.received.append({"path": self.path, "body": json.loads(self.rfile.read(length) or b"{}")})
-        self.send_response(200)
+        self.send_response(self.answer)
         self.end_headers()
 
     def log_message(self, *arguments):

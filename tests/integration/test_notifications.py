@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from prefect.states import Crashed
+from prefect.states import Crashed, Failed
 
 from orchestration.automations import NOTIFY_BLOCK, WEBHOOK_VARIABLE
 from orchestration.serve import Service, run_cli
@@ -73,7 +73,7 @@ def test_a_failed_deployment_run_sends_one_notification_naming_deployment_datase
     assert "Error: stage 'validate' failed: DataValidationError: " in body, body
     # Issue 27 item 5: the receiver can tell a duplicate by its key, the flow run's id.
     assert notification["body"]["idempotency_key"] == flow_run_id
-    assert read_status(service).duplicates == ()
+    assert read_status(service).notifications == ()
 
     # A second notification for the same run (its state forced from Failed to Crashed, as a second firing of the
     # automation would send): the receiver sees the same key twice, and `make status` names the run.
@@ -83,16 +83,29 @@ def test_a_failed_deployment_run_sends_one_notification_naming_deployment_datase
     while len(Receiver.received) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert [message["body"]["idempotency_key"] for message in Receiver.received] == [flow_run_id, flow_run_id]
-    status = wait_for_duplicates(service)
-    assert status.duplicates == (f"flow run {flow_run_name} ({flow_run_id}): notified 2 times (Failed, Crashed)",)
-    assert "1 run(s) notified more than once" in status.problems
+    status = wait_for_notification_problems(service)
+    assert status.notifications == (f"flow run {flow_run_name} ({flow_run_id}): notified 2 times (Failed, Crashed)",)
+    assert "1 notification problem(s)" in status.problems
     assert f"  flow run {flow_run_name} ({flow_run_id}): notified 2 times" in render(status)
 
+    # A receiver that refuses (500): Prefect's call-webhook action reports no failure; `make status` does.
+    Receiver.answer = 500
+    try:
+        with api_client(service) as client:
+            client.set_flow_run_state(flow_run_id, Failed(message="forced by the test"), force=True)
+        status = wait_for_notification_problems(service, count=3)
+    finally:
+        Receiver.answer = 200
+    assert len(Receiver.received) == 3
+    assert status.notifications[-1] == (f"flow run {flow_run_name} ({flow_run_id}): the webhook answered 500 to its "
+                                        "notification; not delivered")
 
-def wait_for_duplicates(service: Service, seconds: float = 30):
-    """`make status` once it sees a duplicate (Prefect records an action's event just after carrying it out)."""
+
+def wait_for_notification_problems(service: Service, seconds: float = 30, count: int = 1):
+    """`make status` once it lists `count` notification problems (Prefect records an action's event just after
+    carrying it out)."""
     deadline = time.monotonic() + seconds
-    while not (status := read_status(service)).duplicates and time.monotonic() < deadline:
+    while len((status := read_status(service)).notifications) < count and time.monotonic() < deadline:
         time.sleep(1)
     return status
 
