@@ -19,6 +19,7 @@ from orchestration.serve import check_answers
 from tasks.common.errors import PipelineError
 
 RESULT_PREFIX = "result: "
+RESULT_WAIT_SECONDS = 15
 POLL_SECONDS = 1.0
 
 
@@ -47,8 +48,15 @@ def watch(api_url: str, dataset: str, say: Callable[[str], None], timeout_second
                     "on (make status)")
                 return False
             time.sleep(POLL_SECONDS)
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
-    results = [log.message for log in logs if log.message.startswith(RESULT_PREFIX)]
+        # The run sends its log records in batches, the last ones as its process ends: they may reach the server a
+        # moment after its final state (the result line once did, in CI), so wait for them a little.
+        logs_deadline = time.monotonic() + RESULT_WAIT_SECONDS
+        while True:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+            results = [log.message for log in logs if log.message.startswith(RESULT_PREFIX)]
+            if results or not state.is_completed() or time.monotonic() > logs_deadline:
+                break
+            time.sleep(POLL_SECONDS)
     if state.is_completed():
         if results:
             say(results[-1])
