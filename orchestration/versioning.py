@@ -137,7 +137,8 @@ KEPT_WHEN_PUT_BACK = ("download", "ingest")
 def restore_recorded(root: Path, dataset: str, recorded: bytes | None) -> str:
     """Put dvc.lock back to `recorded` (its bytes before the run's commits), then the dataset's outputs from DVC's
     cache as it records them (`dvc checkout`), except the data a run adds (KEPT_WHEN_PUT_BACK), and the dataset's
-    reports from git when git's HEAD holds that same dvc.lock (a committed run). Says what it put back."""
+    reports from git when git's HEAD holds that same dvc.lock (a committed run). Says what it put back, and what it
+    could not."""
     import subprocess
 
     from dvc.repo import Repo
@@ -145,14 +146,15 @@ def restore_recorded(root: Path, dataset: str, recorded: bytes | None) -> str:
     lock_file = root / "dvc.lock"
     if recorded is not None:
         write_bytes_atomic(lock_file, recorded)
-    said = ["dvc.lock"]
-    targets = [f"{stage}@{dataset}" for stage in STAGES if stage not in KEPT_WHEN_PUT_BACK]
+    said, not_back = ["dvc.lock"], ""
+    targets = [target for target in stage_targets(dataset) if target.split("@")[0] not in KEPT_WHEN_PUT_BACK]
     try:
         with contextlib.chdir(root), Repo(str(root)) as repo:
             repo.checkout(targets=targets, force=True)
         said.append(f"{dataset}'s outputs")
-    except Exception as error:  # a cache missing what dvc.lock records: say so, keep the first error's message
-        logger.warning("%s: dvc checkout of the recorded outputs failed (%s)", dataset, " ".join(str(error).split()))
+    except Exception as error:  # a cache missing what dvc.lock records: the message says they are not back
+        not_back = (f"; {dataset}'s outputs could not be put back (dvc checkout: {' '.join(str(error).split())}): "
+                    "run `dvc checkout` once the cache is whole")
     head = subprocess.run(["git", "show", "HEAD:dvc.lock"], cwd=root, capture_output=True, timeout=60)
     reports = DatasetPaths(root, dataset).reports_dir.relative_to(root)
     if head.returncode == 0 and head.stdout == recorded:  # git's reports are the recorded run's
@@ -160,8 +162,11 @@ def restore_recorded(root: Path, dataset: str, recorded: bytes | None) -> str:
                                   timeout=120)
         if checkout.returncode == 0:
             said.append(f"{dataset}'s reports")
-    return (f"{', '.join(said[:-1])} and {said[-1]}" if len(said) > 1 else said[0]) + \
-        " are back as the last recorded run left them"
+    if f"{dataset}'s reports" not in said:
+        not_back += (f"; {dataset}'s reports are as this run left them (git's HEAD does not hold the recorded "
+                     "dvc.lock, and DVC keeps no copy of them)")
+    back = f"{', '.join(said[:-1])} and {said[-1]} are" if len(said) > 1 else f"{said[0]} is"
+    return f"{back} back as the last recorded run left them{not_back}"
 
 
 def _first_os_error(error: BaseException) -> str | None:

@@ -221,6 +221,9 @@ def test_a_run_that_cannot_write_dvcs_cache_fails_in_one_line_and_leaves_the_wor
     if subprocess.run(["chattr", "-R", "+i", str(cache)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is refused on this file system (the test needs an immutable folder)")
     try:
+        # What a served checkout is: every run's version committed (the tests above left changes of their own).
+        run(["git", "add", "-A"], repo)
+        run(["git", "commit", "-qm", "the last recorded run", "--allow-empty"], repo)
         before, status_before = outputs(repo), run(["git", "status", "--porcelain"], repo).stdout
         environment = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
         environment.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
