@@ -40,6 +40,17 @@ def copy_repository(destination: Path, edit_params) -> Path:
     return destination
 
 
+# Served tests train mnist-sample's CNN for a few epochs (about 0.95 test accuracy, past its 0.90 gate) instead of
+# the ~17 its threshold takes: the model's quality is not what they test (issue 28: tests within their budget).
+SERVED_EPOCHS = 3
+
+
+def mnist_sample_only(document: dict) -> None:
+    """An `edit_params` for `copy_repository`: build mnist-sample only, for SERVED_EPOCHS epochs."""
+    document["datasets"] = ["mnist-sample"]
+    document["data"]["mnist-sample"]["train"]["epochs"] = SERVED_EPOCHS
+
+
 def build_custom_only(local_dir: Path, train_count: int, test_count: int, epochs: int, **dataset_settings):
     """An `edit_params` for `copy_repository`: build only the `custom` dataset from the IDX files in `local_dir`,
     training for at most `epochs` epochs; `dataset_settings` go to `data.custom` (threshold, min_accuracy...)."""

@@ -16,7 +16,7 @@ import yaml
 
 from orchestration.commits import commit_message
 from orchestration.serve import Service, is_running, run_cli
-from tests.integration.repo import copy_repository, run
+from tests.integration.repo import copy_repository, mnist_sample_only, run
 from tests.prefect_server import api_client, free_port, serving
 
 # Starts a Prefect server and worker and trains: over a minute, so `make test-slow` runs it (CI runs both).
@@ -26,10 +26,7 @@ DEPLOYMENT = "training-pipeline/mnist-sample"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    def only_mnist_sample(document):
-        document["datasets"] = ["mnist-sample"]
-
-    repo = copy_repository(tmp_path_factory.mktemp("served-repo"), only_mnist_sample)
+    repo = copy_repository(tmp_path_factory.mktemp("served-repo"), mnist_sample_only)
     service = Service(home=tmp_path_factory.mktemp("prefect-home"), root=repo, port=free_port())
     with serving(service):
         yield service

@@ -15,7 +15,7 @@ from tasks.lib.mnist_sample import build_mnist_sample
 from tasks.lib.model_versions import file_md5
 from tasks.lib.run_history import read_history
 from tests.conftest import run_log_html
-from tests.integration.repo import copy_repository, run
+from tests.integration.repo import copy_repository, mnist_sample_only, run
 
 DATASET = "mnist-sample"
 ROLLBACK = ["python", "-m", "orchestration.rollback", "--dataset", DATASET]
@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def mnist_sample_committing_every_run(document: dict) -> None:
-    document["datasets"] = [DATASET]
+    mnist_sample_only(document)
     document["versioning"]["commit"] = "always"  # `make run` commits, as deployment runs do
     # Two seeds give two models of about the same accuracy: gates loose enough that the second is promoted.
     document["promote"].update(max_accuracy_drop=0.05, max_recall_drop=0.5)
