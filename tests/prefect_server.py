@@ -109,7 +109,8 @@ def served_mnist_sample(tmp_path_factory, name: str, environment: dict[str, str]
                         edit_params=None, expected: tuple[RoutineError, ...] = (),
                         database: str = "postgresql") -> Iterator[Service]:
     """A copy of the repository that builds mnist-sample only, for a few epochs (then `edit_params(document)`),
-    served as `make serve` does with `environment`; stopped and its log checked on the way out (`expected`: errors it may hold)."""
+    served as `make serve` does with `environment`; stopped and its log checked on the way out (`expected`: errors
+    it may hold)."""
     from tests.integration.repo import copy_repository, mnist_sample_only
 
     def edit(document: dict) -> None:
