@@ -73,13 +73,14 @@ def prefect_command(*arguments: str) -> list[str]:
 
 
 def worker_command(restart_seconds: float = WORKER_RESTART_SECONDS) -> list[str]:
-    """`prefect worker start` in a shell loop that starts it again `restart_seconds` after it exits, however it
-    exits (`kill -9`, out of memory), so the worker is back in seconds without anyone typing a command. Prefect has
-    no such mechanism and these machines no systemd, so it is this loop, not more code of ours; where systemd runs,
-    a unit with `Restart=always` and `KillMode=process` does the same. A run in progress lives on meanwhile
-    (flows/training.py takes its output off the worker's pipe). `make stop` ends the loop with the worker: they are
-    one process group. A worker that fails at once is started again every few seconds, each time in its log."""
-    worker = shlex.join(prefect_command("worker", "start", "--pool", WORK_POOL))
+    """Prefect's worker (`prefect worker start` by orchestration/worker.py, which says whether a killed flow run
+    was ended by the out-of-memory killer) in a shell loop that starts it again `restart_seconds` after it exits,
+    however it exits (`kill -9`, out of memory), so the worker is back in seconds without anyone typing a command.
+    Prefect has no such mechanism and these machines no systemd, so it is this loop, not more code of ours; where
+    systemd runs, a unit with `Restart=always` and `KillMode=process` does the same. A run in progress lives on
+    meanwhile (flows/training.py takes its output off the worker's pipe). `make stop` ends the loop with the worker:
+    they are one process group. A worker that fails at once is started again every few seconds, each time in its log."""
+    worker = shlex.join([sys.executable, "-m", "orchestration.worker", "--pool", WORK_POOL])
     return ["sh", "-c", f'while :; do {worker}; echo "the worker exited ($?); starting it again in '
                         f'{restart_seconds:g} s"; sleep {restart_seconds:g}; done']
 

@@ -52,9 +52,10 @@ def read_status(service: Service, now: datetime | None = None) -> ServiceStatus:
     count from an hour ago, or from when this server started if later (its log holds earlier servers' too)."""
     now = now or datetime.now(timezone.utc)
     since = max(now - ERROR_WINDOW, _started(service) or now - ERROR_WINDOW)
-    errors = [error.summary() for error in read_service_errors(service.log_file("server"), since=since,
-                                                               database=database_kind(service.environment()))]
-    problems = [f"{len(errors)} service error(s) logged"] if errors else []
+    records = read_service_errors(service.log_file("server"), since=since,
+                                  database=database_kind(service.environment()))
+    errors = [error.summary() for error in records]
+    problems = [f"{len(errors)} service error(s) logged{_until(records)}"] if errors else []
     server_up, server = _health(service)
     workers: list = []
     deployments: list = []
@@ -76,6 +77,15 @@ def read_status(service: Service, now: datetime | None = None) -> ServiceStatus:
         problems.append("the worker of `make serve` has exited")
     return ServiceStatus(server, workers, deployments, errors, str(service.log_file("server")), problems,
                          tuple(notifications))
+
+
+def _until(records: list) -> str:
+    """When logged errors stop making the status NOT OK: an hour after the last, or when the server starts again."""
+    times = [record.time for record in records if record.time]
+    if not times:
+        return " (until `make serve` starts the server again)"
+    return (f" (counted until {_when(max(times) + ERROR_WINDOW)}, an hour after the last, or until `make serve` "
+            "starts the server again)")
 
 
 def wait_until_settled(service: Service, timeout_seconds: float = 60) -> ServiceStatus:

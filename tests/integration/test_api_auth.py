@@ -141,7 +141,7 @@ def test_the_string_is_in_no_log_no_file_and_no_command_line(served):
 
         flow_run_logs = " ".join(entry.message for entry in client.read_logs(LogFilter(), limit=200))
 
-    assert "worker start" in commands and "server start" in commands
+    assert "orchestration.worker --pool" in commands and "server start" in commands
     for text in (logs, files, flow_run_logs, commands):
         assert SECRET not in text and token not in text and SECRET.split(":")[1] not in text
     assert tracked == ""

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from orchestration.serve import Service, main
+from orchestration.status import read_status
 from tests.orchestration.test_server_log import BULK_DML, SQLALCHEMY_21_LOG
 from tests.prefect_server import free_port
 
@@ -46,7 +47,14 @@ def test_status_without_a_server_names_what_is_down_and_this_hours_errors(tmp_pa
     assert f"service errors in the last 1 h ({service.log_file('server')}): 1\n" in output
     assert "ERROR docket.dependencies - ↩ [    65ms] schedule_recent_deployments()" in output
     assert output.count(BULK_DML) == 1  # the failure two hours ago is not listed
-    assert output.rstrip().endswith("status: NOT OK: 1 service error(s) logged; the server does not answer")
+    # Issue 27 item 12: it says when the error stops counting (it stayed NOT OK "until the next restart")...
+    clears = (now - timedelta(minutes=5)).replace(microsecond=0).astimezone(timezone.utc) + timedelta(hours=1)
+    assert output.rstrip().endswith(
+        f"status: NOT OK: 1 service error(s) logged (counted until {clears:%Y-%m-%d %H:%M:%S} UTC, an hour after the "
+        "last, or until `make serve` starts the server again); the server does not answer")
+    # ...and from then on it does not.
+    assert read_status(service, now=clears - timedelta(seconds=1)).errors
+    assert not read_status(service, now=clears + timedelta(seconds=1)).errors
 
 
 def test_errors_from_before_this_server_started_are_not_counted(tmp_path, monkeypatch, capsys):
