@@ -201,9 +201,9 @@ def apply_deployments(api_url: str, root: Path, params: Params, pool: Pool = PRO
     return Applied(deployed=names, removed=removed, paused=sorted(paused + paused_whole))
 
 
-def require_deployment(api_url: str, dataset: str, inbox: bool = False) -> None:
-    """Raise a PipelineError saying what to do when the served Prefect has no deployment for `dataset` (or, for a
-    drop into this checkout's `inbox`, one that runs in clone mode)."""
+def require_deployment(api_url: str, dataset: str) -> bool:
+    """Raise a PipelineError saying what to do when the served Prefect has no deployment for `dataset`; whether it
+    runs in clone mode (its runs clone the git remote on the workers, orchestration/remote.py)."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -217,10 +217,7 @@ def require_deployment(api_url: str, dataset: str, inbox: bool = False) -> None:
             raise PipelineError(f"the Prefect server at {api_url} has no deployment {deployment_name(dataset)}, so "
                                 "nothing would run: run `make serve` again (it deploys every dataset listed in "
                                 "params.yaml), then this command") from None
-    if inbox and any("prefect.deployments.steps.git_clone" in step for step in deployment.pull_steps or []):
-        raise PipelineError(f"{deployment_name(dataset)} runs in clone mode (PIPELINE_GIT_REMOTE): its runs clone "
-                            "the git remote on the workers and would not see files copied into this checkout's inbox; "
-                            "a shared inbox for workers is not built yet (docs/SCALING.md)")
+    return any("prefect.deployments.steps.git_clone" in step for step in deployment.pull_steps or [])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,9 @@ waiting for its schedule, under the deployment's concurrency limit (a run alread
 waits).
 
 Without FROM, the images already copied into data/inbox/<dataset>/ are announced. Without a served Prefect (no
-`make serve`), nothing is emitted: the files wait for the next `dvc repro`, `make flow` or scheduled run.
+`make serve`), nothing is emitted: the files wait for the next `dvc repro`, `make flow` or scheduled run. For a
+deployment in clone mode (workers without this checkout), the folder goes to the DVC remote's inbox instead
+(orchestration/shared_inbox.py), where the next run of the dataset, on whichever worker, takes it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from orchestration.deployments import DROP_EVENT, dataset_resource, require_deployment
 from orchestration.serve import check_answers
+from orchestration.shared_inbox import send_drop
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, DatasetPaths
@@ -77,9 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         load_params(arguments.params).listed_dataset(arguments.dataset)
         api_url = served_api()
+        clone_mode = False
         if api_url:  # an event that no deployment hears would leave the files waiting: refuse before copying
             check_answers(api_url)  # a served Prefect killed without `make stop`: one line
-            require_deployment(api_url, arguments.dataset, inbox=True)
+            clone_mode = require_deployment(api_url, arguments.dataset)
+        if clone_mode:  # its runs start from a fresh clone on a worker: the drop goes to the DVC remote's inbox
+            if not arguments.source:
+                raise PipelineError("its deployment runs in clone mode, on workers that do not see this checkout's "
+                                    "inbox: give FROM=<folder> to send the images to the DVC remote's inbox")
+            url, sent = send_drop(Path.cwd(), arguments.dataset, arguments.source)
+            event = announce(arguments.dataset, sent)
+            print(f"sent {sent} file(s) to the shared inbox {url}; event {DROP_EVENT} {event} sent: the "
+                  f"{arguments.dataset} deployment runs now on a worker (or after the run in progress)")
+            return 0
         inbox = DatasetPaths(Path.cwd(), arguments.dataset).inbox_dir
         copied = copy_into_inbox(arguments.source, inbox) if arguments.source else 0
         files = waiting_files(inbox)

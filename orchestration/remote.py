@@ -5,7 +5,9 @@ Deployments in clone mode (`make serve` with PIPELINE_GIT_REMOTE set, orchestrat
 run with Prefect's `git_clone` pull step, in a fresh folder, and set REMOTE_RUN_VARIABLE. The flow then:
 1. `prepare`: fetches the history and tags that Prefect's shallow clone left out (the registry numbers versions
    from the tags, `make history` reads the log), then `dvc pull`s the dataset's recorded outputs (what the remote
-   does not hold yet is rebuilt by the run, as any missing output is);
+   does not hold yet is rebuilt by the run, as any missing output is), then the new images waiting for the
+   dataset in the DVC remote's inbox (orchestration/shared_inbox.py, deleted there once this run's version is
+   pushed);
 2. runs the pipeline and commits its version, as on one machine (orchestration/commits.py);
 3. `publish`: `dvc push` of the dataset's outputs, then the registry tags of a new champion, then one
    `git push --atomic` of the branch and those tags. When another run pushed first, it rebases onto the remote
@@ -22,7 +24,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from orchestration.shared_inbox import clear_fetched, fetch_drops
 from tasks.common.errors import PipelineError
+from tasks.common.paths import DatasetPaths
 
 logger = logging.getLogger(__name__)
 REMOTE_RUN_VARIABLE = "PIPELINE_REMOTE_RUN"
@@ -81,6 +85,10 @@ def prepare(root: Path, dataset: str) -> None:
                             f"{' '.join(str(error).split())}") from None
     _say("remote run: history and tags fetched; dvc pull: %s file(s) of %s fetched", pulled["stats"]["fetched"],
          dataset)
+    inbox = DatasetPaths(root, dataset).inbox_dir
+    drops = fetch_drops(root, dataset, inbox)
+    if drops:
+        _say("shared inbox: %d drop(s) of new images fetched into %s (%s)", len(drops), inbox, ", ".join(drops))
 
 
 def push_outputs(root: Path, dataset: str) -> None:
@@ -168,6 +176,8 @@ def publish(root: Path, dataset: str, champion: str | None, message: str, tagger
                       *(f"refs/tags/{tag}" for tag in tags), check=False)
         if pushed.returncode == 0:
             _say("pushed %s and %d tag(s) to %s/%s", commit[:10], len(tags), GIT_REMOTE, branch)
+            if cleared := clear_fetched(root):  # versioned on both remotes: the drops are no longer needed there
+                _say("shared inbox: %d drop(s) deleted from the DVC remote, now in this version", len(cleared))
             return commit
         if tags:
             _git(root, "tag", "--delete", *tags)

@@ -21,6 +21,7 @@ from orchestration.serve import Service, run_cli, start_server, stop
 from tasks.common.config import parse_params
 from tests.conftest import PROJECT_ROOT
 from tests.prefect_server import api_client, checked_log, free_port
+from tests.integration.repo import run
 
 pytestmark = pytest.mark.integration
 NEW = "handwritten-digits"
@@ -155,6 +156,7 @@ def test_ingest_for_a_dataset_without_a_deployment_refuses_before_copying(server
     params_file.write_text(yaml.safe_dump(document))
     write_image_folder(tmp_path / "drop", {"train": real_fashion_images(3)}, [str(i) for i in range(10)])
     monkeypatch.chdir(tmp_path)
+    run(["dvc", "init", "--no-scm", "-q"], tmp_path)  # a DVC repository without a remote
 
     with temporary_settings({PREFECT_API_URL: server.api_url}):
         code = main(["--dataset", "fashion-mnist", "--from", str(tmp_path / "drop"), "--params", str(params_file)])
@@ -166,10 +168,11 @@ def test_ingest_for_a_dataset_without_a_deployment_refuses_before_copying(server
     assert not (tmp_path / "data").exists()  # nothing was copied into an inbox
 
 
-def test_clone_mode_runs_clone_the_git_remote_and_ingest_into_this_checkout_is_refused(server, tmp_path, monkeypatch,
-                                                                                        capsys):
+def test_clone_mode_runs_clone_the_git_remote_and_ingest_without_a_dvc_remote_is_refused(server, tmp_path,
+                                                                                          monkeypatch, capsys):
     """Clone mode (PIPELINE_GIT_REMOTE): each run clones the remote on its worker (tests/integration/
-    test_remote_workers.py runs them); files copied into this checkout's inbox would never reach it."""
+    test_remote_workers.py runs them); files copied into this checkout's inbox would never reach it, so a drop goes
+    to the DVC remote's inbox (tests/orchestration/test_shared_inbox.py): without a DVC remote, it is refused."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from orchestration.deployments import clone_pool
@@ -186,13 +189,16 @@ def test_clone_mode_runs_clone_the_git_remote_and_ingest_into_this_checkout_is_r
     assert deployment.job_variables["env"][REMOTE_RUN_VARIABLE] == "1"
     write_image_folder(tmp_path / "drop", {"train": real_fashion_images(3)}, [str(i) for i in range(10)])
     monkeypatch.chdir(tmp_path)
+    run(["dvc", "init", "--no-scm", "-q"], tmp_path)  # a DVC repository without a remote
 
     with temporary_settings({PREFECT_API_URL: server.api_url}):
         code = main(["--dataset", "mnist-sample", "--from", str(tmp_path / "drop"),
                      "--params", str(PROJECT_ROOT / "params.yaml")])
 
     error = capsys.readouterr().err
-    assert code == 1 and "runs in clone mode (PIPELINE_GIT_REMOTE)" in error and error.count("\n") == 1
+    assert code == 1 and error.count("\n") == 1, error
+    assert error.startswith(f"ingest failed for mnist-sample: {tmp_path}: no default DVC remote; new images for "
+                            "workers in clone mode go to its inbox/ prefix"), error
     assert not (tmp_path / "data").exists()
     apply_deployments(server.api_url, tmp_path, params_with(["mnist-sample"]))  # back to local mode
     assert deployments_on(server)["mnist-sample"].pull_steps[0] == {

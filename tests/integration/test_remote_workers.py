@@ -14,11 +14,14 @@ sees both versions in `make history`, pulls both models, and a second promotion 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -27,8 +30,8 @@ from orchestration.deployments import WORK_POOL, apply_deployments, clone_pool
 from orchestration.serve import Service, prefect_command, run_cli, start_server, stop
 from tasks.common.config import load_params
 from tests.integration.repo import VENV_BIN, copy_repository, run
-from tests.integration.test_s3_remote import BUCKET, CREDENTIALS, s3_endpoint  # noqa: F401 (a fixture)
-from tests.integration.test_triggers import DIGITS, handwritten_digits
+from tests.integration.test_s3_remote import BUCKET, CREDENTIALS, bucket_keys, s3_endpoint  # noqa: F401
+from tests.integration.test_triggers import DIGITS, handwritten_digits, shifted_digits
 from tests.prefect_server import (FAST_POLLING, api_client, checked_log, database_environment, free_port,
                                   process_command_lines)
 
@@ -39,6 +42,7 @@ SECRET_KEYS = {"AWS_ACCESS_KEY_ID": CREDENTIALS["access_key_id"],
 # Only to keep the suite short: botocore tries a refused connection once instead of 5 times with backoff (an
 # unreachable DVC remote failed the run after 2 minutes of retries with the defaults).
 ONE_TRY = {"AWS_MAX_ATTEMPTS": "1"}
+DROPPED = 100  # new images sent through the shared inbox
 
 
 def developer_checkout(tmp_path_factory, endpoint: str) -> tuple[Path, str, str]:
@@ -99,6 +103,20 @@ def submit(service: Service, dataset: str, parameters: dict | None = None):
         return client.create_flow_run_from_deployment(deployment.id, parameters=parameters or {}).id
 
 
+def triggered_run(service: Service, dataset: str, since: datetime, seconds: float = 120):
+    """The id of the first flow run of `dataset`'s deployment created after `since` (by its trigger)."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with api_client(service) as client:
+            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[dataset])))
+        if created := sorted((run.created, run.id) for run in runs if run.created >= since):
+            return created[0][1]
+        time.sleep(1)
+    raise AssertionError(f"no run of {dataset} within {seconds:.0f} s of the drop")
+
+
 def kill_the_worker_running(service: Service, flow_run_id, workers: list[subprocess.Popen]) -> str:
     """`kill -9` of the worker whose flow run `flow_run_id` is in its train stage; the killed worker's name."""
     from tests.reliability.test_crashed_runs import flow_run_process, wait_training
@@ -129,6 +147,14 @@ def three_machines(tmp_path_factory, s3_endpoint):
             try:
                 both = wait_final(service, [submit(service, "mnist-sample"), submit(service, IMAGES)], 600)
                 commands = process_command_lines()  # what `ps` shows while the workers run
+                # New images, as a team member sends them from the developer's checkout: `make ingest` puts them
+                # in the DVC remote's inbox, and the dataset's trigger runs its deployment on a worker.
+                drop = tmp_path_factory.mktemp("drop")
+                shifted_digits(drop, DROPPED)
+                since = datetime.now(timezone.utc)
+                ingest = run([sys.executable, "-m", "orchestration.inbox", "--dataset", IMAGES, "--from", str(drop)],
+                             checkout, env={"PREFECT_API_URL": service.api_url, **SECRET_KEYS}).stdout
+                (dropped,) = wait_final(service, [triggered_run(service, IMAGES, since)], 600)
                 # another seed: other model bytes, a second champion (the same bytes again would be the same version);
                 # long enough to kill its worker mid-training (issue 26: a killed worker loses no run)
                 again_id = submit(service, "mnist-sample", {"force": True, "overrides": {
@@ -155,7 +181,7 @@ def three_machines(tmp_path_factory, s3_endpoint):
                         os.killpg(worker.pid, signal.SIGKILL)
                         worker.wait(timeout=30)
     yield {"checkout": checkout, "remote": remote, "endpoint": s3_endpoint, "branch": branch, "both": both,
-           "again": again,
+           "again": again, "ingest": ingest, "dropped": dropped,
            "workers_root": workers_root, "unreachable": unreachable, "heads": (head, head_after),
            "commands": commands, "server_log": service.log_file("server"), "killed": killed}
 
@@ -176,13 +202,34 @@ def test_two_datasets_retrain_at_the_same_time_one_on_each_worker(three_machines
 
 
 def test_the_remote_history_is_linear_each_run_on_the_one_before(three_machines, tmp_path):
-    """No merge commit, no force-push: the three runs' commits follow one another on the branch."""
+    """No merge commit, no force-push: the four runs' commits follow one another on the branch."""
     clone = tmp_path / "history"
     run(["git", "clone", "-q", three_machines["remote"], str(clone)], tmp_path)
     commits = [line.split(" ", 2) for line in run(["git", "log", "--format=%H %P %s"], clone).stdout.splitlines()]
     assert not run(["git", "log", "--merges", "--format=%H"], clone).stdout.strip()
-    runs = [commit for commit in commits if ": started by hand run " in commit[2]]
-    assert len(runs) == 3 and all(runs[index][1] == runs[index + 1][0] for index in range(2)), commits
+    runs = [commit for commit in commits if re.search(r": (started by hand|triggered by .*) run ", commit[2])]
+    assert len(runs) == 4 and all(runs[index][1] == runs[index + 1][0] for index in range(3)), commits
+
+
+def test_a_drop_sent_from_the_developers_checkout_is_trained_on_by_a_worker(three_machines, tmp_path):
+    """Issue 26: new images reach workers that do not hold the repository, through the DVC remote's inbox."""
+    dropped, ingest = three_machines["dropped"], three_machines["ingest"]
+    assert f"sent {DROPPED} file(s) to the shared inbox s3://{BUCKET}/cache/inbox/{IMAGES}/" in ingest, ingest
+    assert dropped.state_name == "Completed", dropped.state.message
+    clone = tmp_path / "after-the-drop"
+    run(["git", "clone", "-q", three_machines["remote"], str(clone)], tmp_path)
+    (commit,) = [line.split(" ", 1)[0] for line in run(["git", "log", "--format=%H %s"], clone).stdout.splitlines()
+                 if f"run {dropped.name} " in line]
+    ingested = json.loads(run(["git", "show", f"{commit}:reports/{IMAGES}/ingest.json"], clone).stdout)
+    assert ingested["images_added"]["train"] == DROPPED, ingested  # versioned, then trained on:
+    trained, before = (json.loads(run(["git", "show", f"{revision}:reports/{IMAGES}/training.json"], clone).stdout)
+                       for revision in (commit, f"{commit}~1"))
+    assert (trained["train_images"] + trained["validation_images"]
+            == before["train_images"] + before["validation_images"] + DROPPED), (trained, before)
+    log = "".join((three_machines["workers_root"] / name / "worker.log").read_text()
+                  for name in ("worker-a", "worker-b"))
+    assert "shared inbox: 1 drop(s) of new images fetched" in log and "shared inbox: 1 drop(s) deleted" in log
+    assert not [key for key in bucket_keys(three_machines["endpoint"]) if "/inbox/" in key]  # taken once
 
 
 def test_each_version_is_on_the_remotes_and_a_fresh_clone_lists_and_pulls_them(three_machines, tmp_path):
