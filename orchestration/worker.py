@@ -97,13 +97,14 @@ def install(explainer: KillExplainer) -> None:
     codes.INFRASTRUCTURE_EXIT_HINTS = Hints(codes.INFRASTRUCTURE_EXIT_HINTS)
 
 
-def main(arguments: list[str]) -> int:
+def main(arguments: list[str]) -> None:
+    """`prefect worker start <arguments>`, its SIGKILL hint ours; it exits as Prefect's CLI does."""
     from prefect.cli import app
 
     install(KillExplainer(oom_kill_file()))
     sys.argv = ["prefect", "worker", "start", *arguments]
-    return app()
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    main(sys.argv[1:])
