@@ -24,7 +24,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from orchestration.shared_inbox import clear_fetched, fetch_drops
+from orchestration.shared_inbox import clear_fetched, drop_folder, fetch_drops
 from tasks.common.errors import PipelineError
 from tasks.common.paths import DatasetPaths
 
@@ -176,8 +176,13 @@ def publish(root: Path, dataset: str, champion: str | None, message: str, tagger
                       *(f"refs/tags/{tag}" for tag in tags), check=False)
         if pushed.returncode == 0:
             _say("pushed %s and %d tag(s) to %s/%s", commit[:10], len(tags), GIT_REMOTE, branch)
-            if cleared := clear_fetched(root):  # versioned on both remotes: the drops are no longer needed there
-                _say("shared inbox: %d drop(s) deleted from the DVC remote, now in this version", len(cleared))
+            try:  # versioned on both remotes: the drops are no longer needed there
+                if cleared := clear_fetched(root):
+                    _say("shared inbox: %d drop(s) deleted from the DVC remote, now in this version", len(cleared))
+            except Exception as error:  # the version stands; the next run finds these images ingested already
+                logger.warning("shared inbox: the drops this run took could not be deleted from the DVC remote "
+                               "(%s); the next run takes them again and quarantines them as duplicates: delete "
+                               "them from %s", " ".join(str(error).split()), drop_folder(root, dataset))
             return commit
         if tags:
             _git(root, "tag", "--delete", *tags)

@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tasks.common.errors import PipelineError
+from tasks.lib.inbox_files import is_temporary
 
 PREFIX = "inbox"
 COMPLETE = ".complete"
@@ -53,11 +54,13 @@ def drop_folder(root: Path, dataset: str) -> str:
 
 
 def send_drop(root: Path, dataset: str, source: Path) -> tuple[str, int]:
-    """Upload every file under `source` (`{train,test}/<class>/*.png`) as one new drop of `dataset`, its marker
-    last; (the drop's URL, the number of files)."""
+    """Upload every file under `source` (`{train,test}/<class>/*.png`) that ingest would take as one new drop of
+    `dataset`, its marker last; (the drop's URL, the number of files)."""
     if not source.is_dir():
         raise PipelineError(f"{source}: no such folder; expected {source}/{{train,test}}/<class>/*.png")
-    files = [path for path in sorted(source.rglob("*")) if path.is_file() and not path.name.startswith(".")]
+    # What ingest would never take (hidden, `*.part`, `*.tmp`) is not sent: the drop is deleted once ingested.
+    files = [path for path in sorted(source.rglob("*"))
+             if path.is_file() and not is_temporary(path.relative_to(source).as_posix())]
     if not files:
         raise PipelineError(f"{source}: no files; expected {source}/{{train,test}}/<class>/*.png")
     fs, base = _remote(root)
@@ -75,7 +78,7 @@ def fetch_drops(root: Path, dataset: str, inbox: Path) -> list[str]:
     fs, base = _remote(root)
     folder = fs.join(base, PREFIX, dataset)
     try:
-        listed = fs.ls(folder, detail=False)
+        listed = fs.ls(folder, detail=False, refresh=True)  # not a listing cached earlier in this process
     except FileNotFoundError:
         listed = []
     drops = sorted(fs.name(path)[:-len(COMPLETE)] for path in listed if fs.name(path).endswith(COMPLETE))

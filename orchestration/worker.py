@@ -11,12 +11,15 @@ one it last saw and says which it was, in the Crashed state's message that the n
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
+import time
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SIGKILL_EXIT = -9  # how Python reports a child that SIGKILL ended
+REPEAT_SECONDS = 30
 
 
 def oom_kill_file(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")) -> Path | None:
@@ -63,12 +66,21 @@ class KillExplainer:
         self.count_file = count_file
         self.seen = read_oom_kills(count_file)
         self._lock = threading.Lock()
+        self._last: tuple[float, tuple[str, str]] | None = None
 
     def explain(self) -> tuple[str, str]:
-        """(what happened, what to do), one sentence each."""
+        """(what happened, what to do), one sentence each. Prefect 3.8.8 looks one exit up twice (the runner's
+        Crashed state, then the worker's log line): within REPEAT_SECONDS and with no new OOM kill, the same answer."""
         with self._lock:
             now = read_oom_kills(self.count_file)
+            if self._last and time.monotonic() - self._last[0] < REPEAT_SECONDS and now == self.seen:
+                return self._last[1]
             before, self.seen = self.seen, now if now is not None else self.seen
+            answer = self._answer(before, now)
+            self._last = (time.monotonic(), answer)
+            return answer
+
+    def _answer(self, before: int | None, now: int | None) -> tuple[str, str]:
         if now is None or before is None:
             return ("The flow-run process was killed by SIGKILL: by `kill -9` or by the kernel's out-of-memory "
                     "killer; this machine's cgroup keeps no count that tells which.",
@@ -89,9 +101,9 @@ def install(explainer: KillExplainer) -> None:
 
     class Hints(dict):
         def __getitem__(self, code: int):
-            if code == SIGKILL_EXIT:
+            if code == SIGKILL_EXIT:  # Prefect's own entry, in our words (its log level kept)
                 explanation, resolution = explainer.explain()
-                return codes.InfrastructureExitInfo(explanation=explanation, resolution=resolution)
+                return dataclasses.replace(super().__getitem__(code), explanation=explanation, resolution=resolution)
             return super().__getitem__(code)
 
     codes.INFRASTRUCTURE_EXIT_HINTS = Hints(codes.INFRASTRUCTURE_EXIT_HINTS)

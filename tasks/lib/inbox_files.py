@@ -39,12 +39,17 @@ def _sort_files(inbox: Path, settle_seconds: float, among: list[Path] | None = N
         relative = str(path)[len(str(inbox)) + 1:]
         if relative == INBOX_PLACEHOLDER:
             continue
-        if relative.startswith(".") or "/." in relative or path.name.lower().endswith(_TEMPORARY_SUFFIXES):
+        if is_temporary(relative):
             temporary.append(path)
         else:
             changed = max(status.st_mtime, status.st_ctime)
             (unsettled if now - changed < settle_seconds else settled).append(path)
     return sorted(settled), sorted(temporary), sorted(unsettled)
+
+
+def is_temporary(relative: str) -> bool:
+    """A name ingest leaves alone, as one still being written or hidden: `.*` (a folder too), `*.part`, `*.tmp`."""
+    return relative.startswith(".") or "/." in relative or relative.lower().endswith(_TEMPORARY_SUFFIXES)
 
 
 def _still_there(paths: list[Path]):

@@ -8,8 +8,9 @@
   and pushes back: `dvc push` first, then the branch and the registry tags in one `git push --atomic`.
 
 Two datasets (mnist-sample and a small image folder of real digits; dense model, 2 epochs) retrain at the same time,
-one on each worker; the second to finish finds the remote moved on, rebases and pushes. A third fresh clone then
-sees both versions in `make history`, pulls both models, and a second promotion is v2.0.0 on the remote.
+one on each worker; the second to finish finds the remote moved on, rebases and pushes. A drop of new images sent
+from the developer's checkout (`make ingest`: the DVC remote's inbox) is trained on by a worker. A third fresh clone
+then sees the versions in `make history`, pulls the models, and a second promotion is v2.0.0 on the remote.
 """
 
 from __future__ import annotations
@@ -117,6 +118,16 @@ def triggered_run(service: Service, dataset: str, since: datetime, seconds: floa
     raise AssertionError(f"no run of {dataset} within {seconds:.0f} s of the drop")
 
 
+def promotion_at(remote: str, subject: str, folder: Path) -> dict:
+    """The promote stage's decision (reports/<dataset>/promotion.json) at the remote's commit whose subject holds
+    `subject`."""
+    run(["git", "clone", "-q", remote, str(folder / "clone")], folder)
+    (line,) = [line for line in run(["git", "log", "--format=%H %s"], folder / "clone").stdout.splitlines()
+               if subject in line]
+    return json.loads(run(["git", "show", f"{line.split()[0]}:reports/{IMAGES}/promotion.json"],
+                          folder / "clone").stdout)
+
+
 def kill_the_worker_running(service: Service, flow_run_id, workers: list[subprocess.Popen]) -> str:
     """`kill -9` of the worker whose flow run `flow_run_id` is in its train stage; the killed worker's name."""
     from tests.reliability.test_crashed_runs import flow_run_process, wait_training
@@ -155,6 +166,7 @@ def three_machines(tmp_path_factory, s3_endpoint):
                 ingest = run([sys.executable, "-m", "orchestration.inbox", "--dataset", IMAGES, "--from", str(drop)],
                              checkout, env={"PREFECT_API_URL": service.api_url, **SECRET_KEYS}).stdout
                 (dropped,) = wait_final(service, [triggered_run(service, IMAGES, since)], 600)
+                drop_promotion = promotion_at(remote, f"run {dropped.name} ", tmp_path_factory.mktemp("drop-clone"))
                 # another seed: other model bytes, a second champion (the same bytes again would be the same version);
                 # long enough to kill its worker mid-training (issue 26: a killed worker loses no run)
                 again_id = submit(service, "mnist-sample", {"force": True, "overrides": {
@@ -181,7 +193,7 @@ def three_machines(tmp_path_factory, s3_endpoint):
                         os.killpg(worker.pid, signal.SIGKILL)
                         worker.wait(timeout=30)
     yield {"checkout": checkout, "remote": remote, "endpoint": s3_endpoint, "branch": branch, "both": both,
-           "again": again, "ingest": ingest, "dropped": dropped,
+           "again": again, "ingest": ingest, "dropped": dropped, "drop_promotion": drop_promotion,
            "workers_root": workers_root, "unreachable": unreachable, "heads": (head, head_after),
            "commands": commands, "server_log": service.log_file("server"), "killed": killed}
 
@@ -242,7 +254,7 @@ def test_each_version_is_on_the_remotes_and_a_fresh_clone_lists_and_pulls_them(t
         history = run([sys.executable, "-m", "orchestration.history", "--dataset", dataset], clone).stdout
         assert "promoted" in history, history
     # every output each commit names is on the DVC remote: the whole pipeline pulls, and nothing differs (at the
-    # first round's last commit: the seed-7 run's dvc.lock records its override, which params.yaml does not keep)
+    # drop's run, before the seed-7 run, whose dvc.lock records its override, which params.yaml does not keep)
     run(["git", "checkout", "-q", "HEAD~2"], clone)
     run(["dvc", "pull"], clone, env=SECRET_KEYS)
     for dataset in ("mnist-sample", IMAGES):
@@ -261,7 +273,10 @@ def test_promoting_twice_gives_v1_and_v2_on_the_remote(three_machines):
 
     tags = run(["git", "ls-remote", "--tags", three_machines["remote"]], Path.cwd()).stdout
     assert "refs/tags/mnist-sample-model@v1.0.0" in tags and "refs/tags/mnist-sample-model@v2.0.0" in tags, tags
-    assert f"refs/tags/{IMAGES}-model@v1.0.0" in tags and f"{IMAGES}-model@v2.0.0" not in tags, tags
+    # the image folder's second version is the drop's run, when it promoted its model (promotion.json at its commit)
+    promoted = three_machines["drop_promotion"]["promoted"]
+    assert f"refs/tags/{IMAGES}-model@v1.0.0" in tags and (f"{IMAGES}-model@v2.0.0" in tags) == promoted, tags
+    assert f"{IMAGES}-model@v3.0.0" not in tags
 
 
 def test_an_unreachable_dvc_remote_fails_the_run_in_one_line_and_the_git_remote_is_left_alone(three_machines):

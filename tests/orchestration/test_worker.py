@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+from orchestration import worker
 from orchestration.worker import KillExplainer, install, oom_kill_file, read_oom_kills
 
 
@@ -36,19 +37,22 @@ def test_the_count_file_is_found_on_cgroup_v1_and_v2_and_none_where_there_is_non
     assert oom_kill_file(v2_root, tmp_path / "missing") is None
 
 
-def test_a_kill_is_told_from_an_out_of_memory_kill_by_the_kernels_count(tmp_path):
+def test_a_kill_is_told_from_an_out_of_memory_kill_by_the_kernels_count(tmp_path, monkeypatch):
     count_file = cgroup_v1(tmp_path, 0)
     explainer = KillExplainer(count_file)
 
     outside, _ = explainer.explain()
+    monkeypatch.setattr(worker, "REPEAT_SECONDS", 30)
     count_file.write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")  # the OOM killer ended a process
     memory, what_to_do = explainer.explain()
-    again, _ = explainer.explain()  # the next kill, with no new OOM kill: from outside again
+    repeated = explainer.explain()  # Prefect looks the same exit up a second time, for its log line
+    monkeypatch.setattr(worker, "REPEAT_SECONDS", 0)
+    again, _ = explainer.explain()  # a later kill, with no new OOM kill: from outside again
 
     assert outside.startswith("The flow-run process was killed by SIGKILL from outside (`kill -9`")
     assert "not by the out-of-memory killer" in outside and "is still 0" in outside
     assert memory == f"The flow-run process was killed by the kernel's out-of-memory killer (its count in {count_file} went from 0 to 1)."
-    assert "lower train.batch_size" in what_to_do
+    assert "lower train.batch_size" in what_to_do and repeated == (memory, what_to_do)
     assert "not by the out-of-memory killer" in again and "is still 1" in again
     assert "keeps no count that tells which" in KillExplainer(None).explain()[0]
 
@@ -65,5 +69,6 @@ def test_prefects_worker_takes_its_words_for_a_sigkill_and_its_own_for_other_cod
     info = codes.get_infrastructure_exit_info(child.wait(timeout=30))  # what the worker looks up: -9
 
     assert "memory limits" in stock and "memory limits" not in info.explanation
+    assert info.log_level == codes.INFRASTRUCTURE_EXIT_HINTS.get(-9).log_level  # Prefect's own level (INFO)
     assert "not by the out-of-memory killer" in info.explanation
     assert codes.get_infrastructure_exit_info(-15).explanation.startswith("Process exited due to a SIGTERM")
