@@ -17,6 +17,8 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import dvc  # noqa: E402,F401 (DVC binds its log handler to sys.stdout at its first import: here, before a test
+#           swaps sys.stdout for capsys's stream and closes it, which failed every later in-process DVC log line)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
