@@ -34,16 +34,16 @@ GIT_REMOTE = "origin"
 PUSH_ATTEMPTS = 5
 
 
-def _say(message: str, *arguments) -> None:
+def _say(message: str, *arguments, level: int = logging.INFO) -> None:
     """Into the flow run's log (the worker's output, the UI) when there is one, else this module's logger."""
     from prefect.exceptions import MissingContextError
 
     try:
         from prefect import get_run_logger
 
-        get_run_logger().info(message, *arguments)
+        get_run_logger().log(level, message, *arguments)
     except MissingContextError:
-        logger.info(message, *arguments)
+        logger.log(level, message, *arguments)
 
 
 def is_remote_run() -> bool:
@@ -180,9 +180,9 @@ def publish(root: Path, dataset: str, champion: str | None, message: str, tagger
                 if cleared := clear_fetched(root):
                     _say("shared inbox: %d drop(s) deleted from the DVC remote, now in this version", len(cleared))
             except Exception as error:  # the version stands; the next run finds these images ingested already
-                logger.warning("shared inbox: the drops this run took could not be deleted from the DVC remote "
-                               "(%s); the next run takes them again and quarantines them as duplicates: delete "
-                               "them from %s", " ".join(str(error).split()), drop_folder(root, dataset))
+                _say("shared inbox: the drops this run took could not be deleted from the DVC remote (%s); the "
+                     "next run takes them again and quarantines them as duplicates: delete them from %s",
+                     " ".join(str(error).split()), drop_folder(root, dataset), level=logging.WARNING)
             return commit
         if tags:
             _git(root, "tag", "--delete", *tags)

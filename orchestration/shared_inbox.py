@@ -78,6 +78,19 @@ def fetch_drops(root: Path, dataset: str, inbox: Path) -> list[str]:
     fs, base = _remote(root)
     folder = fs.join(base, PREFIX, dataset)
     try:
+        drops = _take(fs, folder, inbox)
+    except Exception as error:  # the remote refused a listing or a read (unreachable, keys, permissions): one line
+        raise PipelineError(f"fetching {dataset}'s new images from {fs.unstrip_protocol(folder)} failed: "
+                            f"{type(error).__name__}: {' '.join(str(error).split())}; they stay there for the next "
+                            "run") from None
+    record = root / FETCHED_FILE
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"dataset": dataset, "drops": drops}))
+    return drops
+
+
+def _take(fs, folder: str, inbox: Path) -> list[str]:
+    try:
         listed = fs.ls(folder, detail=False, refresh=True)  # not a listing cached earlier in this process
     except FileNotFoundError:
         listed = []
@@ -93,9 +106,6 @@ def fetch_drops(root: Path, dataset: str, inbox: Path) -> list[str]:
             partial = target.with_name(f"{target.name}.part")
             fs.get_file(path, str(partial))
             os.replace(partial, target)
-    record = root / FETCHED_FILE
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"dataset": dataset, "drops": drops}))
     return drops
 
 

@@ -40,8 +40,9 @@ def copy_repository(destination: Path, edit_params) -> Path:
     return destination
 
 
-# Served tests train mnist-sample's CNN for a few epochs (about 0.95 test accuracy, past its 0.90 gate) instead of
-# the ~17 its threshold takes: the model's quality is not what they test (issue 28: tests within their budget).
+# Served tests train mnist-sample's CNN for a few epochs instead of the ~17 its threshold takes: the model's quality
+# is not what they test (issue 28: tests within their budget). Chosen on validation: 0.955 validation accuracy at
+# epoch 3 in their runs' logs; the promotion gate (test accuracy at least 0.90) then reports 0.928-0.945 there.
 SERVED_EPOCHS = 3
 
 

@@ -32,7 +32,7 @@ from orchestration.serve import Service, prefect_command, run_cli, start_server,
 from tasks.common.config import load_params
 from tests.integration.repo import VENV_BIN, copy_repository, run
 from tests.integration.test_s3_remote import BUCKET, CREDENTIALS, bucket_keys, s3_endpoint  # noqa: F401
-from tests.integration.test_triggers import DIGITS, handwritten_digits, shifted_digits
+from tests.integration.test_triggers import DIGITS, handwritten_digits, runs_of_deployment, shifted_digits
 from tests.prefect_server import (FAST_POLLING, api_client, checked_log, database_environment, free_port,
                                   process_command_lines)
 
@@ -106,13 +106,9 @@ def submit(service: Service, dataset: str, parameters: dict | None = None):
 
 def triggered_run(service: Service, dataset: str, since: datetime, seconds: float = 120):
     """The id of the first flow run of `dataset`'s deployment created after `since` (by its trigger)."""
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
-
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        with api_client(service) as client:
-            runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[dataset])))
-        if created := sorted((run.created, run.id) for run in runs if run.created >= since):
+        if created := sorted((run.created, run.id) for run in runs_of_deployment(service, since, dataset)):
             return created[0][1]
         time.sleep(1)
     raise AssertionError(f"no run of {dataset} within {seconds:.0f} s of the drop")

@@ -42,14 +42,14 @@ def handwritten_digits(folder):
                                 for split, count in (("train", 1000), ("test", 250))}, DIGITS)
 
 
-def runs_of_deployment(service: Service, since: datetime):
+def runs_of_deployment(service: Service, since: datetime, dataset: str = DATASET):
+    """The runs of `dataset`'s deployment created since `since`, other than the scheduler's."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterName, FlowRunFilter,
-                                                FlowRunFilterStartTime)
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings({PREFECT_API_URL: service.api_url}), get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[DATASET])))
+        runs = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[dataset])))
     # The scheduler's own runs (the daily schedule, days ahead) are not the trigger's.
     return [flow_run for flow_run in runs if flow_run.created >= since and not flow_run.auto_scheduled]
 

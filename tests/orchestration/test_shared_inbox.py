@@ -69,3 +69,18 @@ def test_without_a_folder_or_a_remote_it_says_what_to_do_in_one_line(s3_endpoint
     with pytest.raises(PipelineError, match=r"no default DVC remote; new images for workers in clone mode go to its"):
         send_drop(bare, "shoes", tmp_path / "one")
     assert not [key for key in bucket_keys(s3_endpoint) if "/inbox/shoes/2" in key and "halfsent" not in key]
+
+
+def test_a_remote_that_cannot_be_reached_fails_the_fetch_in_one_line_naming_it(tmp_path, monkeypatch):
+    from tests.prefect_server import free_port
+
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore: one try at a refused connection, not 5 with backoff
+    worker = checkout(tmp_path / "worker", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+
+    with pytest.raises(PipelineError) as refused:
+        fetch_drops(worker, "shoes", worker / "data/inbox/shoes")
+
+    message = str(refused.value)
+    assert message.startswith(f"fetching shoes's new images from s3://{BUCKET}/cache/inbox/shoes failed: ")
+    assert message.endswith("; they stay there for the next run") and "\n" not in message
+    assert not (worker / "data/inbox/shoes").exists()
