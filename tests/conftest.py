@@ -185,3 +185,45 @@ def run_log_html(paths: DatasetPaths) -> str:
     prefix = 'document.getElementById("run-log").innerHTML = '
     assert statement.startswith(prefix) and statement.endswith(";\n")
     return json.loads(statement[len(prefix):-2])
+
+
+# `make test` and `make test-slow` run the suite in parallel (pytest-xdist, `--dist loadscope`: a module's tests stay
+# on one worker, so its module fixtures are built once). Most of the slow suite waits on servers, heartbeats and
+# polls, not on the CPU. Two changes to xdist's grouping: a module whose fixture is parametrized by the server's
+# database (`[postgresql]`, `[sqlite]`) is two units, one per database, since they share nothing; and the modules
+# that take longest (measured with `--durations`) start first, so that none of them is the last one left.
+DATABASE_PARAMETERS = ("postgresql", "sqlite")
+LONGEST_FIRST = ("tests/reliability/test_crashed_runs.py", "tests/reliability/test_prefect_faults.py",
+                 "tests/integration/test_remote_workers.py", "tests/integration/test_schedules.py",
+                 "tests/integration/test_prefect_flow.py", "tests/integration/test_dvc_pipeline.py",
+                 "tests/reliability/test_training_faults.py", "tests/reliability/test_dvc_faults.py")
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its module, or its module and server database."""
+    module, _, rest = nodeid.partition("::")
+    parameters = rest.rpartition("[")[2].rstrip("]").split("-") if rest.endswith("]") else []
+    database = next((name for name in parameters if name in DATABASE_PARAMETERS), None)
+    return f"{module}::{database}" if database else module
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LongestFirstScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            if not getattr(self, "_ordered", False):  # once, after xdist built its queue, before the first unit
+                rank = {module: place for place, module in enumerate(LONGEST_FIRST)}
+                units = sorted(self.workqueue.items(),
+                               key=lambda unit: rank.get(unit[0].partition("::")[0], len(rank)))
+                self.workqueue.clear()
+                self.workqueue.update(units)
+                self._ordered = True
+            super()._assign_work_unit(node)
+
+    return LongestFirstScheduling(config, log)

@@ -10,7 +10,7 @@ from orchestration.serve import Service, start_server, stop
 from tests.load import deploy_noop, run_at_once, workers
 from tests.prefect_server import checked_log, database_environment, free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # its 10 minutes are its own: not beside other tests
 RUNS = 100
 
 
