@@ -27,7 +27,7 @@ from orchestration.remote import is_remote_run
 from orchestration.remote import prepare as prepare_remote_run
 from orchestration.runs import read_last_run, write_last_run
 from orchestration.serve import terminal_api
-from orchestration.service import detach_from_worker
+from orchestration.service import deliver_queued_events, detach_from_worker
 from flows.stages import download, drift, evaluate, ingest, normalize, promote, report, train, validate
 from orchestration.versioning import changed_stages, pipeline_held, record_outputs
 from tasks.check_params import link_sources, write_marker
@@ -79,6 +79,8 @@ def training_pipeline(dataset: DatasetName = "fashion-mnist", params_file: str =
     finally:
         if overrides:
             put_back_params(params_path, keep, only_if_dead=False)
+        if deployment.id:  # its heartbeats reach the server before its final state does
+            deliver_queued_events()
 
 
 def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> PipelineOutcome:

@@ -55,6 +55,24 @@ def is_running(service: Service, name: str) -> bool:
         return False
 
 
+def deliver_queued_events(timeout_seconds: float = 10) -> bool:
+    """Wait (at most `timeout_seconds`) until the events this process has queued, its heartbeats among them, have
+    been sent to the server; whether they were. A flow run calls it before it ends: a heartbeat that reached the
+    server's triggers after the run's final state opened a new 90-s window of the heartbeat automation, which then
+    tried to crash a run already Completed (`Action failed: ... already in terminal state COMPLETED`, issue 27 item
+    7: seen in a served test whose heartbeat sat queued while the run's last stages held the CPU)."""
+    import threading
+
+    from prefect.events.worker import EventsWorker, should_emit_events
+
+    if not should_emit_events():
+        return True
+    waiter = threading.Thread(target=EventsWorker.instance().wait_until_empty, daemon=True)
+    waiter.start()
+    waiter.join(timeout_seconds)
+    return not waiter.is_alive()
+
+
 def detach_from_worker() -> Path | None:
     """In a flow run that a worker started: point this process's output (stdout and stderr) at the worker's own
     output, its log file or its terminal, instead of the pipe the worker reads and copies there. A write to a pipe

@@ -232,9 +232,10 @@ def test_a_run_whose_process_and_worker_are_gone_is_crashed_by_the_heartbeat_aut
 
 def test_kill_9_of_the_server_during_a_run_then_serve_again(served):
     """What the user trial saw: the run stayed RUNNING and held the slot, the next run waited in
-    AwaitingConcurrencySlot, and `make serve` refused ("already serving"). A cancel right after the restart is not
-    asserted: it ended Cancelled in 12 and 16 s twice, and stayed Cancelling once (docs/RELIABILITY.md)."""
-    running = submit(served, LONG_RUN)
+    AwaitingConcurrencySlot, and `make serve` refused ("already serving"). Now the run, whose process and worker
+    live on, waits for the server (Prefect's client retries) and completes. A cancel right after the restart is
+    not asserted: it ended Cancelled in 12 and 16 s twice, and stayed Cancelling once (docs/RELIABILITY.md)."""
+    running = submit(served, SURVIVING_RUN)
     waiting = submit(served)
     wait_training(served, running)
     server = int(served.pid_file("server").read_text())
@@ -243,10 +244,9 @@ def test_kill_9_of_the_server_during_a_run_then_serve_again(served):
     time.sleep(5)
     started, _ = serve(served)  # `make serve` again: no "already serving", no traceback
     assert started == ["server"]  # the worker lived on, and its run too
-    state = wait_final(served, running, NO_HEARTBEAT_SECONDS + 600)
+    state = wait_final(served, running, 600)
     print(f"\nthe run in progress when the server was killed ended {state.name}")
 
-    assert state.is_final(), state
+    assert state.is_completed(), state
     assert wait_final(served, waiting, 400).is_completed()  # the slot was released
-    if state.is_crashed():  # its process died with the API out of reach: nothing it trained was promoted
-        assert notifications_for(read_run(served, running).name, 60)
+    assert not notifications_for(read_run(served, running).name, 5)
