@@ -122,8 +122,8 @@ lint: setup ## ruff and mypy over the code (pyproject.toml has their settings); 
 	$(VENV)/bin/mypy $(LINTED)
 
 test-slow: setup postgresql ## What CI adds: served deployments on PostgreSQL, the load test, crashed runs, three machines...
-	$(PYTHON) -m pytest -m "slow and not alone" -n $(SLOW_TEST_WORKERS) --dist loadscope
-	$(PYTHON) -m pytest -m "slow and alone"
+	$(PYTHON) -m pytest -m "slow and not alone" -n $(SLOW_TEST_WORKERS) --dist loadscope; status=$$?; \
+	  $(PYTHON) -m pytest -m "slow and alone" && exit $$status
 
 bench: setup postgresql ## Benchmark the pipeline against the plain Keras script; prints verdicts, writes benchmarks/RESULTS.md
 	$(PYTHON) -m benchmarks.bench

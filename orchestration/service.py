@@ -5,6 +5,8 @@ Shared by `make serve`/`make stop` (serve.py) and `make status` (status.py), whi
 
 from __future__ import annotations
 
+import logging
+
 import os
 import stat
 import sys
@@ -65,9 +67,15 @@ def deliver_queued_events(timeout_seconds: float = 10) -> bool:
 
     from prefect.events.worker import EventsWorker, should_emit_events
 
+    def wait() -> None:
+        try:
+            EventsWorker.instance().wait_until_empty()
+        except Exception as error:  # never the run's own outcome: the events are Prefect's to retry or drop
+            logging.getLogger(__name__).warning("events not confirmed sent: %s: %s", type(error).__name__, error)
+
     if not should_emit_events():
         return True
-    waiter = threading.Thread(target=EventsWorker.instance().wait_until_empty, daemon=True)
+    waiter = threading.Thread(target=wait, daemon=True)
     waiter.start()
     waiter.join(timeout_seconds)
     return not waiter.is_alive()

@@ -241,6 +241,7 @@ def test_kill_9_of_the_server_during_a_run_then_serve_again(served):
     server = int(served.pid_file("server").read_text())
 
     os.kill(server, signal.SIGKILL)
+    assert flow_run_process(running)  # the server died under a run in progress
     time.sleep(5)
     started, _ = serve(served)  # `make serve` again: no "already serving", no traceback
     assert started == ["server"]  # the worker lived on, and its run too
