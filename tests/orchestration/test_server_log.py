@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from orchestration.server_log import (RESENT_EVENTS_DROPPED, ROUTINE, SQLITE_LOCKED, RoutineError, parse_log,
-                                      read_service_errors, service_errors)
+from orchestration.server_log import (HEARTBEAT_ACTION_AFTER_RESTART, RESENT_EVENTS_DROPPED, ROUTINE, SQLITE_LOCKED,
+                                      RoutineError, parse_log, read_service_errors, service_errors)
 
 # The first 80 seconds of `make serve` with sqlalchemy 2.1.9 in the lock (issue 12): two scheduler passes.
 SQLALCHEMY_21_LOG = Path(__file__).parent / "data" / "server-sqlalchemy-2.1.9.log"
@@ -224,3 +224,15 @@ def test_on_postgresql_nothing_is_routine():
     assert database_kind({"PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://u@127.0.0.1:5432/p"}) == \
         "postgresql"
     assert database_kind({}) == "sqlite"
+
+
+def test_the_heartbeat_automation_acting_on_a_completed_run_is_an_error_unless_a_server_kill_test_expects_it():
+    # As the PostgreSQL-backed server of tests/reliability/test_crashed_runs.py logged it, after its restart.
+    line = ("2026-12-07 03:22:03.980 | WARNING | prefect.server.events.actions - Action failed: 'Failed to set "
+            "state: Run is already in terminal state COMPLETED.'\n")
+    expected = (HEARTBEAT_ACTION_AFTER_RESTART,)
+
+    assert len(service_errors(line, database="postgresql")) == 1  # `make status` and every other served test
+    assert len(service_errors(line)) == 1  # not routine on SQLite either
+    assert service_errors(line, expected, database="postgresql") == []
+    assert len(service_errors(line.replace("COMPLETED", "FAILED"), expected, database="postgresql")) == 1
