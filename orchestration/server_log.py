@@ -127,12 +127,12 @@ HEARTBEAT_ACTION_AFTER_RESTART = RoutineError(
     logger="prefect.server.events.actions",
     message="Action failed: 'Failed to set state: Run is already in terminal state COMPLETED.'",
     exception="",
-    reason="A server killed under a run loses the events it held in memory, and the run's heartbeats sent while it "
-           "was down. Once it is back, its triggers can still hold the run's Completed event (it follows an event "
-           "that never arrived), so the heartbeat automation's 90-s window closes on no event and it tries to "
-           "crash the run that completed; Prefect refuses to change a final state, and the run stays Completed. "
-           "Seen twice, on PostgreSQL and SQLite, 9 s after a run completed following a server restart. Not "
-           "routine: expected only by the test that kills the server during a run "
+    reason="A server killed under a run loses the events it held in memory, and the run's heartbeats sent while "
+           "it was down. Once it is back, its triggers most likely (not proven) still hold the run's Completed "
+           "event, which follows an event that never arrived, so the heartbeat automation's 90-s window closes on "
+           "no event and it tries to crash the run that completed; Prefect refuses to change a final state, and "
+           "the run stays Completed. Seen twice, on PostgreSQL and SQLite, 9 s after a run completed following a "
+           "server restart. Not routine: expected only by the test that kills the server during a run "
            "(tests/reliability/test_crashed_runs.py), and `make status` reports it.")
 
 
