@@ -79,8 +79,9 @@ def training_pipeline(dataset: DatasetName = "fashion-mnist", params_file: str =
     finally:
         if overrides:
             put_back_params(params_path, keep, only_if_dead=False)
-        if deployment.id:  # its heartbeats reach the server before its final state does
-            deliver_queued_events()
+        if deployment.id and not deliver_queued_events():  # its heartbeats reach the server before its final state
+            get_run_logger().warning("events of this run not all sent within 10 s: the heartbeat automation may act "
+                                     "on it once it has ended (docs/RELIABILITY.md, heartbeat automation)")
 
 
 def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> PipelineOutcome:

@@ -6,7 +6,6 @@ Shared by `make serve`/`make stop` (serve.py) and `make status` (status.py), whi
 from __future__ import annotations
 
 import logging
-
 import os
 import stat
 import sys
