@@ -31,11 +31,10 @@ from orchestration.service import deliver_queued_events, detach_from_worker
 from flows.stages import download, drift, evaluate, ingest, normalize, promote, report, train, validate
 from orchestration.versioning import changed_stages, pipeline_held, record_outputs
 from tasks.check_params import link_sources, write_marker
-from tasks.common.config import DatasetName, Params, load_params
-from tasks.lib.params_edit import override_params, put_back_params
+from tasks.common.config import DatasetName, Params, load_params, write_overrides
 from tasks.common.errors import DriftBlockedError, PipelineError, StageFailedError, StageInterrupted
 from tasks.lib.outputs import Evaluation, PromotionDecision
-from tasks.common.paths import PARAMS_BEFORE_OVERRIDES_FILE, PARAMS_CHECK_FILE, PARAMS_FILE, STAGES, DatasetPaths
+from tasks.common.paths import PARAMS_CHECK_FILE, PARAMS_FILE, STAGES, DatasetPaths
 
 FLOW_NAME = "training-pipeline"
 quiet_pipeline_errors()  # a PipelineError is logged as its one line, not with Prefect's traceback
@@ -60,9 +59,10 @@ def training_pipeline(dataset: DatasetName = "fashion-mnist", params_file: str =
                       root: str | None = None) -> PipelineOutcome:
     """Run the stages for `dataset`, publish artifacts and record the outputs in DVC.
 
-    `overrides` sets dotted params.yaml keys for this run only (like `dvc exp run -S`, so dvc.lock records
-    them); params.yaml is put back as it was when the run ends, however it ends, and by the next run or
-    `make serve` if this one is killed (tasks/lib/params_edit.py). `force` retrains even when nothing changed.
+    `overrides` sets dotted params.yaml keys for this run only, params.yaml unchanged: they go to the dataset's
+    overrides file (DatasetPaths.overrides_file), which its stages read and dvc.lock records, and which holds `{}`
+    again when the run ends (or when the dataset's next run starts, if this one was killed). `force` retrains even
+    when nothing changed.
     `root` is the repository root (default: the current directory).
     """
     from prefect.runtime import deployment
@@ -70,28 +70,29 @@ def training_pipeline(dataset: DatasetName = "fashion-mnist", params_file: str =
     if deployment.id and (output := detach_from_worker()):  # a run that outlives a killed worker
         get_run_logger().info("this run's output goes to %s", output)
     repo_root = Path(root).resolve() if root else Path.cwd()
-    params_path, keep = repo_root / params_file, repo_root / PARAMS_BEFORE_OVERRIDES_FILE
-    put_back_params(params_path, keep)  # the overrides of a run that was killed
-    if overrides:
-        override_params(params_path, overrides, keep, dataset=dataset)
+    params = load_params(repo_root / params_file, overrides, dataset)  # a bad override stops here, nothing written
     try:
-        return _run_stages(repo_root, dataset, load_params(params_path), force)
+        return _run_stages(repo_root, dataset, params, overrides or {}, force)
     finally:
-        if overrides:
-            put_back_params(params_path, keep, only_if_dead=False)
         if deployment.id and not deliver_queued_events():  # its heartbeats reach the server before its final state
             get_run_logger().warning("events of this run not all sent within 10 s: the heartbeat automation may act "
                                      "on it once it has ended (docs/RELIABILITY.md, heartbeat automation)")
 
 
-def _run_stages(repo_root: Path, dataset: str, params: Params, force: bool) -> PipelineOutcome:
+def _run_stages(repo_root: Path, dataset: str, params: Params, overrides: dict[str, Any],
+                force: bool) -> PipelineOutcome:
     dataset_params = params.listed_dataset(dataset)
     paths = DatasetPaths(repo_root, dataset)
     from prefect.runtime import deployment
 
     wait_seconds = DEPLOYMENT_LOCK_WAIT_SECONDS if deployment.id else 0
     with pipeline_held(paths, f"flow {FLOW_NAME}", wait_seconds):
-        return _run_locked(paths, dataset_params, params, force)
+        write_overrides(paths, overrides)  # `{}` too: a killed run's overrides end here
+        try:
+            return _run_locked(paths, dataset_params, params, force)
+        finally:
+            if overrides:
+                write_overrides(paths, None)
 
 
 def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool) -> PipelineOutcome:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from orchestration.registry import assign_production, register_champion
 from orchestration.remote import is_remote_run, publish
-from tasks.common.config import load_params
+from tasks.common.config import load_params, read_overrides
 from tasks.common.errors import PipelineError
 from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, STAGES, DatasetPaths
 from tasks.lib.drops import describe_version, read_index
@@ -36,11 +36,14 @@ FALLBACK_IDENTITY = ("-c", "user.name=training-pipeline", "-c", "user.email=trai
 
 def versioned_files(paths: DatasetPaths) -> list[Path]:
     """What git versions for the dataset: dvc.lock, its reports folder (DVC's cache-less metrics and plots), the
-    .gitignore files DVC keeps beside its outputs, the inbox placeholder, the drift acceptances and the link to its
-    local_dir (data/sources/<dataset>, a dependency of download: a clone needs it)."""
+    .gitignore files DVC keeps beside its outputs, the inbox placeholder, the drift acceptances, the link to its
+    local_dir (data/sources/<dataset>, a dependency of download: a clone needs it) and its overrides file while it
+    holds none (`{}`, a params file of its stages; a run's overrides are in dvc.lock, never committed there)."""
     ignores = {path.parent / ".gitignore" for stage in STAGES for path in paths.outputs(stage)}
     candidates = [paths.root / "dvc.lock", paths.reports_dir, *sorted(ignores), paths.inbox_dir / INBOX_PLACEHOLDER,
                   paths.drift_acceptance_dir, paths.source_link]
+    if paths.overrides_file.is_file() and read_overrides(paths.overrides_file) == {}:
+        candidates.append(paths.overrides_file)
     return [path for path in candidates if path.exists() or path.is_symlink()]
 
 

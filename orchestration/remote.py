@@ -117,7 +117,8 @@ def rebase(root: Path, dataset: str, upstream: str, tagger: dict[str, str] | Non
     untracked = set(_git(root, "ls-files", "--others", "--exclude-standard", "-z").stdout.split("\0")) - {""}
     for relative in untracked & set(_git(root, "diff", "--name-only", "-z", "HEAD", upstream).stdout.split("\0")):
         (root / relative).unlink()
-    result = _git(root, "rebase", upstream, check=False, tagger=tagger)
+    # --autostash: a run with overrides holds them in its dataset's overrides file, which git tracks as `{}`
+    result = _git(root, "rebase", "--autostash", upstream, check=False, tagger=tagger)
     while result.returncode != 0:
         conflicted = _git(root, "diff", "--name-only", "--diff-filter=U").stdout.split()
         unresolvable = [path for path in conflicted if path != "dvc.lock" and Path(path).name != ".gitignore"]

@@ -27,8 +27,7 @@ from orchestration.server_log import DATE_FORMAT
 from orchestration.service import DEFAULT_PORT, WORKER_POLLING, WORKER_RESTART_SECONDS, Service, is_running
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
-from tasks.common.paths import PARAMS_BEFORE_OVERRIDES_FILE, PARAMS_FILE
-from tasks.lib.params_edit import put_back_params
+from tasks.common.paths import PARAMS_FILE
 
 PROCESS_NAMES = ("worker", "server")
 # Concurrency slots are leases. Prefect keeps them in memory by default, so a server killed during a run lost the
@@ -149,7 +148,6 @@ def serve(service: Service) -> tuple[list[str], Applied]:
     `make serve` after a crash (a killed server or worker) brings back what died and leaves the rest alone; serving
     twice changes nothing, a paused schedule included. Returns what it started, and what it deployed."""
     check_auth(service.host, service.environment())
-    put_back_params(service.root / PARAMS_FILE, service.root / PARAMS_BEFORE_OVERRIDES_FILE)  # a killed run's
     params = load_params(service.root / PARAMS_FILE)  # a bad params.yaml stops here, before anything starts
     check_schedules(params)
     started = []

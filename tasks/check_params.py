@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from tasks.common.config import Params, load_params
+from tasks.common.config import Params, load_params, write_overrides
 from tasks.common.errors import ConfigError
 from tasks.common.fileio import write_text_atomic
 from tasks.common.paths import PARAMS_CHECK_FILE, PARAMS_FILE, SOURCE_PLACEHOLDER, DatasetPaths
@@ -48,7 +48,8 @@ def write_marker(marker_file: Path) -> None:
 
 def link_sources(root: Path, params: Params) -> None:
     """Make each listed dataset's data/sources/<dataset> lead to its local_dir. A relative local_dir (from `root`)
-    gives a relative link, so the link in git holds in a clone at any path, as params.yaml does."""
+    gives a relative link, so the link in git holds in a clone at any path, as params.yaml does. Also make the
+    dataset's overrides file (`{}`) where there is none: each of its stages lists it as a params file."""
     for name in params.datasets:
         local_dir, link = params.dataset(name).local_dir, DatasetPaths(root, name).source_link
         if local_dir is None or not (root / local_dir).is_dir():
@@ -57,6 +58,7 @@ def link_sources(root: Path, params: Params) -> None:
             point_link(link, local_dir)
         else:
             point_link(link, Path(os.path.relpath(root / local_dir, link.parent)))
+        write_overrides(DatasetPaths(root, name), None, only_if_missing=True)  # read by its stages, not in git
 
 
 def point_link(link: Path, target: Path | None) -> None:

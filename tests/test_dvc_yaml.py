@@ -2,6 +2,7 @@
 
 import importlib
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -85,10 +86,22 @@ def test_every_declared_param_exists_in_params_yaml(dataset):
     document = project_params_document()
     for stage in STAGES:
         for key in DVC_YAML[stage]["do"].get("params", []):
+            if isinstance(key, dict):  # another params file: the overrides file (the test below)
+                continue
             node = document
             for part in key.replace("${item}", dataset).split("."):
                 assert isinstance(node, dict) and part in node, f"{stage}: {key} for {dataset}"
                 node = node[part]
+
+
+def test_every_stage_that_reads_params_reads_its_datasets_overrides_file_whole():
+    """A flow run's overrides (any key) must reach every stage DVC records params for, and dvc.lock must record
+    them: the file tasks/common/paths.py names, tracked whole."""
+    overrides_file = DatasetPaths(Path("."), "${item}").overrides_file.as_posix()
+    for stage in STAGES:
+        declared = DVC_YAML[stage]["do"].get("params", [])
+        files = [entry for entry in declared if isinstance(entry, dict)]
+        assert files == ([{overrides_file: None}] if declared else []), stage
 
 
 def test_prefect_tasks_carry_the_stage_names():
@@ -128,12 +141,15 @@ def test_report_depends_on_every_file_it_reads(dataset):
 
 
 @pytest.mark.parametrize("dataset", project_params_document()["datasets"])
-def test_each_listed_datasets_inbox_and_drift_folder_are_in_git_so_a_fresh_clone_has_the_dependencies(dataset):
-    """DVC refuses to run a stage whose dependency is missing, and git keeps no empty folder."""
+def test_each_listed_datasets_inbox_drift_folder_and_overrides_are_in_git_so_a_fresh_clone_has_the_dependencies(
+        dataset):
+    """DVC refuses to run a stage whose dependency is missing, and git keeps no empty folder. The overrides file
+    (`{}`) is a params file of the dataset's stages: a clone, and `dvc exp run --temp`'s copy, take it from git."""
     from tasks.common.paths import DRIFT_PLACEHOLDER, INBOX_PLACEHOLDER
 
     paths = DatasetPaths(PROJECT_ROOT, dataset)
-    for placeholder in (paths.inbox_dir / INBOX_PLACEHOLDER, paths.drift_acceptance_dir / DRIFT_PLACEHOLDER):
+    for placeholder in (paths.inbox_dir / INBOX_PLACEHOLDER, paths.drift_acceptance_dir / DRIFT_PLACEHOLDER,
+                        paths.overrides_file):
         tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(placeholder)], cwd=PROJECT_ROOT,
                                  capture_output=True, check=False)
         assert tracked.returncode == 0, f"{placeholder} is not in git"
@@ -145,7 +161,7 @@ def test_every_dataset_key_dvc_tracks_is_required_by_the_config_and_nothing_else
     from tasks.common.config import DatasetParams
 
     tracked = {key.split(".")[2] for stage in STAGES for key in DVC_YAML[stage]["do"].get("params", [])
-               if key.startswith("data.${item}.")}
+               if isinstance(key, str) and key.startswith("data.${item}.")}
     required = {name for name, field in DatasetParams.model_fields.items() if field.is_required()}
     assert tracked == required
 

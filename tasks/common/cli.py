@@ -1,9 +1,9 @@
 """The command-line entry of every stage: `python -m tasks.<stage> <dataset> [--params params.yaml]`.
 
-DVC runs these commands; they load params.yaml once, build the dataset's paths and call the stage's
-function while holding the dataset's pipeline lock (tasks/common/lock.py). A PipelineError ends the process with
-exit code 1 and its message, without a traceback. Every stage ends with one line giving its duration and
-outcome (see tasks/common/timings.py).
+DVC runs these commands; they load params.yaml once (as the dataset's overrides file says:
+DatasetPaths.overrides_file), build the dataset's paths and call the stage's function while holding the dataset's
+pipeline lock (tasks/common/lock.py). A PipelineError ends the process with exit code 1 and its message, without a
+traceback. Every stage ends with one line giving its duration and outcome (see tasks/common/timings.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks.common.config import Params, load_params
+from tasks.common.config import Params, load_params, load_run_params, write_overrides
 from tasks.common.errors import PipelineError, StageInterrupted
 from tasks.common.lock import pipeline_lock
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
@@ -33,9 +33,11 @@ def run_stage(stage: str, argv: list[str] | None, stage_function: Callable[[Data
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     try:
-        params = load_params(arguments.params)
+        params = load_params(arguments.params)  # a bad params.yaml, or an unknown dataset: nothing is written
         params.dataset(arguments.dataset)
         paths = DatasetPaths(arguments.root.resolve(), arguments.dataset)
+        write_overrides(paths, None, only_if_missing=True)  # a new dataset's; DVC records the file after this stage
+        params = load_run_params(arguments.params, paths)  # with the overrides of the flow run in progress, if any
         with pipeline_lock(paths.lock_file, f"stage {stage}"), timed_stage(paths, stage, "cli", _announce):
             stage_function(paths, params)
     except StageInterrupted as error:

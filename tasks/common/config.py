@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -16,7 +17,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StringConstraints, Validatio
 from pydantic_core import PydanticCustomError
 
 from tasks.common.errors import ConfigError
-from tasks.common.paths import class_folder_name
+from tasks.common.paths import DatasetPaths, class_folder_name
 from tasks.common.architectures import ARCHITECTURES
 
 # A dataset's name becomes a folder name, a DVC stage suffix (train@<name>) and a dotted params key
@@ -346,8 +347,10 @@ def parse_params(document: Any, source: str = "params.yaml") -> Params:
         raise ConfigError(_describe(error, source)) from None
 
 
-def load_params(path: Path) -> Params:
-    """Read and validate params.yaml."""
+def load_params(path: Path, overrides: Mapping[str, Any] | None = None, dataset: str | None = None) -> Params:
+    """Read and validate params.yaml; with `overrides` (dotted keys, `{"train.epochs": 3}`), as a run that sets them
+    sees it, the file itself unchanged. With `dataset` too, a key that run never reads is refused
+    (`check_read_by_the_run`)."""
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -355,7 +358,84 @@ def load_params(path: Path) -> Params:
         raise ConfigError(f"{path}: params file not found") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return parse_params(document, str(path))
+    if not overrides:
+        return parse_params(document, str(path))
+    source = f"{path} with overrides {dict(overrides)}"
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, found {type(document).__name__}")
+    for dotted_key, value in overrides.items():
+        set_dotted(document, dotted_key, value)
+    params = parse_params(document, source)
+    if dataset is not None:
+        check_read_by_the_run(params, dataset, overrides, source)
+    return params
+
+
+def load_run_params(path: Path, paths: DatasetPaths) -> Params:
+    """params.yaml as a stage of `paths.dataset` reads it: with the overrides of the flow run in progress
+    (DatasetPaths.overrides_file; `{}` or absent between such runs)."""
+    return load_params(path, read_overrides(paths.overrides_file), paths.dataset)
+
+
+def read_overrides(file: Path) -> dict[str, Any]:
+    """A dataset's overrides file: a mapping of dotted params.yaml keys to values; {} when absent or empty."""
+    try:
+        document = yaml.safe_load(Path(file).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{file}: not valid YAML: {error}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict) or not all(isinstance(key, str) for key in document):
+        raise ConfigError(f"{file}: expected a mapping of dotted params.yaml keys to values (`train.epochs: 3`), "
+                          f"found {type(document).__name__}")
+    return document
+
+
+def write_overrides(paths: DatasetPaths, overrides: Mapping[str, Any] | None, only_if_missing: bool = False) -> None:
+    """Write the dataset's overrides file (atomically): `overrides`, or `{}` for none. Only a flow run of the
+    dataset writes overrides, holding its pipeline lock; with `only_if_missing`, `{}` where there is no file yet."""
+    from tasks.common.fileio import write_text_atomic
+
+    file = paths.overrides_file
+    if only_if_missing and file.exists():
+        return
+    file.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(dict(overrides), sort_keys=False, allow_unicode=True) if overrides else "{}\n"
+    if not file.is_file() or file.read_text(encoding="utf-8") != text:
+        write_text_atomic(file, text)
+
+
+def set_dotted(document: Any, dotted_key: str, value: Any) -> None:
+    """Set `a.b.c` in a parsed params document; ConfigError if a section on the way does not exist, except an
+    architecture's section in a `train` section (data.<dataset>.train.cnn), which is made."""
+    *parents, leaf = dotted_key.split(".")
+    node = document
+    for position, part in enumerate(parents):
+        if isinstance(node, dict) and part not in node and position and parents[position - 1] == "train":
+            node[part] = {}
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"override {dotted_key!r}: no key {'.'.join(parents[:position + 1])!r} in params.yaml")
+        node = node[part]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override {dotted_key!r}: {'.'.join(parents)!r} is not a section")
+    node[leaf] = value
+
+
+def check_read_by_the_run(params: Params, dataset: str, dotted_keys: Iterable[str], source: str) -> None:
+    """Refuse a change that cannot have an effect: a key under an architecture's section (`train.dense.units`,
+    `data.<d>.train.cnn.filters`) that `dataset`'s run does not train. ConfigError in one line naming the key."""
+    trained = params.train_for(dataset).model
+    for key in dotted_keys:
+        parts = key.split(".")
+        section = (parts[1] if parts[0] == "train" and len(parts) > 2
+                   else parts[3] if parts[:1] == ["data"] and len(parts) > 4 and parts[1:3] == [dataset, "train"]
+                   else None)
+        if section in ARCHITECTURES and section != trained:
+            raise ConfigError(f"{source}: {key} is a setting of the {section!r} architecture, but {dataset} trains "
+                              f"{trained!r}, which never reads it; vary a {trained} setting (train.{trained}.*), or "
+                              f"set train.model: {section} in the same change")
 
 
 def _describe(error: ValidationError, source: str) -> str:

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PARAMS_FILE = "params.yaml"
-# params.yaml as it was before a flow run's overrides, while that run lasts (tasks/lib/params_edit.py).
-PARAMS_BEFORE_OVERRIDES_FILE = ".dvc/tmp/params-before-overrides.json"
 # Written by the check_params stage (tasks/check_params.py) once params.yaml passed its checks; every stage in
 # dvc.yaml depends on it, so `dvc repro` refuses a bad params.yaml before it removes any stage's outputs.
 PARAMS_CHECK_FILE = "data/params_check.txt"
@@ -80,6 +78,15 @@ class DatasetPaths:
         dependency of the download stage: `dvc repro` sees files added to or changed in local_dir, as it sees
         the inbox."""
         return self.root / "data" / "sources" / self.dataset
+
+    @property
+    def overrides_file(self) -> Path:
+        """data/overrides/<dataset>.yaml: the dotted params.yaml keys a flow run of this dataset overrides while it
+        runs, `{}` (as git holds it) otherwise; tasks/check_params.py makes it for a dataset that has none. Every
+        stage of the dataset that reads params reads params.yaml through it (tasks.common.config.load_run_params)
+        and lists it as a params file in dvc.yaml, so dvc.lock records a run's overrides while params.yaml, which
+        every other run reads, never changes."""
+        return self.root / "data" / "overrides" / f"{self.dataset}.yaml"
 
     @property
     def inbox_dir(self) -> Path:

@@ -77,8 +77,11 @@ def _restored(root: Path, commit: str, paths: DatasetPaths) -> tuple[float | Non
 
 
 def _train_params(lock: dict, dataset: str) -> dict:
-    """The params dvc.lock records for the dataset's train stage, as dotted keys."""
-    return _flatten(((lock.get("stages") or {}).get(f"train@{dataset}") or {}).get("params", {}).get(PARAMS_FILE, {}))
+    """The params dvc.lock records for the dataset's train stage, as dotted keys: params.yaml's, with the flow run's
+    overrides over them (its overrides file; DatasetPaths.overrides_file)."""
+    recorded = ((lock.get("stages") or {}).get(f"train@{dataset}") or {}).get("params", {})
+    overrides = recorded.get(DatasetPaths(Path(), dataset).overrides_file.as_posix(), {})
+    return {**_flatten(recorded.get(PARAMS_FILE, {})), **_flatten(overrides or {})}
 
 
 def _flatten(document, prefix: str = "") -> dict:

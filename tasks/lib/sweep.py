@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks.common.architectures import ARCHITECTURES
-from tasks.common.config import parse_params
-from tasks.lib.params_edit import check_read_by_the_run, set_dotted
+from tasks.common.config import check_read_by_the_run, parse_params, set_dotted
 from tasks.common.errors import ConfigError
 
 # What a sweep may vary, and where params.yaml keeps it for one dataset: the architecture, each architecture's

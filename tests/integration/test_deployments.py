@@ -132,14 +132,16 @@ def test_worse_challenger_is_rejected_and_the_champion_kept(served, first_run):
     decision = latest_artifact(served, "mnist-sample-decision")
     assert "champion kept" in decision and "absolute accuracy gate | **no**" in decision
     assert (served.root / "models/mnist-sample/production/model.keras").read_bytes() == champion
-    # The overrides lasted the run only: dvc.lock records what trained the model in the workspace, params.yaml is
-    # as it was, so the next scheduled run trains with params.yaml again (and `dvc status` says so).
+    # The overrides lasted the run only, and never were in params.yaml: dvc.lock records them with the model they
+    # trained, from the dataset's overrides file, which holds `{}` again, so the next scheduled run trains with
+    # params.yaml again (and `dvc status` says so).
     assert (served.root / "params.yaml").read_bytes() == params
     locked = yaml.safe_load((served.root / "dvc.lock").read_text())["stages"]["train@mnist-sample"]["params"]
-    assert locked["params.yaml"]["data.mnist-sample.train"]["epochs"] == 1  # what trained the model in the workspace
-    assert not (served.root / ".dvc/tmp/params-before-overrides.json").exists()
+    assert locked["data/overrides/mnist-sample.yaml"]["data.mnist-sample.train.epochs"] == 1
+    assert locked["params.yaml"]["data.mnist-sample.train"]["epochs"] != 1
+    assert yaml.safe_load((served.root / "data/overrides/mnist-sample.yaml").read_text()) == {}
     status = run(["dvc", "status"], served.root).stdout
-    assert "train@mnist-sample" in status and "params.yaml" in status
+    assert "train@mnist-sample" in status and "data/overrides/mnist-sample.yaml" in status
 
 
 def test_history_lists_each_run_that_committed_newest_first(served, first_run):

@@ -165,7 +165,8 @@ def test_kill_9_of_the_flow_run_process(served):
     assert notification["body"]["subject"] == "training-pipeline Crashed: deployment mnist-sample"
     assert wait_final(served, waiting, 400).is_completed()  # the slot was released
     assert production_model(served) == champion  # no half-trained model; the next run retrained the same one
-    assert (served.root / "params.yaml").read_bytes() == params_before  # the killed run's overrides are gone
+    assert (served.root / "params.yaml").read_bytes() == params_before  # never held the killed run's overrides
+    assert (served.root / "data/overrides/mnist-sample.yaml").read_text() == "{}\n"  # the next run ended them
     assert run(["git", "status", "--porcelain"], served.root).stdout == ""
     assert "up to date" in run(["dvc", "status"], served.root).stdout
 

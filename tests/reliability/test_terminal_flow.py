@@ -59,7 +59,8 @@ def test_ctrl_c_in_training_is_one_line_and_leaves_nothing_running(tmp_path):
                            "(Ctrl-C); a rerun resumes after epoch "), last
     assert "Traceback" not in errors and "Connection refused" not in errors
     assert list((home / "pids").iterdir()) == []  # the run's server was stopped, by PID
-    assert (repo / "params.yaml").read_bytes() == params_before  # the run's overrides went with it
+    assert (repo / "params.yaml").read_bytes() == params_before  # never held the run's overrides
+    assert (repo / "data/overrides/mnist-sample.yaml").read_text() == "{}\n"  # they went with the run
     assert not (repo / "models/mnist-sample/production/model.keras").exists()  # nothing was promoted
 
 
