@@ -29,7 +29,8 @@ from tasks.common.paths import IDX_FILE_NAMES, QUARANTINE_REASONS, QUARANTINED_F
 from tasks.lib.drops import (DropManifest, ensure_inbox, prepare_ingested_dir, publish_drop, read_manifests,
                              read_originals, read_split, summarize_drops, write_drop)
 from tasks.lib.image_folder import place_files
-from tasks.lib.images import CONVERSION_VERSION, IMAGE_SIDE, to_dataset_pixels
+from tasks.lib.geometry import IMAGE_SIDE
+from tasks.lib.images import CONVERSION_VERSION, to_dataset_pixels
 from tasks.lib.inbox_files import identity, ready_files, remove_from_inbox
 from tasks.lib.outputs import write_record
 

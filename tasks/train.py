@@ -1,4 +1,4 @@
-"""Stage 6, train: the architecture `train.model` names (tasks/common/architectures.py: by default a small CNN; `dense`
+"""Stage 6, train: the architecture `train.model` names (tasks/lib/architectures.py: by default a small CNN; `dense`
 is the lecture's Flatten -> Dense(units, relu) -> Dense(classes, softmax)), adam, sparse categorical cross-entropy.
 
 A threshold callback stops training at the end of the first epoch whose monitored metric reaches the
@@ -63,7 +63,7 @@ def build_model(params: TrainParams, decay_steps: int | None = None, steps_per_e
     learning rate decays along a cosine to 5 %. `steps_per_execution` defaults to the params' own."""
     import keras
 
-    from tasks.common.architectures import build_layers
+    from tasks.lib.architectures import build_layers
 
     learning_rate = params.learning_rate
     if decay_steps:

@@ -3,7 +3,9 @@
 Each image (PNG, JPEG, ... of any size and colour) is turned into what the training data looks like: grayscale,
 a light object on a dark background (photos with a light background are inverted), cut to the object and framed
 as the dataset's images were (`data.<dataset>.framing`, tasks/lib/images.py), scaled to [0, 1]. An image with no
-object in it is refused, not classified. Prints the top-3 classes with their probabilities.
+object in it is refused, not classified. Prints the top-3 classes with their probabilities, per file: a file that
+cannot be classified gets one line on stderr saying why, the others their classes, and the exit code is 1 when any
+file could not be classified.
 
 The model: the production model (`models/<dataset>/production/`), `--model FILE`, or `--version V`: the model the
 run of version V trained (a commit, as `make history` lists them, with its model's hash), read from DVC's cache.
@@ -36,28 +38,35 @@ def image_to_input(path: Path, framing: str = "box") -> np.ndarray:
 
 @dataclass(frozen=True)
 class Prediction:
+    """One file's top classes, or, for a file that cannot be classified (missing, not an image, blank, too large),
+    `problem`: one line naming the file and why."""
+
     file: Path
-    top: list[tuple[str, float]]
+    top: list[tuple[str, float]] | None = None
+    problem: str | None = None
 
 
 def predict_files(model_file: Path, files: list[Path], class_names: tuple[str, ...], top_k: int = 3,
                   framing: str = "box") -> list[Prediction]:
-    """Top-k classes of every file; raise ImageFileError listing every file that is missing, not an image, or
-    blank."""
+    """One Prediction per file, in order: the top-k classes of each file that can be classified, the problem of
+    each one that cannot. The model is loaded only when some file can be classified."""
     from tasks.lib.inference import load_network
 
-    inputs, problems = [], []
-    for path in files:
+    inputs: dict[int, np.ndarray] = {}
+    problems: dict[int, str] = {}
+    for position, path in enumerate(files):
         try:
-            inputs.append(image_to_input(path, framing))
+            inputs[position] = image_to_input(path, framing)
         except ImageFileError as error:
-            problems.append(str(error))
-    if problems:
-        raise ImageFileError(f"{len(problems)} of {len(files)} files cannot be classified:\n  - "
-                             + "\n  - ".join(problems))
-    probabilities = load_network(model_file).predict(np.stack(inputs), verbose=0)
-    return [Prediction(path, [(class_names[index], float(row[index])) for index in np.argsort(row)[::-1][:top_k]])
-            for path, row in zip(files, probabilities)]
+            problems[position] = " ".join(str(error).split())
+    rows = {}
+    if inputs:
+        probabilities = load_network(model_file).predict(np.stack(list(inputs.values())), verbose=0)
+        rows = dict(zip(inputs, probabilities))
+    return [Prediction(path, [(class_names[index], float(rows[position][index]))
+                              for index in np.argsort(rows[position])[::-1][:top_k]])
+            if position in rows else Prediction(path, problem=problems[position])
+            for position, path in enumerate(files)]
 
 
 def _version_model(paths: DatasetPaths, version: str, scratch: Path) -> Path:
@@ -92,13 +101,21 @@ def main(argv: list[str] | None = None) -> int:
                 paths.runtime_model_file)
             if arguments.version:
                 model_file = _version_model(paths, arguments.version, Path(scratch))
-            for prediction in predict_files(model_file, arguments.images, dataset.class_names, framing=dataset.framing):
-                print(f"{prediction.file}: " + ", ".join(f"{name} {probability:.1%}"
-                                                         for name, probability in prediction.top))
+            predictions = predict_files(model_file, arguments.images, dataset.class_names, framing=dataset.framing)
     except PipelineError as error:
         print(f"predict failed: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
-    return 0
+    for prediction in predictions:
+        if prediction.top is None:
+            print(f"cannot be classified: {prediction.problem}", file=sys.stderr)
+        else:
+            print(f"{prediction.file}: " + ", ".join(f"{name} {probability:.1%}"
+                                                     for name, probability in prediction.top), flush=True)
+    failed = sum(prediction.top is None for prediction in predictions)
+    if failed:
+        print(f"predict: {failed} of {len(predictions)} files cannot be classified (each named above); "
+              f"{len(predictions) - failed} classified", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

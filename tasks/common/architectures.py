@@ -1,14 +1,12 @@
-"""The model architectures `train.model` chooses from. Each is its settings, nested under its name in params.yaml
-(`train.dense.*`, `train.cnn.*`, and per dataset `data.<dataset>.train.<name>.*`), and a function that builds its
-layers for 28x28 inputs and N classes. Adding an architecture touches this module and its test: the config, the
-train stage, sweeps and the docs' list of names read ARCHITECTURES.
-
-Keras is imported by the builders only: params.yaml is validated without it.
+"""The model architectures `train.model` chooses from, by name, and each one's settings, nested under its name in
+params.yaml (`train.dense.*`, `train.cnn.*`, and per dataset `data.<dataset>.train.<name>.*`). The config, sweeps
+and the docs' list of names read ARCHITECTURES. The layers each one builds are in tasks/lib/architectures.py, which
+only the train stage runs, so an edit there reruns train onward, not every stage: adding an architecture touches
+both modules and their tests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -39,36 +37,12 @@ class CnnSettings(_Settings):
     dropout: float = Field(default=0.2, ge=0, lt=1)
 
 
-def _dense_layers(settings: DenseSettings, num_classes: int) -> list:
-    import keras
-
-    return [keras.Input(shape=(28, 28)), keras.layers.Flatten(),
-            keras.layers.Dense(settings.units, activation="relu"),
-            keras.layers.Dense(num_classes, activation="softmax")]
-
-
-def _cnn_layers(settings: CnnSettings, num_classes: int) -> list:
-    import keras
-
-    layers = [keras.Input(shape=(28, 28)), keras.layers.Reshape((28, 28, 1))]
-    for filters in settings.filters:
-        layers += [keras.layers.Conv2D(filters, 3, padding="same", activation="relu"), keras.layers.MaxPooling2D(2)]
-    return layers + [keras.layers.Flatten(), keras.layers.Dropout(settings.dropout),
-                     keras.layers.Dense(settings.dense_units, activation="relu"),
-                     keras.layers.Dropout(settings.dropout), keras.layers.Dense(num_classes, activation="softmax")]
-
-
 @dataclass(frozen=True)
 class Architecture:
     settings: type[_Settings]
-    layers: Callable  # (settings, num_classes) -> the layers of a keras.Sequential, Input first
 
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "dense": Architecture(DenseSettings, _dense_layers),
-    "cnn": Architecture(CnnSettings, _cnn_layers),
+    "dense": Architecture(DenseSettings),
+    "cnn": Architecture(CnnSettings),
 }
-
-
-def build_layers(name: str, settings: _Settings, num_classes: int) -> list:
-    return ARCHITECTURES[name].layers(settings, num_classes)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tasks.lib.geometry import IMAGE_SIDE
 from tasks.lib.startup import import_large
 from tasks.lib.offline_pages import make_offline
 
@@ -24,7 +25,6 @@ import great_expectations as gx  # noqa: E402
 from great_expectations.core.run_identifier import RunIdentifier  # noqa: E402
 from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
-IMAGE_SIDE = 28
 PIXEL_MAX = 255
 _DOCS_SITE = "pipeline_reports"
 # The Data Docs are a DVC output, so the same data must give the same bytes (a fresh clone's `make run` then leaves
@@ -73,9 +73,9 @@ def build_expectations(num_classes: int, expected_rows: int | None, balance_tole
     uniform_share = 1 / num_classes
     expectations = [
         gx.expectations.ExpectColumnValuesToBeBetween(
-            column="height", min_value=IMAGE_SIDE, max_value=IMAGE_SIDE, description="image height is 28"),
+            column="height", min_value=IMAGE_SIDE, max_value=IMAGE_SIDE, description=f"image height is {IMAGE_SIDE}"),
         gx.expectations.ExpectColumnValuesToBeBetween(
-            column="width", min_value=IMAGE_SIDE, max_value=IMAGE_SIDE, description="image width is 28"),
+            column="width", min_value=IMAGE_SIDE, max_value=IMAGE_SIDE, description=f"image width is {IMAGE_SIDE}"),
         gx.expectations.ExpectColumnValuesToBeInSet(
             column="dtype", value_set=["uint8"], description="pixels are uint8"),
         gx.expectations.ExpectColumnValuesToBeBetween(

@@ -17,7 +17,8 @@ import numpy as np
 
 from tasks.common.errors import ImageFileError
 from tasks.common.paths import IMAGE_SUFFIXES, SPLITS, class_folder_name
-from tasks.lib.images import IMAGE_SIDE, to_dataset_pixels
+from tasks.lib.geometry import IMAGE_SIDE
+from tasks.lib.images import to_dataset_pixels
 
 # How many problems one error message lists before it gives the count of the rest.
 PROBLEMS_SHOWN = 20

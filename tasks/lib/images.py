@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from tasks.common.errors import ImageFileError
+from tasks.lib.geometry import IMAGE_SIDE
 
-IMAGE_SIDE = 28
 # Raised whenever what `to_dataset_pixels` returns for the same file changes.
 CONVERSION_VERSION = 2  # 2: cut to the object's box and framed per dataset; blank images refused
 # How each dataset's images were made (the `framing` param): the side the object is fitted to, and how it is centred.

@@ -7,9 +7,9 @@ from hashlib import sha256
 import numpy as np
 
 from tasks.lib import catalog
+from tasks.lib.geometry import IMAGE_SHAPE
 from tasks.common.errors import ChecksumError
 
-IMAGE_SHAPE = (28, 28)
 
 
 def build_mnist_sample() -> dict[tuple[str, str], np.ndarray]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from tasks.common.errors import DataValidationError, OutputFileError
 from tasks.common.fileio import atomic_path, load_arrays, write_json_atomic, write_text_atomic
+from tasks.lib.geometry import IMAGE_SHAPE
 
 # Data already divided by 255 has a maximum of at most 1/255: a sign it was normalized twice.
 # The margin covers float32 rounding (255 / 255 / 255 in float32 is a hair above 1/255 in float64).
@@ -35,8 +36,8 @@ def check_normalized(images: np.ndarray, labels: np.ndarray, source: Path | str)
     problems = []
     if images.dtype != np.float32:
         problems.append(f"dtype {images.dtype} where float32 was expected")
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        problems.append(f"shape {images.shape} where (count, 28, 28) was expected")
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+        problems.append(f"shape {images.shape} where (count, {', '.join(map(str, IMAGE_SHAPE))}) was expected")
     if len(labels) != len(images):
         problems.append(f"{len(images)} images but {len(labels)} labels")
     if images.size:

@@ -67,6 +67,21 @@ def test_second_repro_does_nothing_and_says_so(reproduced):
     assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
 
 
+def test_an_edit_of_a_models_layers_reruns_train_onward_and_no_stage_before_it(reproduced):
+    """Issue 28 item 4: the layers were built in tasks/common, which every stage depends on, so editing a model
+    reran download, ingest, validate... for every dataset."""
+    repo, _ = reproduced
+    builders = next(path for path in (repo / "tasks").rglob("*.py") if "keras.layers.Conv2D(" in path.read_text())
+    original = builders.read_text()
+    builders.write_text(original + "\n# an edit of the CNN's layers\n")
+    try:
+        changed = json.loads(run(["dvc", "status", "--json"], repo).stdout)
+    finally:
+        builders.write_text(original)
+    assert set(changed) == {"train@custom"}, changed  # evaluate, promote, report follow once train writes a model
+    assert run(["dvc", "status"], repo).stdout.strip() == "Data and pipelines are up to date."
+
+
 def test_retraining_to_the_same_weights_gives_the_same_model_file_so_later_stages_are_skipped(reproduced):
     repo, _ = reproduced
     lock_before = (repo / "dvc.lock").read_bytes()

@@ -52,22 +52,48 @@ def test_command_prints_top_three_and_fails_clearly(trained_digits, tmp_path, ca
 
     assert main([str(tmp_path / "missing.png"), "--dataset", "mnist-sample",
                  "--params", str(PROJECT_ROOT / "params.yaml")]) == 1
-    assert "predict failed: ImageFileError:" in capsys.readouterr().err
+    assert f"cannot be classified: {tmp_path / 'missing.png'}: no such file" in capsys.readouterr().err
 
 
-def test_every_bad_file_is_named_at_once(trained_digits, tmp_path):
+def test_each_bad_file_gets_one_line_and_the_good_ones_their_classes(trained_digits, tmp_path, capsys, monkeypatch):
+    """Issue 30 item 6: 4 good and 4 bad files printed "4 of 8 files cannot be classified" and no prediction."""
+    from tests.conftest import PROJECT_ROOT
+
+    good = [tmp_path / f"digit-{number}.png" for number in range(4)]
+    for path in good:
+        save_a_one(path)
+    text, blank, empty = tmp_path / "notes.png", tmp_path / "blank.png", tmp_path / "empty.jpg"
+    text.write_text("not a picture")
+    Image.new("L", (300, 300), color=255).save(blank)
+    empty.write_bytes(b"")
+    files = [good[0], text, good[1], tmp_path / "absent.png", good[2], blank, good[3], empty]
+    monkeypatch.chdir(trained_digits.root)
+
+    code = main([*map(str, files), "--dataset", "mnist-sample", "--params", str(PROJECT_ROOT / "params.yaml")])
+
+    out, err = capsys.readouterr()
+    assert code == 1  # some files could not be classified
+    assert [line.split(": ")[0] for line in out.splitlines()] == list(map(str, good))
+    assert all(line.count("%") == 3 for line in out.splitlines())
+    problems = err.strip().splitlines()
+    assert len(problems) == 5 and problems[-1].startswith("predict: 4 of 8 files cannot be classified")
+    for line, bad in zip(problems, (text, tmp_path / "absent.png", blank, empty)):
+        assert line.startswith(f"cannot be classified: {bad}: "), line
+    assert "Traceback" not in err
+
+
+def test_predictions_come_per_file_in_order(trained_digits, tmp_path):
     good = tmp_path / "digit.png"
     save_a_one(good)
     text = tmp_path / "notes.png"
     text.write_text("not a picture")
 
-    with pytest.raises(ImageFileError) as error:
-        predict_files(trained_digits.runtime_model_file, [text, good, tmp_path / "absent.png"], DIGITS)
+    predictions = predict_files(trained_digits.runtime_model_file, [text, good, tmp_path / "absent.png"], DIGITS)
 
-    message = str(error.value)
-    assert message.startswith("2 of 3 files cannot be classified:")
-    assert "notes.png: not an image PIL can read" in message and "absent.png: no such file" in message
-    assert "digit.png" not in message
+    assert [prediction.file for prediction in predictions] == [text, good, tmp_path / "absent.png"]
+    assert predictions[0].top is None and "notes.png: not an image PIL can read" in predictions[0].problem
+    assert predictions[1].top is not None and len(predictions[1].top) == 3 and predictions[1].problem is None
+    assert predictions[2].top is None and "absent.png: no such file" in predictions[2].problem
 
 
 @pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n not a model", b"PK\x03\x04 truncated zip"])
@@ -135,6 +161,7 @@ def test_a_blank_photo_is_not_classified_and_says_so(tmp_path, capsys):
     Image.new("L", (300, 300), color=255).save(blank)
 
     assert main([str(blank), "--model", str(tmp_path / "never-loaded.onnx")]) == 1
-    error = capsys.readouterr().err
+    out, error = capsys.readouterr()
+    assert out == ""
     assert f"{blank}: no object found: every pixel is within 32 grey levels of the background" in error
     assert "Traceback" not in error

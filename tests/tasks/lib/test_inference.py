@@ -32,7 +32,7 @@ def test_the_runtime_gives_keras_results_on_real_test_images(trained_digits):
 def test_every_architecture_is_exported_and_run_the_same_way(tmp_path, name):
     import keras
 
-    from tasks.common.architectures import build_layers
+    from tasks.lib.architectures import build_layers
 
     assert set(SMALL_SETTINGS) == set(ARCHITECTURES), "give the new architecture small settings here"
     settings = ARCHITECTURES[name].settings(**SMALL_SETTINGS[name])
