@@ -29,7 +29,7 @@ from orchestration.artifacts import artifact_key
 from orchestration.experiments import experiment_json, reproduce, run_experiment
 from orchestration.parallel import dask_runner, shared_api
 from orchestration.serve import terminal_api
-from tasks.common.config import parse_params
+from tasks.common.config import parse_params, read_overrides
 from tasks.common.errors import ConfigError, PipelineError
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
 from tasks.lib.sweep import TrialResult, check_trials, expand_grid, param_overrides, rank_trials, ranking_table
@@ -110,6 +110,11 @@ def sweep(dataset: str = "mnist-sample", grid: dict[str, list[Any]] | None = Non
 def _checked_trials(root: Path, dataset: str, grid, trials) -> list[dict[str, Any]]:
     document = yaml.safe_load((root / PARAMS_FILE).read_text(encoding="utf-8"))
     parse_params(document).listed_dataset(dataset)  # DVC has stages for the listed datasets only
+    overrides_file = DatasetPaths(root, dataset).overrides_file
+    if overrides := read_overrides(overrides_file):  # `dvc exp run --temp` copies the workspace's changes
+        raise ConfigError(f"{overrides_file} holds a flow run's overrides {overrides} (a run of {dataset} in progress, "
+                          "or one that was killed): every trial would train with them; sweep once that run has "
+                          "ended, or, if none runs, write {} there")
     return check_trials(document, dataset, [*(expand_grid(grid) if grid else []), *(trials or [])])
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from orchestration.commits import commit_version, data_version
 from orchestration.versioning import record_outputs
-from tasks.common.config import Params, load_params
+from tasks.common.config import Params, load_params, write_overrides
 from tasks.common.errors import PipelineError, VersionError
 from tasks.common.fileio import atomic_directory, write_bytes_atomic
 from tasks.common.lock import pipeline_lock
@@ -74,6 +74,7 @@ def rollback(paths: DatasetPaths, params: Params, version: str, reason: str, by:
             from tasks.report import write_report
 
             write_report(paths, params.dataset(paths.dataset), params.evaluate)
+            write_overrides(paths, None)  # no run holds the lock: a killed run's overrides are not this version's
             record_outputs(root, paths.dataset, ("promote", "report"))
             recorded = commit_version(paths, f"{paths.dataset}: make rollback by {by}: data {data_version(paths)}; "
                                              f"{ROLLBACK_DECISION}{commit[:10]}: {reason.strip()}", "restored")

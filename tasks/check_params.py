@@ -58,7 +58,7 @@ def link_sources(root: Path, params: Params) -> None:
             point_link(link, local_dir)
         else:
             point_link(link, Path(os.path.relpath(root / local_dir, link.parent)))
-        write_overrides(DatasetPaths(root, name), None, only_if_missing=True)  # read by its stages, not in git
+        write_overrides(DatasetPaths(root, name), None, only_if_missing=True)  # a new dataset's `{}`, for git
 
 
 def point_link(link: Path, target: Path | None) -> None:

@@ -36,10 +36,11 @@ def run_stage(stage: str, argv: list[str] | None, stage_function: Callable[[Data
         params = load_params(arguments.params)  # a bad params.yaml, or an unknown dataset: nothing is written
         params.dataset(arguments.dataset)
         paths = DatasetPaths(arguments.root.resolve(), arguments.dataset)
-        write_overrides(paths, None, only_if_missing=True)  # a new dataset's; DVC records the file after this stage
-        params = load_run_params(arguments.params, paths)  # with the overrides of the flow run in progress, if any
         with pipeline_lock(paths.lock_file, f"stage {stage}"), timed_stage(paths, stage, "cli", _announce):
-            stage_function(paths, params)
+            # Read under the lock (a flow run of the dataset writes its overrides there holding it): `{}`, or what a
+            # killed run left (dvc.lock then records it). A new dataset's file is made: DVC records it after us.
+            write_overrides(paths, None, only_if_missing=True)
+            stage_function(paths, load_run_params(arguments.params, paths))
     except StageInterrupted as error:
         print(f"{stage} interrupted for {arguments.dataset}: {error}", file=sys.stderr)
         return 130

@@ -399,9 +399,14 @@ def write_overrides(paths: DatasetPaths, overrides: Mapping[str, Any] | None, on
     from tasks.common.fileio import write_text_atomic
 
     file = paths.overrides_file
-    if only_if_missing and file.exists():
-        return
     file.parent.mkdir(parents=True, exist_ok=True)
+    if only_if_missing:
+        try:
+            with open(file, "x", encoding="utf-8") as created:  # never over a file a run has just written
+                created.write("{}\n")
+        except FileExistsError:
+            pass
+        return
     text = yaml.safe_dump(dict(overrides), sort_keys=False, allow_unicode=True) if overrides else "{}\n"
     if not file.is_file() or file.read_text(encoding="utf-8") != text:
         write_text_atomic(file, text)

@@ -36,3 +36,16 @@ def test_a_grid_that_varies_an_architecture_the_dataset_does_not_train_is_refuse
 def test_dataset_without_dvc_stages_is_refused_before_any_work(repo_root):
     with pytest.raises(ConfigError, match=r"dataset 'mnist' is not listed under `datasets` in params.yaml \(listed: "):
         _checked_trials(repo_root, "mnist", {"dense.units": [32]}, None)
+
+
+def test_a_sweep_is_refused_while_the_dataset_holds_a_flow_runs_overrides(repo_root):
+    """`dvc exp run --temp` takes the workspace's changes into every trial: a run's overrides would train them all."""
+    from tasks.common.config import write_overrides
+    from tasks.common.paths import DatasetPaths
+
+    write_overrides(DatasetPaths(repo_root, "mnist-sample"), {"train.epochs": 1})
+
+    with pytest.raises(ConfigError, match=r"mnist-sample.yaml holds a flow run's overrides \{'train.epochs': 1\}"):
+        _checked_trials(repo_root, "mnist-sample", {"cnn.dense_units": [32]}, None)
+    write_overrides(DatasetPaths(repo_root, "mnist-sample"), None)
+    assert _checked_trials(repo_root, "mnist-sample", {"cnn.dense_units": [32]}, None) == [{"cnn.dense_units": 32}]
