@@ -3,7 +3,7 @@
 A server's services report their failures only in its log (the scheduler failed on every pass for weeks while
 /health answered 200), so every server a test starts is read when it stops: any ERROR or traceback fails the
 test unless the test's own `expected` allows it, or, on SQLite only, `orchestration.server_log.ROUTINE` (Prefect's
-errors routine there, each with its reason).
+errors routine there, each with its reason), or on either database `ROUTINE_ON_ANY_DATABASE` (one, with its reason).
 
 - `serving(service)`: a server, work pool, deployments and worker started as `make serve` does, on a database of
   its own in the session's PostgreSQL server (tests/postgres.py), or on SQLite with `database="sqlite"`; its log

@@ -1,6 +1,6 @@
 """100 no-op deployment runs queued at once on a PostgreSQL-backed server with 2 workers (`--limit 4` each): every run
 ends Completed within 10 minutes, none is lost (the server holds exactly the 100), none is duplicated (each entered
-Running exactly once), and the server's log holds no error (on PostgreSQL nothing is routine)."""
+Running exactly once), and the server's log holds no error (on PostgreSQL none of SQLite's routine errors is allowed)."""
 
 from __future__ import annotations
 

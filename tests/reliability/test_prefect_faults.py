@@ -120,14 +120,19 @@ def test_flow_run_finds_the_lock_taken_and_says_so(api):
 
 
 @pytest.mark.slow
-def test_twenty_runs_at_once_all_complete_one_at_a_time(api):
+# On SQLite, the laptop's database, where its single writer made the server answer 503 under this load and crash
+# runs. On PostgreSQL the load test (tests/reliability/test_load.py) queues 100 runs at once.
+@pytest.mark.parametrize("served", ["sqlite"], indirect=True)
+def test_twenty_runs_at_once_all_complete_one_at_a_time(served, api):
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name("training-pipeline/mnist-sample")
         started = time.monotonic()
         run_ids = [client.create_flow_run_from_deployment(deployment.id).id for _ in range(RUNS)]
-        deadline = started + 540
+        # A bound against a hang, not a figure (make bench-production measures runs per minute): 20 no-op runs
+        # took 155-163 s on an idle AVX-512 machine and over 540 s beside two other served modules without it.
+        deadline = started + 900
         while True:
             runs = [client.read_flow_run(run_id) for run_id in run_ids]
             if all(run.state.is_final() for run in runs) or time.monotonic() > deadline:
