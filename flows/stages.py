@@ -67,6 +67,8 @@ def ingest(paths: DatasetPaths, dataset: DatasetParams, settings: IngestParams) 
     if result.drop:
         logger.info("drop %s: added %s; %d duplicate(s), %d leakage, %d quarantined", result.drop, result.added,
                     len(result.duplicates), len(result.leakage), len(result.quarantined))
+    elif result.refused:
+        logger.info("%s; the dataset is unchanged", result.refusal())
     for line in result.duplicates + result.leakage + result.quarantined:
         logger.warning("refused %s", line)
     if result.waiting:

@@ -104,10 +104,10 @@ def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool
     link_sources(repo_root, params)
     write_marker(repo_root / PARAMS_CHECK_FILE)
     _run(download, paths, dataset_params, params.download)
-    _run(ingest, paths, dataset_params, params.ingest)
+    ingested = _run(ingest, paths, dataset_params, params.ingest)
     changed = changed_stages(repo_root, dataset)
     if not changed and not force:
-        message = publish_skip(paths, read_last_run(paths))
+        message = publish_skip(paths, read_last_run(paths), ingested.refusal())
         get_run_logger().info("%s%s", RESULT_PREFIX, message)
         return PipelineOutcome(dataset, True, message)
     get_run_logger().info("changed since dvc.lock: %s", ", ".join(changed) or "nothing (force=True)")

@@ -109,13 +109,15 @@ def drift_markdown(report: DriftReport) -> str:
     return "\n".join(lines)
 
 
-def publish_skip(paths: DatasetPaths, last_run: dict | None) -> str:
-    """Say, in the log and a markdown artifact, that nothing changed and which model stays in production."""
+def publish_skip(paths: DatasetPaths, last_run: dict | None, refused: str = "") -> str:
+    """Say, in the log and a markdown artifact, that nothing changed and which model stays in production;
+    `refused`, when the inbox's new files were all refused, says so first."""
     model_hash = locked_output_hash(paths.root, "promote", paths.dataset)
     since = (f"run {last_run['flow_run_name']} ({last_run['finished_at']})" if last_run
              else "the state recorded in dvc.lock")
-    message = (f"{paths.dataset}: nothing changed since {since} (data, params and code match dvc.lock); "
-               f"training skipped, model {paths.production_model_file} (md5 {model_hash}) kept")
+    message = (f"{paths.dataset}: {refused + '; ' if refused else ''}nothing changed since {since} (data, params "
+               f"and code match dvc.lock); training skipped, model {paths.production_model_file} (md5 {model_hash}) "
+               f"kept")
     create_markdown_artifact(key=artifact_key(paths.dataset, "decision"),
                              markdown=f"# {paths.dataset}: skipped\n\n{message}. Run with `force=True` to retrain.",
                              description=f"Whether this run retrained {paths.dataset}")

@@ -40,13 +40,26 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class IngestResult:
     dataset: str
-    drop: str | None  # None when no file was ready
+    drop: str | None  # None when no file was ready, or when every new file was refused (nothing published)
     added: dict[str, int]
     duplicates: list[str]
     leakage: list[str]
     quarantined: list[str]
     waiting: list[str]
     completed_earlier: int = 0
+    refused_in: str | None = None  # the quarantine folder of the new files refused, if any
+
+    @property
+    def refused(self) -> int:
+        return len(self.duplicates) + len(self.leakage) + len(self.quarantined)
+
+    def refusal(self) -> str:
+        """When new files came and all were refused (nothing published), what became of them; else ''."""
+        if self.drop is not None or not self.refused:
+            return ""
+        return (f"nothing added: all {self.refused} new file(s) refused ({len(self.duplicates)} duplicate(s), "
+                f"{len(self.leakage)} leakage, {len(self.quarantined)} quarantined), each with its reason in "
+                f"{Path(self.refused_in or '') / QUARANTINE_REASONS}")
 
 
 @dataclass
@@ -104,18 +117,19 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
     handled = set().union(*(manifest.handled() for manifest in manifests))
     earlier = {path for path in ready if (names[path], _sha256(contents[path])) in handled}
     new = [path for path in ready if path not in earlier]
-    drop = None
+    decided = None
     if new:
         drop = _decide(paths, new, names, contents, dataset.class_names, dataset.framing)
-        manifest = drop.manifest(_drop_id(now, [names[path] for path in new]), now, dataset.class_names,
-                                 dataset.framing)
-        _quarantine(paths.quarantine_dir / manifest.drop, drop)
-        publish_drop(paths, manifest, drop.arrays(), drop.originals)
-        manifests.append(manifest)
+        decided = drop.manifest(_drop_id(now, [names[path] for path in new]), now, dataset.class_names,
+                                dataset.framing)
+        _quarantine(paths.quarantine_dir / decided.drop, drop)
+        if drop.files:  # a drop that adds no image changes nothing versioned: no new version, no retraining
+            publish_drop(paths, decided, drop.arrays(), drop.originals)
+            manifests.append(decided)
     # Only now, every file being in a published drop or in quarantine; one replaced since it was read stays.
     waiting += remove_from_inbox(paths.inbox_dir, {path: read[path][1] for path in [*earlier, *new]})
     write_record(paths.ingest_summary_file, summarize_drops(paths.dataset, manifests))
-    result = _result(paths, manifests[-1] if drop else None, waiting, len(earlier))
+    result = _result(paths, decided, waiting, len(earlier))
     _log(result, paths)
     return result
 
@@ -233,20 +247,25 @@ def _result(paths: DatasetPaths, manifest: DropManifest | None, waiting: list[Pa
     if manifest is None:
         return IngestResult(paths.dataset, None, {split: 0 for split in SPLITS}, [], [], [],
                             [str(path) for path in waiting], earlier)
-    return IngestResult(paths.dataset, manifest.drop, {split: sum(counts.values()) for split, counts in
-                                                       manifest.added.items()},
+    refused = [*manifest.duplicates, *manifest.leakage, *manifest.quarantined]
+    return IngestResult(paths.dataset, manifest.drop if manifest.files else None,
+                        {split: sum(counts.values()) for split, counts in manifest.added.items()},
                         named(manifest.duplicates), named(manifest.leakage), named(manifest.quarantined),
-                        [str(path) for path in waiting], earlier)
+                        [str(path) for path in waiting], earlier,
+                        str(paths.quarantine_dir / manifest.drop) if refused else None)
 
 
 def _log(result: IngestResult, paths: DatasetPaths) -> None:
-    if result.drop is None:
+    if result.drop is not None:
+        logger.info("%s: drop %s added %s images; %d duplicate(s), %d leakage, %d quarantined in %s; %d left for "
+                    "the next run", result.dataset, result.drop, result.added, len(result.duplicates),
+                    len(result.leakage), len(result.quarantined), paths.quarantine_dir / result.drop,
+                    len(result.waiting))
+    elif result.refused:
+        logger.info("%s: %s; the dataset is unchanged", result.dataset, result.refusal())
+    else:
         logger.info("%s: nothing new in %s%s", result.dataset, paths.inbox_dir,
                     f" ({len(result.waiting)} file(s) still arriving, left for the next run)" if result.waiting else "")
-        return
-    logger.info("%s: drop %s added %s images; %d duplicate(s), %d leakage, %d quarantined in %s; %d left for the "
-                "next run", result.dataset, result.drop, result.added, len(result.duplicates), len(result.leakage),
-                len(result.quarantined), paths.quarantine_dir / result.drop, len(result.waiting))
     for line in result.duplicates + result.leakage + result.quarantined:
         logger.warning("refused %s", line)
 

@@ -197,3 +197,28 @@ def test_the_committed_reports_are_a_first_runs_so_a_fresh_clones_make_run_leave
     assert promotion["promoted"] and promotion["reason"].endswith("no champion yet"), promotion["reason"]
     assert promotion["champion_accuracy"] is None
     assert drift["outcome"].startswith("no drift check: no champion yet"), drift["outcome"]
+
+
+def test_dvc_lock_records_the_code_params_and_commands_in_git_as_they_are():
+    """dvc.lock must record what git holds: a code file, params file or command it records otherwise makes a fresh
+    clone's `make run` run that stage and every later one again (once a stale hash of tasks/train.py made every
+    clone retrain every dataset). Data dependencies are not checked (a clone has none until it runs or pulls), nor
+    the inbox (files wait there for the next run). After an edit: run the pipeline, which records them."""
+    import json
+    import sys
+
+    status = json.loads(subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=PROJECT_ROOT,
+                                       capture_output=True, text=True, check=True).stdout)
+    in_git = subprocess.run(["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+
+    def versioned(path: str) -> bool:
+        return not path.startswith("data/inbox/") and any(name == path or name.startswith(f"{path}/")
+                                                          for name in in_git)
+
+    stale = [f"{stage}: {change}" for stage, changes in status.items() for change in changes
+             if isinstance(change, str) and change != "always changed"]
+    stale += [f"{stage}: {path} {what}" for stage, changes in status.items() for change in changes
+              if isinstance(change, dict) for path, what in change.get("changed deps", {}).items() if versioned(path)]
+    assert not stale, stale
+

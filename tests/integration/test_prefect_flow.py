@@ -206,6 +206,48 @@ def test_progress_artifact_moves_on_every_epoch(prefect_server):
     assert "accuracy" in seen[0].description and "loss" in seen[0].description
 
 
+def test_a_drop_of_images_the_dataset_holds_adds_nothing_retrains_nothing_and_commits_nothing(flow_run):
+    """Issue 30 item 5: a drop whose files were all refused (duplicates, leakage) made an empty drop, a new data
+    version, and the run retrained on the same training images."""
+    import os
+    import time
+
+    from flows.training import training_pipeline
+    from tasks.lib.drops import read_split
+    from tests.conftest import write_image_folder
+
+    repo, _ = flow_run
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["versioning"]["commit"] = "always"  # a run that changed anything would commit it
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "commit", "-qam", "commit every run"], repo)
+    paths = DatasetPaths(repo, "mnist-sample")
+    train, test = read_split(paths, "train"), read_split(paths, "test")
+    inbox = repo / "data/inbox/mnist-sample"
+    written = write_image_folder(inbox, {"train": (train[0][:3], train[1][:3])}, [str(digit) for digit in range(10)])
+    written += write_image_folder(inbox, {"train": (test[0][:1], test[1][:1])}, [str(digit) for digit in range(10)],
+                                  prefix="from-test-")
+    for path in written:  # settled long ago (ingest.settle_seconds)
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    head, lock = run(["git", "rev-parse", "HEAD"], repo).stdout, (repo / "dvc.lock").read_bytes()
+    model = (repo / "models/mnist-sample/production/model.keras").read_bytes()
+
+    outcome = training_pipeline(dataset="mnist-sample", root=str(repo))
+
+    assert outcome.skipped, outcome.message
+    assert outcome.message.startswith("mnist-sample: nothing added: all 4 new file(s) refused (3 duplicate(s), "
+                                      "1 leakage, 0 quarantined), each with its reason in "), outcome.message
+    assert "training skipped" in outcome.message
+    assert run(["git", "rev-parse", "HEAD"], repo).stdout == head
+    assert (repo / "dvc.lock").read_bytes() == lock
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
+    assert "@mnist-sample" not in run(["dvc", "status"], repo).stdout  # (check_params sees the versioning edit)
+    assert (repo / "models/mnist-sample/production/model.keras").read_bytes() == model
+    assert sorted(path.name for path in inbox.rglob("*") if path.is_file()) == [".gitkeep"]
+    (reasons,) = (repo / "data/quarantine/mnist-sample").glob("*/REASONS.txt")
+    assert len(reasons.read_text().splitlines()) == 4
+
+
 def test_a_drifted_drop_under_block_is_versioned_not_trained_and_the_run_fails_saying_why(flow_run):
     """Last in this module: it leaves the copy blocked. 1,500 real Fashion-MNIST images filed as digits drift the
     pixel statistics (the labels stay balanced); the champion of the first run is the reference."""

@@ -133,6 +133,33 @@ def test_an_image_already_in_the_dataset_is_counted_not_added_again(shop):
     assert len(read_split(paths, "train")[0]) == 100
 
 
+def test_a_drop_whose_files_are_all_refused_publishes_nothing_and_rewrites_the_same_bytes(shop):
+    """Issue 30 item 5: such a drop was published empty, a new data version with no new image."""
+    paths, dataset, fresh = shop
+    drop(paths, "train", fresh["train"][0][:5], fresh["train"][1][:5])
+    first = ingest_inbox(paths, dataset, NOW, now=1_800_000_000)
+    before = {path: path.read_bytes() for path in paths.ingested_dir.rglob("*") if path.is_file()}
+    summary = paths.ingest_summary_file.read_bytes()
+    base, labels = read_split(paths, "train")
+    base_test, test_labels = read_split(paths, "test")
+    drop(paths, "train", base[:2], labels[:2], prefix="again-")
+    drop(paths, "train", base_test[:1], test_labels[:1], prefix="was-test-")
+    (paths.inbox_dir / "train" / FOLDERS[0] / "empty.png").write_bytes(b"")
+
+    result = ingest_inbox(paths, dataset, NOW, now=1_800_000_100)
+
+    assert result.drop is None and result.added == {"train": 0, "test": 0}
+    assert (len(result.duplicates), len(result.leakage), len(result.quarantined)) == (2, 1, 1)
+    assert {path: path.read_bytes() for path in paths.ingested_dir.rglob("*") if path.is_file()} == before
+    assert paths.ingest_summary_file.read_bytes() == summary
+    assert read_index(paths).drops == [first.drop]
+    assert sorted(path.name for path in paths.inbox_dir.rglob("*")) == [".gitkeep"]  # every file went somewhere
+    (folder,) = paths.quarantine_dir.iterdir()
+    assert str(folder) == result.refused_in and len((folder / "REASONS.txt").read_text().splitlines()) == 4
+    assert result.refusal() == ("nothing added: all 4 new file(s) refused (2 duplicate(s), 1 leakage, 1 quarantined), "
+                                f"each with its reason in {result.refused_in}/REASONS.txt")
+
+
 def test_a_file_already_taken_in_an_earlier_drop_is_named_by_its_path(shop):
     paths, dataset, fresh = shop
     drop(paths, "train", fresh["train"][0][:2], fresh["train"][1][:2])
