@@ -60,7 +60,7 @@ postgresql: ## Install Debian's postgresql (the served tests start their own ser
 run: setup ## Run the whole pipeline (dvc repro) on the datasets in params.yaml and say where the outputs are
 	@$(PYTHON) -m tasks.check_params  # data/sources/<dataset> -> this machine's local_dir, before DVC looks
 	dvc repro
-	@$(PYTHON) -m orchestration.commits
+	@$(PYTHON) -m versioning.commits
 	@$(PYTHON) -m tools.outputs
 
 flow: setup ## Run the Prefect flow for one dataset without a server: make flow DATASET=mnist-sample
@@ -83,14 +83,14 @@ deployment-run: $(VENV)/.installed ## Run a deployment on the served Prefect: ma
 	$(PYTHON) -m orchestration.deployment_run --dataset $(or $(DATASET),fashion-mnist)
 
 history: $(VENV)/.installed ## What each run did to a dataset, from the commits runs made: make history DATASET=mnist-sample
-	$(PYTHON) -m orchestration.history --dataset $(or $(DATASET),fashion-mnist)
+	$(PYTHON) -m versioning.history --dataset $(or $(DATASET),fashion-mnist)
 
 # DATASET, TO and REASON reach the command through the environment, as for accept-drift below.
 rollback: $(VENV)/.installed ## Restore an earlier champion: make rollback DATASET=shoes TO=<commit from make history> REASON="why"
 	@if [ -z "$$DATASET" ] || [ -z "$$TO" ] || [ -z "$$REASON" ]; then \
 	  echo 'name the dataset, the version and say why: make rollback DATASET=shoes TO=4be1c0d2a1 REASON="misses sandals"' >&2; \
 	  exit 2; fi
-	$(PYTHON) -m orchestration.rollback --dataset "$$DATASET" --to "$$TO" --reason "$$REASON"
+	$(PYTHON) -m versioning.rollback --dataset "$$DATASET" --to "$$TO" --reason "$$REASON"
 
 ingest: setup ## New images landed: make ingest DATASET=shoes [FROM=folder]; the served deployment runs at once
 	$(PYTHON) -m orchestration.inbox --dataset $(or $(DATASET),fashion-mnist) $(if $(FROM),--from '$(FROM)')
@@ -116,7 +116,7 @@ SLOW_TEST_WORKERS ?= 3
 test: setup chromium postgresql lint ## Run the test suite: unit, integration (dvc repro, Prefect flow, deployments), report in Chromium
 	$(PYTHON) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadscope
 
-LINTED = tasks orchestration flows tools
+LINTED = tasks orchestration versioning flows tools
 lint: setup ## ruff and mypy over the code (pyproject.toml has their settings); make test runs it first
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/mypy $(LINTED)

@@ -6,7 +6,7 @@
   is measured in benchmarks/served.py; here the no-op deployment in local mode and in clone mode (each run clones a
   bare git remote first, Prefect's git_clone step), one worker polling as `make serve`'s does;
 - the seconds a remote worker spends on clone plus `dvc pull` for Fashion-MNIST: `git clone --depth 1` of the
-  branch (what Prefect's git_clone step runs) and `orchestration.remote.prepare` (fetch the history and tags, `dvc
+  branch (what Prefect's git_clone step runs) and `versioning.remote.prepare` (fetch the history and tags, `dvc
   pull` the dataset's outputs) in a fresh process, from a local-folder DVC remote (an S3 remote adds its network).
 
 `python -m benchmarks.production` prints these figures alone.
@@ -123,7 +123,7 @@ def pickup_figures(scratch: Path, workspace: Path, log) -> dict:
 def clone_and_pull(scratch: Path, workspace: Path, log, repeats: int = 3) -> dict:
     """A fresh clone of `workspace` (Fashion-MNIST built and committed) and `dvc pull` of Fashion-MNIST's outputs
     from a local-folder DVC remote, `repeats` times."""
-    from orchestration.versioning import stage_targets
+    from versioning.dvc_state import stage_targets
 
     dvc_remote = scratch / "dvc-remote"
     for command in (["dvc", "remote", "add", "--force", "--default", "bench", str(dvc_remote)],
@@ -133,7 +133,7 @@ def clone_and_pull(scratch: Path, workspace: Path, log, repeats: int = 3) -> dic
     remote = scratch / "clone-remote.git"
     run_timed(["git", "clone", "-q", "--bare", str(workspace), str(remote)], scratch)
     branch = run_timed(["git", "rev-parse", "--abbrev-ref", "HEAD"], workspace).stdout.strip()
-    prepare = ("import sys; from pathlib import Path; from orchestration.remote import prepare; "
+    prepare = ("import sys; from pathlib import Path; from versioning.remote import prepare; "
                f"prepare(Path(sys.argv[1]), {FASHION!r})")
     rows = []
     for attempt in range(repeats):

@@ -2,7 +2,7 @@
 
 Dask runs the trials (prefect-dask's DaskTaskRunner: a local cluster by default, or an existing one given its
 scheduler address; orchestration/parallel.py). DVC records them: each trial is `dvc exp run --temp`, in its own
-temporary copy of the repository, saved as a named experiment (orchestration/experiments.py), so trials never
+temporary copy of the repository, saved as a named experiment (versioning/experiments.py), so trials never
 share a workspace and `dvc exp show` compares them. The flow then publishes a table artifact (key
 `<dataset>-sweep`) ranking the trials by test accuracy and names the best.
 
@@ -26,7 +26,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from orchestration.artifacts import artifact_key
-from orchestration.experiments import experiment_json, reproduce, run_experiment
+from versioning.experiments import experiment_json, reproduce, run_experiment
 from orchestration.parallel import dask_runner, shared_api
 from orchestration.serve import terminal_api
 from tasks.common.config import parse_params, read_overrides

@@ -20,16 +20,16 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from orchestration.artifacts import publish_results, publish_skip
-from orchestration.commits import commit_run
+from versioning.commits import commit_run
 from orchestration.deployment_run import RESULT_PREFIX
 from orchestration.log_filters import quiet_pipeline_errors
-from orchestration.remote import is_remote_run
-from orchestration.remote import prepare as prepare_remote_run
+from versioning.remote import is_remote_run
+from versioning.remote import prepare as prepare_remote_run
 from orchestration.runs import read_last_run, write_last_run
 from orchestration.serve import terminal_api
 from orchestration.service import deliver_queued_events, detach_from_worker
 from flows.stages import download, drift, evaluate, ingest, normalize, promote, report, train, validate
-from orchestration.versioning import changed_stages, pipeline_held, record_outputs
+from versioning.dvc_state import changed_stages, pipeline_held, record_outputs
 from tasks.check_params import link_sources, write_marker
 from tasks.common.config import DatasetName, Params, load_params, write_overrides
 from tasks.common.errors import DriftBlockedError, PipelineError, StageFailedError, StageInterrupted

@@ -8,7 +8,7 @@ from uuid import UUID
 from prefect.artifacts import (create_image_artifact, create_markdown_artifact, create_progress_artifact,
                                create_table_artifact, update_progress_artifact)
 
-from orchestration.versioning import locked_output_hash
+from versioning.dvc_state import locked_output_hash
 from tasks.common.paths import DatasetPaths
 from tasks.lib.outputs import DriftReport, Evaluation, Metrics, PromotionDecision, read_record
 from tasks.train import TrainResult

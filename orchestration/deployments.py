@@ -53,7 +53,7 @@ class Pool:
     directory: str | None = None
     job_variables: dict[str, Any] = field(default_factory=dict)
     # Clone mode: each flow run clones this git remote's branch into a fresh folder (Prefect's git_clone step)
-    # and pushes back what it made (orchestration/remote.py).
+    # and pushes back what it made (versioning/remote.py).
     git_remote: str | None = None
     branch: str = "main"
     # Whether a drop in the inbox (`make ingest`) runs this pool's deployment: the process pool's only, so that one
@@ -69,7 +69,7 @@ DOCKER_WORKSPACE = "/workspace"
 def clone_pool(git_remote: str, branch: str) -> Pool:
     """The process pool, each flow run in a fresh clone of `git_remote` at `branch`: for workers on machines that
     do not hold the repository (docs/SCALING.md)."""
-    from orchestration.remote import REMOTE_RUN_VARIABLE
+    from versioning.remote import REMOTE_RUN_VARIABLE
 
     return Pool(git_remote=git_remote, branch=branch, job_variables={"env": {REMOTE_RUN_VARIABLE: "1"}})
 
@@ -203,7 +203,7 @@ def apply_deployments(api_url: str, root: Path, params: Params, pool: Pool = PRO
 
 def require_deployment(api_url: str, dataset: str) -> bool:
     """Raise a PipelineError saying what to do when the served Prefect has no deployment for `dataset`; whether it
-    runs in clone mode (its runs clone the git remote on the workers, orchestration/remote.py)."""
+    runs in clone mode (its runs clone the git remote on the workers, versioning/remote.py)."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings

@@ -7,7 +7,7 @@ waits).
 Without FROM, the images already copied into data/inbox/<dataset>/ are announced. Without a served Prefect (no
 `make serve`), nothing is emitted: the files wait for the next `dvc repro`, `make flow` or scheduled run. For a
 deployment in clone mode (workers without this checkout), the folder goes to the DVC remote's inbox instead
-(orchestration/shared_inbox.py), where the next run of the dataset, on whichever worker, takes it.
+(versioning/shared_inbox.py), where the next run of the dataset, on whichever worker, takes it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from orchestration.deployments import DROP_EVENT, dataset_resource, require_deployment
 from orchestration.serve import check_answers
-from orchestration.shared_inbox import send_drop
+from versioning.shared_inbox import send_drop
 from tasks.common.config import load_params
 from tasks.common.errors import PipelineError
 from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, DatasetPaths

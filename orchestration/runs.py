@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from orchestration.versioning import locked_output_hash
+from versioning.dvc_state import locked_output_hash
 from tasks.common.fileio import write_json_atomic
 from tasks.common.paths import DatasetPaths
 

@@ -7,7 +7,7 @@ predictions says whether the two models differ at all.
 The champion lives in `models/<dataset>/production/` (DVC-tracked, so earlier champions stay retrievable
 from git history + DVC cache). Promotion swaps that folder in whole; a rejected challenger leaves it as it was.
 The decision, with its numbers, goes to `reports/<dataset>/promotion.json`. A model that `make rollback` replaced
-(listed in the champion's `rolled_back.json`, orchestration/rollback.py) is never promoted again: training is
+(listed in the champion's `rolled_back.json`, versioning/rollback.py) is never promoted again: training is
 deterministic, so retraining it on the same data and params gives the same bytes, and those stay refused.
 """
 

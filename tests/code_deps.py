@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PROJECT_PACKAGES = ("tasks", "flows", "orchestration", "tools")
+PROJECT_PACKAGES = ("tasks", "flows", "orchestration", "versioning", "tools")
 
 
 def module_file(root: Path, module: str) -> Path | None:

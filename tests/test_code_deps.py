@@ -94,7 +94,7 @@ def test_the_params_check_stage_lists_exactly_the_code_it_runs():
 
 def project_imports() -> dict[str, set[str]]:
     """Each module of the project's packages -> the project modules it imports, at module level or in a function."""
-    packages = ("tasks", "flows", "orchestration", "tools", "benchmarks")
+    packages = ("tasks", "flows", "orchestration", "versioning", "tools", "benchmarks")
     modules = {".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts).removesuffix(".__init__"): path
                for package in packages for path in (PROJECT_ROOT / package).rglob("*.py")}
     graph: dict[str, set[str]] = {}
@@ -107,6 +107,17 @@ def project_imports() -> dict[str, set[str]]:
                 imported |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
         graph[name] = {module for module in imported if module in modules and module != name}
     return graph
+
+
+def test_versioning_imports_nothing_of_prefects_operations():
+    """Issue 28 item 4: versioning (git, DVC, the registry) and Prefect's operations are rooms of their own; the
+    operations use versioning, never the other way."""
+    graph = project_imports()
+    upward = sorted((module, imported) for module, imports in graph.items() if module.startswith("versioning")
+                    for imported in imports if imported.startswith("orchestration"))
+    assert upward == []
+    assert any(imported.startswith("versioning") for module, imports in graph.items()
+               if module.startswith("orchestration") for imported in imports)  # the graph sees both rooms
 
 
 def test_no_import_cycle_among_the_projects_modules():

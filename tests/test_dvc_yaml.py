@@ -168,7 +168,7 @@ def test_every_dataset_key_dvc_tracks_is_required_by_the_config_and_nothing_else
 
 def as_the_project_committed(path) -> str:
     """`path` as the project's own last commit of it left it, not a deployment run's: in a production checkout the
-    runs commit their reports (messages `<dataset>: ...`, orchestration/commits.py), and the tests must not depend
+    runs commit their reports (messages `<dataset>: ...`, versioning/commits.py), and the tests must not depend
     on what they committed (issue 27 item 11: this test failed three times in such a checkout)."""
     import subprocess
 

@@ -1,6 +1,6 @@
 """Any recorded version of a dataset's files, read from git and DVC's cache (or the DVC remote, which DVC asks
 when the cache lacks them). A version is a commit, as `make history` lists them. Read by `make rollback`
-(orchestration/rollback.py) and `predict --version` (tools/predict.py).
+(versioning/rollback.py) and `predict --version` (tools/predict.py).
 """
 
 from __future__ import annotations

@@ -179,7 +179,7 @@ class McNemarResult:
 
 @dataclass(frozen=True)
 class RolledBackModel:
-    """A champion `make rollback` replaced (orchestration/rollback.py): promote never promotes these bytes again."""
+    """A champion `make rollback` replaced (versioning/rollback.py): promote never promotes these bytes again."""
 
     model_md5: str  # of model.keras, as dvc.lock and `make history` show it
     rolled_back_at: str

@@ -1,10 +1,10 @@
-"""The runs of a dataset, read from the commits the runs made (orchestration/commits.py).
+"""The runs of a dataset, read from the commits the runs made (versioning/commits.py).
 
 A deployment run that changed something commits dvc.lock and the dataset's reports with the message
 `<dataset>: <what started it>: data <version>; <decision>`. Per commit: when, what started the run, the data version,
 the promotion decision (from the message), the test accuracy (reports/<dataset>/metrics.json at that commit), the
 model's hash (dvc.lock at that commit), and the training params that differ from today's params.yaml (dvc.lock
-records each run's own, overrides included). Read by `make history` (orchestration/history.py) and the report
+records each run's own, overrides included). Read by `make history` (versioning/history.py) and the report
 page's run log (tasks/lib/run_log.py).
 """
 
@@ -20,7 +20,7 @@ import yaml
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
 
 
-ROLLBACK_DECISION = "rolled back to "  # how a `make rollback` commit's decision starts (orchestration/rollback.py)
+ROLLBACK_DECISION = "rolled back to "  # how a `make rollback` commit's decision starts (versioning/rollback.py)
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class RunRecord:
 
 
 # A run's message is "; "-separated clauses; the commit holds the first ones in its subject, the rest in its body,
-# a line each (orchestration/commits.py).
+# a line each (versioning/commits.py).
 CLAUSE_SEPARATOR = "; "
 
 

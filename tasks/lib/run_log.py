@@ -6,7 +6,7 @@ checkout's last run wrote it, at which commit, each stage's wall time (reports/<
 dataset's history from the commits runs made (tasks/lib/run_history.py), with the test accuracy over time. The
 page loads it with a script tag, which browsers run from a local file, offline.
 
-Written by the report stage, again after a run commits its version (orchestration/commits.py) so that the history
+Written by the report stage, again after a run commits its version (versioning/commits.py) so that the history
 includes it, and by `make history`.
 """
 

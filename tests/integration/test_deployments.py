@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from orchestration.commits import commit_message
+from versioning.commits import commit_message
 from orchestration.serve import Service, is_running, run_cli
 from tests.integration.repo import copy_repository, mnist_sample_only, run
 from tests.prefect_server import api_client, free_port, serving
@@ -146,7 +146,7 @@ def test_worse_challenger_is_rejected_and_the_champion_kept(served, first_run):
 
 def test_history_lists_each_run_that_committed_newest_first(served, first_run):
     """After the first run (promoted) and the worse challenger (rejected), not the skipped run: `make history`."""
-    shown = run(["python", "-m", "orchestration.history", "--dataset", "mnist-sample"], served.root).stdout
+    shown = run(["python", "-m", "versioning.history", "--dataset", "mnist-sample"], served.root).stdout
     lines = shown.splitlines()[1:]
 
     assert len(lines) == 2, shown
@@ -177,7 +177,7 @@ def test_rollback_of_a_served_champion_and_the_next_deployment_run_does_not_prom
     first = next(record for record in earlier if record.decision.startswith("promoted"))
     assert first.model_md5 != second.model_md5
 
-    done = run(["python", "-m", "orchestration.rollback", "--dataset", "mnist-sample", "--to", first.commit,
+    done = run(["python", "-m", "versioning.rollback", "--dataset", "mnist-sample", "--to", first.commit,
                 "--reason", "misses sevens in the new scans"], served.root)
     forced, output = run_deployment(served, "--param", "force=true")
 

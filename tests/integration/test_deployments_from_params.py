@@ -172,12 +172,12 @@ def test_clone_mode_runs_clone_the_git_remote_and_ingest_without_a_dvc_remote_is
                                                                                           monkeypatch, capsys):
     """Clone mode (PIPELINE_GIT_REMOTE): each run clones the remote on its worker (tests/integration/
     test_remote_workers.py runs them); files copied into this checkout's inbox would never reach it, so a drop goes
-    to the DVC remote's inbox (tests/orchestration/test_shared_inbox.py): without a DVC remote, it is refused."""
+    to the DVC remote's inbox (tests/versioning/test_shared_inbox.py): without a DVC remote, it is refused."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from orchestration.deployments import clone_pool
     from orchestration.inbox import main
-    from orchestration.remote import REMOTE_RUN_VARIABLE
+    from versioning.remote import REMOTE_RUN_VARIABLE
     from tests.conftest import real_fashion_images, write_image_folder
 
     apply_deployments(server.api_url, tmp_path, params_with(["mnist-sample"]),

@@ -247,7 +247,7 @@ def test_each_version_is_on_the_remotes_and_a_fresh_clone_lists_and_pulls_them(t
     assert sum(line.startswith("mnist-sample: started by hand") for line in log) == 2, log
     assert sum(line.startswith(f"{IMAGES}: started by hand") for line in log) == 1, log
     for dataset in ("mnist-sample", IMAGES):
-        history = run([sys.executable, "-m", "orchestration.history", "--dataset", dataset], clone).stdout
+        history = run([sys.executable, "-m", "versioning.history", "--dataset", dataset], clone).stdout
         assert "promoted" in history, history
     # every output each commit names is on the DVC remote: the whole pipeline pulls, and nothing differs (at the
     # drop's run, before the seed-7 run, whose dvc.lock records its override, which params.yaml does not keep)

@@ -18,7 +18,7 @@ from tests.conftest import run_log_html
 from tests.integration.repo import copy_repository, mnist_sample_only, run
 
 DATASET = "mnist-sample"
-ROLLBACK = ["python", "-m", "orchestration.rollback", "--dataset", DATASET]
+ROLLBACK = ["python", "-m", "versioning.rollback", "--dataset", DATASET]
 # Two real pipeline runs before the first test: over a minute, so `make test-slow` runs it (CI runs both).
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,7 +32,7 @@ def mnist_sample_committing_every_run(document: dict) -> None:
 
 def make_run(repo) -> None:
     """What `make run` does after setup."""
-    for command in (["python", "-m", "tasks.check_params"], ["dvc", "repro"], ["python", "-m", "orchestration.commits"]):
+    for command in (["python", "-m", "tasks.check_params"], ["dvc", "repro"], ["python", "-m", "versioning.commits"]):
         run(command, repo)
 
 
@@ -92,7 +92,7 @@ def test_rollback_restores_the_earlier_champion_records_it_everywhere_and_leaves
     assert newest.decision == f"rolled back to {first.commit}: misses sevens in the new scans"
     assert newest.trigger.startswith("make rollback by ")
     assert (newest.test_accuracy, newest.model_md5) == (first.test_accuracy, first.model_md5)
-    shown = run(["python", "-m", "orchestration.history", "--dataset", DATASET], repo).stdout
+    shown = run(["python", "-m", "versioning.history", "--dataset", DATASET], repo).stdout
     assert shown.splitlines()[1].split()[2:4] == [f"{first.test_accuracy:.4f}", first.model_md5[:8]]
     assert "rolled back to" in run_log_html(DatasetPaths(repo, DATASET))  # the report page's history
     paths = DatasetPaths(repo, DATASET)

@@ -15,7 +15,7 @@ import sys
 import pytest
 import yaml
 
-from orchestration.versioning import outputs_held
+from versioning.dvc_state import outputs_held
 from tasks.common.errors import PipelineLockedError
 from tasks.lib import idx
 from tasks.lib.mnist_sample import build_mnist_sample
@@ -38,7 +38,7 @@ with pipeline_lock(sys.argv[1], "flow training-pipeline"):
 HOLD_WHAT_A_FLOW_HOLDS = """
 import sys, time
 from pathlib import Path
-from orchestration.versioning import pipeline_held
+from versioning.dvc_state import pipeline_held
 from tasks.common.paths import DatasetPaths
 with pipeline_held(DatasetPaths(Path.cwd(), "custom"), "flow training-pipeline"):
     print("held", flush=True)

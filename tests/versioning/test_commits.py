@@ -1,10 +1,10 @@
-"""orchestration/commits.py on a real git repository: what a run commits, and what it leaves alone."""
+"""versioning/commits.py on a real git repository: what a run commits, and what it leaves alone."""
 
 import subprocess
 
 import pytest
 
-from orchestration.commits import commit_version, data_version, versioned_files
+from versioning.commits import commit_version, data_version, versioned_files
 from tasks.common.paths import DatasetPaths
 
 
@@ -41,7 +41,7 @@ def test_a_run_commits_its_datasets_files_and_nothing_the_user_staged(checkout):
 
 
 def test_a_long_decision_is_a_subject_line_and_a_body_that_make_history_reads_back_whole(checkout):
-    from orchestration.history import read_history
+    from versioning.history import read_history
 
     paths = checkout
     paths.reports_dir.mkdir(parents=True)
@@ -96,7 +96,7 @@ def test_the_data_version_names_the_latest_drop(checkout):
 def test_make_run_commits_each_dataset_only_when_the_setting_is_always(checkout, monkeypatch, setting, commits):
     import yaml
 
-    from orchestration.commits import main
+    from versioning.commits import main
     from tasks.lib.outputs import PromotionDecision, write_record
     from tests.conftest import project_params_document
 

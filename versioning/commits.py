@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from orchestration.registry import assign_production, register_champion
-from orchestration.remote import is_remote_run, publish
+from versioning.registry import assign_production, register_champion
+from versioning.remote import is_remote_run, publish
 from tasks.common.config import load_params, read_overrides
 from tasks.common.errors import PipelineError
 from tasks.common.paths import INBOX_PLACEHOLDER, PARAMS_FILE, STAGES, DatasetPaths
@@ -54,7 +54,7 @@ def data_version(paths: DatasetPaths) -> str:
 def commit_version(paths: DatasetPaths, message: str, champion: str | None = None) -> str | None:
     """Commit the dataset's versioned files as they are now (nothing else, even what the user staged), then
     `dvc push` its stages when a DVC remote is configured. `champion`: "promoted" (a new champion: registered as a
-    new version in the `prod` stage) or "restored" (a rollback: `prod` moves to this commit), orchestration/registry.py.
+    new version in the `prod` stage) or "restored" (a rollback: `prod` moves to this commit), versioning/registry.py.
     The new commit's hash, or None when nothing changed."""
     root = paths.root
     if _git(root, "rev-parse", "--is-inside-work-tree", check=False).returncode != 0:
@@ -89,7 +89,7 @@ def commit_version(paths: DatasetPaths, message: str, champion: str | None = Non
 def _push(root: Path, dataset: str) -> None:
     from dvc.repo import Repo
 
-    from orchestration.versioning import stage_targets
+    from versioning.dvc_state import stage_targets
 
     if not (root / ".dvc").is_dir():
         return
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     """After `make run`: with versioning.commit `always`, commit each listed dataset's new version."""
     from tasks.lib.outputs import PromotionDecision, read_record
 
-    parser = argparse.ArgumentParser(prog="python -m orchestration.commits", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m versioning.commits", description=main.__doc__)
     parser.add_argument("--params", type=Path, default=Path(PARAMS_FILE))
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

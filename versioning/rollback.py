@@ -23,8 +23,8 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from orchestration.commits import commit_version, data_version
-from orchestration.versioning import record_outputs
+from versioning.commits import commit_version, data_version
+from versioning.dvc_state import record_outputs
 from tasks.common.config import Params, load_params, write_overrides
 from tasks.common.errors import PipelineError, VersionError
 from tasks.common.fileio import atomic_directory, write_bytes_atomic
@@ -123,7 +123,7 @@ def _restore(paths: DatasetPaths, saved: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestration.rollback", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m versioning.rollback", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--to", required=True, help="the version (a commit `make history` lists) to restore")

@@ -1,6 +1,6 @@
 """New images for workers that do not hold the repository: an inbox in the DVC remote.
 
-A clone-mode flow run (orchestration/remote.py) starts from a fresh clone on some worker, so files copied into the
+A clone-mode flow run (versioning/remote.py) starts from a fresh clone on some worker, so files copied into the
 developer's data/inbox/ never reach it. `make ingest DATASET=<d> FROM=<folder>` then sends the folder to
 `<default DVC remote>/inbox/<d>/<drop>/` instead, and writes `<drop>.complete` last: a drop is whole once that
 marker exists, and a half-sent one is never taken. The run fetches every whole drop of its dataset into its own

@@ -6,7 +6,7 @@ champion registers a version of it (`<dataset>-model@v<N>.0.0`) and assigns it t
 restored champion. So `dvc artifacts get . <dataset>-model --stage prod` fetches the model in production, and
 `--rev v2.0.0` an earlier champion. Identical model bytes are one version: promoted again, they move `prod` if
 it holds other bytes, and register nothing new. Tags are local, like the commits (`git push --tags` publishes
-them), except in clone mode, where each run pushes its tags with its commit (orchestration/remote.py).
+them), except in clone mode, where each run pushes its tags with its commit (versioning/remote.py).
 """
 
 from __future__ import annotations

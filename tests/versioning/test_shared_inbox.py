@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestration.shared_inbox import clear_fetched, drop_folder, fetch_drops, send_drop
+from versioning.shared_inbox import clear_fetched, drop_folder, fetch_drops, send_drop
 from tasks.common.errors import PipelineError
 from tests.conftest import real_fashion_images, write_image_folder
 from tests.integration.repo import run

@@ -5,7 +5,7 @@ import subprocess
 
 import yaml
 
-from orchestration.history import format_history, read_history
+from versioning.history import format_history, read_history
 
 
 def commit(root, message, accuracy, model_md5, units):

@@ -1,4 +1,4 @@
-"""orchestration/experiments.py: DVC's error line from a failed command, and a file as an experiment committed it
+"""versioning/experiments.py: DVC's error line from a failed command, and a file as an experiment committed it
 (a real git repository with an experiment ref, as `dvc exp run` leaves it)."""
 
 import json
@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from orchestration.experiments import dvc_error, experiment_json
+from versioning.experiments import dvc_error, experiment_json
 
 
 def git(*arguments, cwd):

@@ -1,6 +1,6 @@
 """`make history DATASET=...`: what each run did to a dataset, read from the commits the runs made.
 
-Every version is a commit (orchestration/commits.py): a deployment run that changed something commits dvc.lock and
+Every version is a commit (versioning/commits.py): a deployment run that changed something commits dvc.lock and
 the dataset's reports with the message `<dataset>: <what started it>: data <version>; <decision>`. So the history
 needs no file of its own that a run would have to write (a skipped run, which commits nothing, leaves `git status`
 and `dvc status` clean), it survives a clone, and `dvc pull` brings back each version's model. Per commit:
@@ -36,7 +36,7 @@ def format_history(records: list[RunRecord]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestration.history", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m versioning.history", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="fashion-mnist")
     arguments = parser.parse_args(argv)
     root = Path.cwd()

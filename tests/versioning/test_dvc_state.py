@@ -1,11 +1,11 @@
-"""orchestration/versioning.py: the dataset's DVC stage names and what dvc.lock records for a stage's output.
+"""versioning/dvc_state.py: the dataset's DVC stage names and what dvc.lock records for a stage's output.
 
 `changed_stages` and `record_outputs` run against real DVC repositories in tests/integration/test_prefect_flow.py.
 """
 
 import yaml
 
-from orchestration.versioning import locked_output_hash, stage_targets
+from versioning.dvc_state import locked_output_hash, stage_targets
 from tasks.common.paths import STAGES
 
 

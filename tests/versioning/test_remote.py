@@ -1,4 +1,4 @@
-"""orchestration/remote.py's rebase on real git repositories: two runs of different datasets committed on the same
+"""versioning/remote.py's rebase on real git repositories: two runs of different datasets committed on the same
 commit, one pushed first; the other replays its commit on top. (The whole clone-mode run, with DVC and Prefect, is
 tests/integration/test_remote_workers.py.)"""
 
@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-from orchestration.remote import rebase
+from versioning.remote import rebase
 from tasks.common.errors import PipelineError
 
 

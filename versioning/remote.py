@@ -6,9 +6,9 @@ run with Prefect's `git_clone` pull step, in a fresh folder, and set REMOTE_RUN_
 1. `prepare`: fetches the history and tags that Prefect's shallow clone left out (the registry numbers versions
    from the tags, `make history` reads the log), then `dvc pull`s the dataset's recorded outputs (what the remote
    does not hold yet is rebuilt by the run, as any missing output is), then the new images waiting for the
-   dataset in the DVC remote's inbox (orchestration/shared_inbox.py, deleted there once this run's version is
+   dataset in the DVC remote's inbox (versioning/shared_inbox.py, deleted there once this run's version is
    pushed);
-2. runs the pipeline and commits its version, as on one machine (orchestration/commits.py);
+2. runs the pipeline and commits its version, as on one machine (versioning/commits.py);
 3. `publish`: `dvc push` of the dataset's outputs, then the registry tags of a new champion, then one
    `git push --atomic` of the branch and those tags. When another run pushed first, it rebases onto the remote
    branch (a conflict in dvc.lock, the only file two datasets' runs share, is resolved by taking the remote's and
@@ -24,7 +24,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from orchestration.shared_inbox import clear_fetched, drop_folder, fetch_drops
+from versioning.shared_inbox import clear_fetched, drop_folder, fetch_drops
 from tasks.common.errors import PipelineError
 from tasks.common.paths import DatasetPaths
 
@@ -73,7 +73,7 @@ def prepare(root: Path, dataset: str) -> None:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    from orchestration.versioning import stage_targets
+    from versioning.dvc_state import stage_targets
 
     shallow = _git(root, "rev-parse", "--is-shallow-repository").stdout.strip() == "true"
     _git(root, "fetch", "--quiet", "--tags", *(["--unshallow"] if shallow else []), GIT_REMOTE)
@@ -96,7 +96,7 @@ def push_outputs(root: Path, dataset: str) -> None:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    from orchestration.versioning import stage_targets
+    from versioning.dvc_state import stage_targets
 
     try:
         with contextlib.chdir(root), Repo(str(root)) as repo:
@@ -161,7 +161,7 @@ def _union_of_lines(upstream_text: str, own_text: str) -> str:
 def publish(root: Path, dataset: str, champion: str | None, message: str, tagger: dict[str, str]) -> str:
     """Push the commit at HEAD (and a new champion's registry tags) after its DVC outputs; rebase and retry while
     another run pushes first. Returns the commit that reached the remote."""
-    from orchestration.registry import assign_production, register_champion
+    from versioning.registry import assign_production, register_champion
 
     branch = current_branch(root)
     push_outputs(root, dataset)
