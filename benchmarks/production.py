@@ -51,7 +51,7 @@ def _database(database: str, postgres) -> Iterator[None]:
 
 @contextmanager
 def _server(scratch: Path, name: str) -> Iterator[tuple[object, list[str]]]:
-    """A Prefect server of its own; on the way out, stopped, and the errors its log holds (beyond SQLite's routine
+    """A Prefect server of its own; on the way out, stopped, and the errors its log holds (beyond the routine
     ones, orchestration/server_log.py) added to the yielded list: a figure, not a failure."""
     from orchestration.serve import Service, start_server, stop
     from orchestration.server_log import database_kind, read_service_errors

@@ -19,17 +19,17 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from flows.stages import download, drift, evaluate, ingest, normalize, promote, report, train, validate
 from orchestration.artifacts import publish_results, publish_skip
-from versioning.commits import commit_run
 from orchestration.deployment_run import RESULT_PREFIX
 from orchestration.log_filters import quiet_pipeline_errors
-from versioning.remote import is_remote_run
-from versioning.remote import prepare as prepare_remote_run
 from orchestration.runs import read_last_run, write_last_run
 from orchestration.serve import terminal_api
 from orchestration.service import deliver_queued_events, detach_from_worker
-from flows.stages import download, drift, evaluate, ingest, normalize, promote, report, train, validate
+from versioning.commits import commit_run
 from versioning.dvc_state import changed_stages, pipeline_held, record_outputs
+from versioning.remote import is_remote_run, release_fetched
+from versioning.remote import prepare as prepare_remote_run
 from tasks.check_params import link_sources, write_marker
 from tasks.common.config import DatasetName, Params, load_params, write_overrides
 from tasks.common.errors import DriftBlockedError, PipelineError, StageFailedError, StageInterrupted
@@ -107,6 +107,8 @@ def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool
     ingested = _run(ingest, paths, dataset_params, params.ingest)
     changed = changed_stages(repo_root, dataset)
     if not changed and not force:
+        if is_remote_run():  # the drops it fetched added no image: no version will take them off the remote
+            release_fetched(repo_root, dataset)
         message = publish_skip(paths, read_last_run(paths), ingested.refusal())
         get_run_logger().info("%s%s", RESULT_PREFIX, message)
         return PipelineOutcome(dataset, True, message)

@@ -27,7 +27,7 @@ DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 LOST_MESSAGE = re.compile(r"Message failed after \d+ retries and will be moved to the dead letter queue"
                           r"|Subscription queue is full, dropping message")
 # Logged at WARNING when an automation's action failed: a notification that was not sent, say. An error here,
-# except the heartbeat automation refused on a run already Completed (HEARTBEAT_ACTION_ON_COMPLETED_RUN).
+# except the heartbeat automation refused on a run already ended (HEARTBEAT_ACTION_ON_FINISHED_RUN).
 ACTION_FAILED = re.compile(r"Action failed: ")
 
 
@@ -67,12 +67,12 @@ class LogRecord:
 
 # The variable parts an entry's message may hold, and exactly what each stands for.
 WORKER_NAME, WORK_POOL_NAME, POOL_ID, DURATION, COUNT = "{worker}", "{work_pool}", "{pool_id}", "{duration}", "{count}"
-UUID, DOCKET_TASK = "{uuid}", "{docket_task}"
+UUID, DOCKET_TASK, FINAL_STATE = "{uuid}", "{docket_task}", "{final_state}"
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _PLACEHOLDERS = {WORKER_NAME: rf"ProcessWorker {_UUID}", WORK_POOL_NAME: r"[\w-]+", POOL_ID: _UUID, UUID: _UUID,
                  DURATION: r"\[ *\d+(ms|s )\]", COUNT: r"\d+",
                  # docket's call repr: "mark_deployments_ready(work_queue_ids=...){its key}"
-                 DOCKET_TASK: r"\w+\(.*\)\{[\w:.-]*\}"}
+                 DOCKET_TASK: r"\w+\(.*\)\{[\w:.-]*\}", FINAL_STATE: r"(?:COMPLETED|FAILED|CANCELLED|CRASHED)"}
 SQLITE_LOCKED = "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked"
 # Prefect's own setting for the server's database; unset, the server uses SQLite in PREFECT_HOME.
 DATABASE_URL_VARIABLE = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
@@ -123,26 +123,27 @@ RESENT_EVENTS_DROPPED = RoutineError(
            "restarts a server during runs (tests/reliability/test_crashed_runs.py), and `make status` reports it.")
 
 
-HEARTBEAT_ACTION_ON_COMPLETED_RUN = RoutineError(
+HEARTBEAT_ACTION_ON_FINISHED_RUN = RoutineError(
     logger="prefect.server.events.actions",
-    message="Action failed: 'Failed to set state: Run is already in terminal state COMPLETED.'",
+    message=f"Action failed: 'Failed to set state: Run is already in terminal state {FINAL_STATE}.'",
     exception="",
-    reason="The heartbeat automation (automations.yaml) tried to crash a run that had already Completed, and "
-           "Prefect refused: a final state is never changed, so the run stays Completed and no notification is "
-           "sent. Its trigger (Prefect's documented zombie-run automation) opens a new 90-s window for every "
-           "heartbeat it handles, and Prefect 3.8's triggers service handles events two at a time, not strictly in "
-           "order (server/utilities/messaging/memory.py, Consumer concurrency 2; events/triggers.py "
-           "reactive_evaluation): a heartbeat handled with or after the run's Completed event opens a window that "
-           "nothing closes (Prefect issue #18653). A deployment run sends its queued heartbeats before it ends "
-           "(orchestration/service.py, deliver_queued_events), which made it rare, not impossible: seen in a "
-           "server killed under a run, then 4 times in one CI run of tests/integration/test_schedules.py on "
-           "PostgreSQL, on a machine running three served test modules at once. Routine on both databases: "
-           "the refused action is the whole effect, every served test asserts its runs' final states and "
-           "notifications, and any other failed action (a notification not sent, a state other than COMPLETED) "
-           "stays an error.")
+    reason="The heartbeat automation (automations.yaml, the only automation of ours that sets a state) tried to crash "
+           "a run that had already ended, and Prefect refused: a final state is never changed, so the run keeps its "
+           "state and no notification is sent. Its trigger (Prefect's documented zombie-run automation) opens a new "
+           "90-s window for every heartbeat it handles, and Prefect 3.8's triggers service handles events two at a "
+           "time, not strictly in order (server/utilities/messaging/memory.py, Consumer concurrency 2; "
+           "events/triggers.py reactive_evaluation): a heartbeat handled with or after the run's final state event "
+           "opens a window that nothing closes (Prefect issue #18653). A deployment run sends its queued heartbeats "
+           "before it ends (orchestration/service.py, deliver_queued_events), which made it rare, not impossible: seen"
+           " in a server killed under a run, then 4 times in one CI run of tests/integration/test_schedules.py on "
+           "PostgreSQL, on a machine running three served test modules at once. Routine on both databases: the refused"
+           " action is the whole effect, and every served test asserts its runs' final states and notifications; any "
+           "other failed action (a notification not sent) stays an error. `make status` counts these refusals on a "
+           "line of their own, so that a flood of them (the automation acting on every run, as issue 27 item 7 first "
+           "saw) shows.")
 
 # Prefect's errors that are routine whatever the database, each with the reason it is harmless.
-ROUTINE_ON_ANY_DATABASE: tuple[RoutineError, ...] = (HEARTBEAT_ACTION_ON_COMPLETED_RUN,)
+ROUTINE_ON_ANY_DATABASE: tuple[RoutineError, ...] = (HEARTBEAT_ACTION_ON_FINISHED_RUN,)
 
 
 # Errors that are routine on SQLite only, each matched exactly and with the reason it is harmless. Prefect's own
@@ -275,3 +276,12 @@ def read_service_errors(log_file: Path, expected: tuple[RoutineError, ...] = (),
     if not log_file.exists():
         return []
     return service_errors(log_file.read_text(errors="replace"), expected, since, database)
+
+
+def read_routine_records(log_file: Path, entry: RoutineError, since: datetime | None = None) -> list[LogRecord]:
+    """The records of a log file that `entry` matches, dated at or after `since` when given."""
+    if not log_file.exists():
+        return []
+    return [record for record in parse_log(log_file.read_text(errors="replace"))
+            if entry.matches(record) and (since is None or (record.time is not None and record.time >= since))]
+

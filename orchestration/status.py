@@ -17,7 +17,8 @@ from datetime import datetime, timedelta, timezone
 from orchestration.automations import notification_problems
 from orchestration.deployments import WORK_POOL
 from orchestration.service import Service, is_running
-from orchestration.server_log import database_kind, read_service_errors
+from orchestration.server_log import (HEARTBEAT_ACTION_ON_FINISHED_RUN, database_kind, read_routine_records,
+                                      read_service_errors)
 
 ERROR_WINDOW = timedelta(hours=1)
 FINISHED_OR_RUNNING = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED", "RUNNING", "CANCELLING"]
@@ -41,6 +42,7 @@ class ServiceStatus:
     log_file: str
     problems: list[str]  # what makes it NOT OK, one line each
     notifications: tuple[str, ...] = ()  # runs notified more than once, notifications not delivered
+    refused_crashes: int = 0  # the heartbeat automation refused on runs already ended (harmless, counted)
 
     @property
     def healthy(self) -> bool:
@@ -75,8 +77,9 @@ def read_status(service: Service, now: datetime | None = None) -> ServiceStatus:
     if service.pid_file("worker").exists() and not is_running(service, "worker"):
         workers.append(f"the worker `make serve` started has exited ({service.pid_file('worker')})")
         problems.append("the worker of `make serve` has exited")
+    refused = read_routine_records(service.log_file("server"), HEARTBEAT_ACTION_ON_FINISHED_RUN, since)
     return ServiceStatus(server, workers, deployments, errors, str(service.log_file("server")), problems,
-                         tuple(notifications))
+                         tuple(notifications), len(refused))
 
 
 def _until(records: list) -> str:
@@ -181,6 +184,8 @@ def render(status: ServiceStatus) -> str:
     lines.append(f"service errors in the last {ERROR_WINDOW.total_seconds() / 3600:g} h ({status.log_file}): "
                  + (f"{len(status.errors)}" if status.errors else "none"))
     lines += [f"  {error}" for error in status.errors]
+    lines.append("runs already ended that the heartbeat automation tried to crash (Prefect refused; harmless, "
+                 f"docs/RELIABILITY.md): {status.refused_crashes or 'none'}")
     lines.append("notifications sent twice or not delivered: "
                  + (f"{len(status.notifications)}" if status.notifications else "none"))
     lines += [f"  {problem}" for problem in status.notifications]

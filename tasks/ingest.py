@@ -1,19 +1,21 @@
 """Stage 2, ingest: add the labelled images waiting in `data/inbox/<dataset>/` to the dataset, append-only.
 
 The inbox has the image-folder layout: `inbox/{train,test}/<class>/*.png|*.jpg` (tasks/lib/image_folder.py).
-Each run that finds files ready to take makes one drop (tasks/lib/drops.py): the new images go into a shard of
+Each run that finds new files ready to take makes one drop (tasks/lib/drops.py): the new images go into a shard of
 `data/ingested/<dataset>/`; a file that cannot be decoded, is empty or sits outside the layout goes to
 `data/quarantine/<dataset>/<drop>/` with a line saying why, and so does an image whose pixels the dataset already
-holds (a duplicate) or holds in the other split (train/test leakage). A file still being copied (changed within
-`ingest.settle_seconds`, or named `.*`, `*.part`, `*.tmp`) is left for the next run.
+holds (a duplicate) or holds in the other split (train/test leakage). A drop whose files are all refused is
+published nowhere: it adds nothing, so the dataset's version stays as it was. A file still being copied (changed
+within `ingest.settle_seconds`, or named `.*`, `*.part`, `*.tmp`) is left for the next run.
 
-Nothing is lost: the inbox's files are removed only after the drop is published, and a rerun after a crash
-removes the files an earlier run already published and takes the rest.
+Nothing is lost: the inbox's files are removed only after the drop is published (or its files quarantined), and a
+rerun after a crash removes the files an earlier run already published or quarantined and takes the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -35,6 +37,7 @@ from tasks.lib.inbox_files import identity, ready_files, remove_from_inbox
 from tasks.lib.outputs import write_record
 
 logger = logging.getLogger(__name__)
+HANDLED = "handled.json"  # in a drop's quarantine folder, beside REASONS.txt
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ class _Drop:
 
 def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestParams,
                  now: float | None = None) -> IngestResult:
-    """Take the inbox's ready files into one new drop (or none when no file is ready); return what happened.
+    """Take the inbox's ready files into one new drop (none when no new file is ready, or when every new file
+    is refused); return what happened.
     `now` (seconds since the epoch) dates the drop; the default is the time of the run."""
     now = time.time() if now is None else now
     ensure_inbox(paths)
@@ -114,7 +118,7 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
     contents = {path: content for path, (content, _) in read.items()}
     prefix = len(str(paths.inbox_dir)) + 1
     names = {path: str(path)[prefix:] for path in ready}  # as the manifest records them: train/Sandal/a.png
-    handled = set().union(*(manifest.handled() for manifest in manifests))
+    handled = set().union(*(manifest.handled() for manifest in manifests)) | _refused_earlier(paths)
     earlier = {path for path in ready if (names[path], _sha256(contents[path])) in handled}
     new = [path for path in ready if path not in earlier]
     decided = None
@@ -217,7 +221,8 @@ def _known_pixels(paths: DatasetPaths) -> dict[str, dict[str, str]]:
 
 
 def _quarantine(folder: Path, drop: _Drop) -> None:
-    """Each refused file, as it arrived, under its inbox path, and REASONS.txt with a line per file."""
+    """Each refused file, as it arrived, under its inbox path, REASONS.txt with a line per file, and HANDLED (their
+    inbox paths and SHA-256s: a drop whose files are all refused is published nowhere else)."""
     refused = [*drop.quarantined, *drop.duplicates, *drop.leakage]
     if not refused:
         return
@@ -228,6 +233,15 @@ def _quarantine(folder: Path, drop: _Drop) -> None:
             target.write_bytes(drop.refused_bytes[entry["path"]])
         write_text_atomic(scratch / QUARANTINE_REASONS,
                           "".join(f"{entry['path']}: {entry['reason']}\n" for entry in refused))
+        write_text_atomic(scratch / HANDLED, json.dumps([[entry["path"], entry["file_sha256"]] for entry in refused]))
+
+
+def _refused_earlier(paths: DatasetPaths) -> set[tuple[str, str]]:
+    """(inbox path, bytes SHA-256) of every file an earlier run quarantined: taken out of the inbox already, though
+    no published drop lists it when its drop added nothing. A rerun after a crash before the inbox was emptied, or
+    the same file dropped again, is then known, not refused (and quarantined) a second time."""
+    return {(path, digest) for record in sorted(paths.quarantine_dir.glob(f"*/{HANDLED}"))
+            for path, digest in json.loads(record.read_text())}
 
 
 def _drop_id(now: float, names: list[str]) -> str:

@@ -95,7 +95,7 @@ def serving(service: Service, expected: tuple[RoutineError, ...] = (),
             environment: dict[str, str] | None = None, database: str = "postgresql") -> Iterator[Service]:
     """`make serve` for `service` on `database` (postgresql: a database of its own in the session's server), with
     `environment` added to what the server and worker see; on the way out `make stop`, then the check of the
-    server's log (on PostgreSQL, no error is routine)."""
+    server's log (on PostgreSQL, none of SQLite's routine errors is allowed)."""
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {**database_environment(database), **(environment or {})}.items():
             patch.setenv(name, value)

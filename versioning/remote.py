@@ -158,6 +158,20 @@ def _union_of_lines(upstream_text: str, own_text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def release_fetched(root: Path, dataset: str) -> None:
+    """A remote run that changed nothing: the shared inbox's drops it fetched added no image (each file refused,
+    named in this run's log, or taken by an earlier version), so no version will take them off the DVC remote.
+    Delete them now, or every later run would fetch and refuse them again."""
+    try:
+        if cleared := clear_fetched(root):
+            _say("shared inbox: %d drop(s) deleted from the DVC remote: they added no image (each refused file is "
+                 "named above)", len(cleared))
+    except Exception as error:  # the next run fetches them again and refuses them again
+        _say("shared inbox: the drops this run took could not be deleted from the DVC remote (%s): delete them "
+             "from %s", " ".join(str(error).split()), drop_folder(root, dataset),
+             level=logging.WARNING)
+
+
 def publish(root: Path, dataset: str, champion: str | None, message: str, tagger: dict[str, str]) -> str:
     """Push the commit at HEAD (and a new champion's registry tags) after its DVC outputs; rebase and retry while
     another run pushes first. Returns the commit that reached the remote."""

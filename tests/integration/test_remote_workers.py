@@ -163,6 +163,17 @@ def three_machines(tmp_path_factory, s3_endpoint):
                              checkout, env={"PREFECT_API_URL": service.api_url, **SECRET_KEYS}).stdout
                 (dropped,) = wait_final(service, [triggered_run(service, IMAGES, since)], 600)
                 drop_promotion = promotion_at(remote, f"run {dropped.name} ", tmp_path_factory.mktemp("drop-clone"))
+                # The same images again under other names: every file a duplicate, nothing to version (issue 30
+                # item 5). (Under the same names and bytes they would be known as taken already, not refused.)
+                again = tmp_path_factory.mktemp("same-images")
+                for image in [path for path in drop.rglob("*") if path.is_file()]:
+                    renamed = again / image.relative_to(drop).with_name(f"again-{image.name}")
+                    renamed.parent.mkdir(parents=True, exist_ok=True)
+                    renamed.write_bytes(image.read_bytes())
+                since = datetime.now(timezone.utc)
+                run([sys.executable, "-m", "orchestration.inbox", "--dataset", IMAGES, "--from", str(again)],
+                    checkout, env={"PREFECT_API_URL": service.api_url, **SECRET_KEYS})
+                (resent,) = wait_final(service, [triggered_run(service, IMAGES, since)], 600)
                 # another seed: other model bytes, a second champion (the same bytes again would be the same version);
                 # long enough to kill its worker mid-training (issue 26: a killed worker loses no run)
                 again_id = submit(service, "mnist-sample", {"force": True, "overrides": {
@@ -191,7 +202,8 @@ def three_machines(tmp_path_factory, s3_endpoint):
     yield {"checkout": checkout, "remote": remote, "endpoint": s3_endpoint, "branch": branch, "both": both,
            "again": again, "ingest": ingest, "dropped": dropped, "drop_promotion": drop_promotion,
            "workers_root": workers_root, "unreachable": unreachable, "heads": (head, head_after),
-           "commands": commands, "server_log": service.log_file("server"), "killed": killed}
+           "commands": commands, "server_log": service.log_file("server"), "killed": killed,
+           "resent": resent}
 
 
 def test_two_datasets_retrain_at_the_same_time_one_on_each_worker(three_machines):
@@ -238,6 +250,24 @@ def test_a_drop_sent_from_the_developers_checkout_is_trained_on_by_a_worker(thre
                   for name in ("worker-a", "worker-b"))
     assert "shared inbox: 1 drop(s) of new images fetched" in log and "shared inbox: 1 drop(s) deleted" in log
     assert not [key for key in bucket_keys(three_machines["endpoint"]) if "/inbox/" in key]  # taken once
+
+
+def test_a_drop_of_images_already_taken_is_refused_makes_no_version_and_leaves_the_remote_inbox(three_machines,
+                                                                                               tmp_path):
+    """Issue 30 item 5 on a worker: the second sending of the same images adds nothing, so the run commits and
+    pushes nothing; it deletes the drop from the DVC remote's inbox all the same (no version will), or every later
+    run would fetch and refuse it again."""
+    resent = three_machines["resent"]
+    assert resent.state_name == "Completed", resent.state.message
+    clone = tmp_path / "after-the-resend"
+    run(["git", "clone", "-q", three_machines["remote"], str(clone)], tmp_path)
+    assert f"run {resent.name} " not in run(["git", "log", "--format=%s"], clone).stdout
+    log = "".join((three_machines["workers_root"] / name / "worker.log").read_text()
+                  for name in ("worker-a", "worker-b"))
+    assert f"nothing added: all {DROPPED} new file(s) refused ({DROPPED} duplicate(s), 0 leakage, 0 quarantined)" \
+        in log
+    assert "shared inbox: 1 drop(s) deleted from the DVC remote: they added no image" in log
+    assert not [key for key in bucket_keys(three_machines["endpoint"]) if "/inbox/" in key]
 
 
 def test_each_version_is_on_the_remotes_and_a_fresh_clone_lists_and_pulls_them(three_machines, tmp_path):

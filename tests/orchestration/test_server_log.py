@@ -205,17 +205,17 @@ def test_a_retried_queue_message_is_allowed_but_one_set_aside_is_an_error_though
 
 def test_an_automation_action_that_failed_is_an_error_though_logged_as_a_warning():
     """Prefect logs a failed action at WARNING (issue 27 item 7: `make status` said nothing of one)."""
-    failed_on_a_failed_run = ("2026-12-03 10:09:30.412 | WARNING | prefect.server.events.actions - Action failed: "
-                              "'Failed to set state: Run is already in terminal state FAILED.'\n")
+    not_sent = ("2026-12-03 10:09:30.412 | WARNING | prefect.server.events.actions - Action failed: "
+                "'Notification failed: HTTP 500'\n")
 
-    (error,) = service_errors(CLEAN + failed_on_a_failed_run, database="postgresql")
+    (error,) = service_errors(CLEAN + not_sent, database="postgresql")
 
-    assert error.message == "Action failed: 'Failed to set state: Run is already in terminal state FAILED.'"
+    assert error.message == "Action failed: 'Notification failed: HTTP 500'"
     assert service_errors(CLEAN, database="postgresql") == []
 
 
-def test_on_postgresql_nothing_is_routine():
-    """Every routine entry comes from SQLite's single writer: with the server on PostgreSQL each error counts."""
+def test_on_postgresql_none_of_sqlites_routine_errors_is():
+    """Every entry of ROUTINE comes from SQLite's single writer: with the server on PostgreSQL each counts."""
     from orchestration.server_log import database_kind
 
     assert service_errors(SIXTY_SECONDS_LOCKED) == []
@@ -225,16 +225,15 @@ def test_on_postgresql_nothing_is_routine():
     assert database_kind({}) == "sqlite"
 
 
-def test_the_heartbeat_automation_refused_on_a_completed_run_is_routine_on_both_databases_and_no_other_failed_action():
+def test_the_heartbeat_automation_refused_on_a_finished_run_is_routine_on_both_databases_and_no_other_failed_action():
     # As the PostgreSQL-backed server of tests/integration/test_schedules.py logged it in CI.
     line = ("2026-12-07 09:51:53.120 | WARNING | prefect.server.events.actions - Action failed: 'Failed to set "
             "state: Run is already in terminal state COMPLETED.'\n")
 
-    assert service_errors(line, database="postgresql") == []
-    assert service_errors(line) == []
-    # A run that failed or crashed already, or an action that failed otherwise (a notification not sent), counts.
-    assert len(service_errors(line.replace("COMPLETED", "FAILED"), database="postgresql")) == 1
-    assert len(service_errors(line.replace("COMPLETED", "FAILED"))) == 1
+    for state in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
+        assert service_errors(line.replace("COMPLETED", state), database="postgresql") == []
+        assert service_errors(line.replace("COMPLETED", state)) == []
+    assert len(service_errors(line.replace("COMPLETED", "SCHEDULED"), database="postgresql")) == 1  # not final
     not_sent = line.replace("'Failed to set state: Run is already in terminal state COMPLETED.'",
                             "'Notification failed: HTTP 500'")
     assert len(service_errors(not_sent, database="postgresql")) == 1

@@ -98,3 +98,23 @@ def test_make_status_and_make_stop_honour_prefect_server_port(tmp_path, monkeypa
     assert f"server:  {service.api_url}: not answering" in capsys.readouterr().out
     assert main(["stop"]) == 0
     assert "PREFECT_API_URL" not in (service.home / "profiles.toml").read_text()  # the address serve set, forgotten
+
+
+def test_the_heartbeat_automations_refusals_are_counted_apart_and_are_no_error(tmp_path, monkeypatch, capsys):
+    """Routine in the log (HEARTBEAT_ACTION_ON_FINISHED_RUN), yet counted: a flood of them would show."""
+    service = Service(home=tmp_path / "prefect", root=tmp_path, port=free_port())
+    service.log_file("server").parent.mkdir(parents=True)
+    now = datetime.now()
+    refused = ("{:%Y-%m-%d %H:%M:%S}.120 | WARNING | prefect.server.events.actions - Action failed: 'Failed to set "
+               "state: Run is already in terminal state {}.'\n")
+    service.log_file("server").write_text(refused.format(now - timedelta(hours=2), "COMPLETED")
+                                          + refused.format(now - timedelta(minutes=9), "COMPLETED")
+                                          + refused.format(now - timedelta(minutes=3), "FAILED"))
+
+    code, output = status_of(service, monkeypatch, capsys)
+
+    assert "runs already ended that the heartbeat automation tried to crash (Prefect refused; harmless, " \
+           "docs/RELIABILITY.md): 2\n" in output
+    assert f"service errors in the last 1 h ({service.log_file('server')}): none\n" in output
+    assert output.rstrip().endswith("status: NOT OK: the server does not answer")
+

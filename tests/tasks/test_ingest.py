@@ -235,6 +235,37 @@ def test_a_crash_after_the_drop_is_published_is_completed_by_the_rerun_without_d
     assert not list(paths.inbox_dir.rglob("*.png"))
 
 
+def test_a_crash_after_a_drop_of_refused_files_is_quarantined_is_completed_by_the_rerun_without_a_second_copy(
+        shop, monkeypatch):
+    """Such a drop is published nowhere: its quarantine folder says which files it took (the review of issue 30
+    item 5: the rerun quarantined them again, in a second folder). The same file dropped again is known too."""
+    import tasks.ingest
+
+    paths, dataset, _ = shop
+    base, labels = read_split(paths, "train")
+    written = drop(paths, "train", base[:2], labels[:2], prefix="again-")
+    kept = {path: path.read_bytes() for path in written}
+
+    def crash(*_):
+        raise KeyboardInterrupt("killed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(tasks.ingest, "remove_from_inbox", crash)
+        with pytest.raises(KeyboardInterrupt):
+            ingest_inbox(paths, dataset, NOW, now=1_800_000_000)
+    assert len(list(paths.inbox_dir.rglob("*.png"))) == 2  # the inbox is intact
+    rerun = ingest_inbox(paths, dataset, NOW, now=1_800_000_100)
+    for path, content in kept.items():  # dropped once more, the same bytes
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    again = ingest_inbox(paths, dataset, NOW, now=1_800_000_200)
+
+    assert (rerun.drop, rerun.completed_earlier, rerun.duplicates) == (None, 2, [])
+    assert (again.drop, again.completed_earlier, again.duplicates) == (None, 2, [])
+    assert len(list(paths.quarantine_dir.iterdir())) == 1 and read_index(paths).drops == []
+    assert not list(paths.inbox_dir.rglob("*.png"))
+
+
 def test_a_crash_before_the_drop_is_published_leaves_the_previous_version_and_the_rerun_takes_the_drop(shop,
                                                                                                       monkeypatch):
     """The crash is injected where the index would be rewritten (after the drop's folder is complete)."""
