@@ -107,7 +107,9 @@ def _run_locked(paths: DatasetPaths, dataset_params, params: Params, force: bool
     ingested = _run(ingest, paths, dataset_params, params.ingest)
     changed = changed_stages(repo_root, dataset)
     if not changed and not force:
-        if is_remote_run():  # the drops it fetched added no image: no version will take them off the remote
+        # The drops it fetched added no image (none of their files still waits in the inbox): no version will take
+        # them off the remote.
+        if is_remote_run() and not ingested.waiting:
             release_fetched(repo_root, dataset)
         message = publish_skip(paths, read_last_run(paths), ingested.refusal())
         get_run_logger().info("%s%s", RESULT_PREFIX, message)
