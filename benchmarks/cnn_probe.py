@@ -1,11 +1,13 @@
-"""Train one dataset's default model with the pipeline's own functions, with the test accuracy after each epoch;
-print one JSON line. For `make bench`'s CNN figures.
+"""Train one dataset's default model with the pipeline's own functions, with the validation accuracy after each
+epoch; print one JSON line. For `make bench`'s CNN figures.
 
     python benchmarks/cnn_probe.py ROOT DATASET SEED
 
-The test pass after each epoch is not counted as training time. Also printed: the training FLOPs per epoch
-(counted from the layers), the device that trained, and this machine's float32 matmul peak measured by TensorFlow
-on the same cores right after training.
+Like every probe and tuning path, it never reads the test split (tests/benchmarks/test_probes.py runs it without
+one): `make bench` scores the model it leaves with the evaluate stage, the final report. The training seconds are
+those of `fit()`, each epoch's validation pass included. Also printed: the training FLOPs per epoch (counted from
+the layers), the device that trained, and this machine's float32 matmul peak measured by TensorFlow on the same
+cores right after training.
 """
 
 import json
@@ -17,21 +19,20 @@ from tasks.lib.startup import import_large
 
 import_large("keras", freeze=True)  # as `python -m tasks.train` imports it (tasks/lib/startup.py)
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 from tasks.common.config import load_params  # noqa: E402
 from tasks.common.paths import PARAMS_FILE, DatasetPaths  # noqa: E402
-from tasks.evaluate import evaluate_model  # noqa: E402
-from tasks.lib.outputs import load_split  # noqa: E402
 from tasks.train import train_model  # noqa: E402
 
 MATMUL_SIZE, MATMUL_REPEATS = 2048, 10
 
 
-class TestAccuracyPerEpoch(keras.callbacks.Callback):
-    def __init__(self, images, labels):
+class ValidationCurve(keras.callbacks.Callback):
+    """[epoch, training seconds so far, validation accuracy] after each epoch; the epoch's validation pass is part
+    of its time, as it is of fit's."""
+
+    def __init__(self):
         super().__init__()
-        self.images, self.labels = images, labels
         self.train_seconds, self.curve = 0.0, []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -39,9 +40,7 @@ class TestAccuracyPerEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.train_seconds += time.perf_counter() - self.epoch_started
-        accuracy = float(np.mean(self.model.predict(self.images, batch_size=1024, verbose=0).argmax(axis=1)
-                                 == self.labels))
-        self.curve.append([epoch + 1, round(self.train_seconds, 2), accuracy])
+        self.curve.append([epoch + 1, round(self.train_seconds, 2), float((logs or {})["val_accuracy"])])
 
 
 def training_flops_per_image(model) -> float:
@@ -78,7 +77,7 @@ if __name__ == "__main__":
     params = load_params(root / PARAMS_FILE)
     paths = DatasetPaths(root, dataset)
     train_params = params.train_for(dataset).model_copy(update={"seed": seed})
-    curve = TestAccuracyPerEpoch(*load_split(paths.processed_file("test")))
+    curve = ValidationCurve()
     captured = {}
 
     class KeepModel(keras.callbacks.Callback):
@@ -86,11 +85,10 @@ if __name__ == "__main__":
             captured["model"] = self.model
 
     training = train_model(paths, train_params, [curve, KeepModel()])
-    evaluation = evaluate_model(paths, params.dataset(dataset))
     print(json.dumps({
         "seed": seed, "model": train_params.model, "device": training.summary.device,
         "train_seconds": curve.train_seconds, "stop_epoch": training.summary.stop_epoch,
-        "test_accuracy": evaluation.metrics.test_accuracy, "curve": curve.curve,
+        "val_accuracy": curve.curve[-1][2], "curve": curve.curve,
         "train_images": training.summary.train_images,
         "flops_per_epoch": training_flops_per_image(captured["model"]) * training.summary.train_images,
         "matmul_peak_flops": matmul_peak_flops()}))

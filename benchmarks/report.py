@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from benchmarks.measure import median, verdict
@@ -84,7 +85,8 @@ CURVE_TARGETS = (0.90, 0.91, 0.92)
 
 
 def seconds_to_reach(curve: list[list[float]], accuracy: float) -> float | None:
-    """Training seconds at the end of the first epoch whose test accuracy reached `accuracy`; None if none did."""
+    """Training seconds at the end of the first epoch whose validation accuracy reached `accuracy`; None if none
+    did."""
     return next((seconds for _, seconds, reached in curve if reached >= accuracy), None)
 
 
@@ -95,9 +97,15 @@ def epoch_seconds(curve: list[list[float]]) -> float:
     return median(steps) if steps else times[0]
 
 
+def spread(values: list[float], digits: int = 4) -> str:
+    """Median, min and max over the seeds."""
+    return f"median {median(values):.{digits}f}, min {min(values):.{digits}f}, max {max(values):.{digits}f}"
+
+
 def cnn_verdict_lines(cnn: dict) -> list[str]:
     runs, plain = cnn["pipeline"], cnn["plain"]
-    accuracy = median([run["test_accuracy"] for run in runs])
+    accuracies = [run["test_accuracy"] for run in runs]
+    accuracy = median(accuracies)
     train_seconds = median([run["train_seconds"] for run in runs])
     seeds = f"median of {len(runs)} seeds"
     lines = [f"11. trained on: {', '.join(sorted({run['device'] for run in runs}))}",
@@ -106,6 +114,8 @@ def cnn_verdict_lines(cnn: dict) -> list[str]:
              verdict(f"11. Fashion-MNIST CNN training time ({seeds})", train_seconds, 60, unit=" s")]
     if accuracy < 0.920:
         lines[-2] += f"; {0.920 - accuracy:.4f} short"
+    test_images = runs[0].get("test_images", 10_000)
+    lines[-2] += f" ({spread(accuracies)}; standard error {math.sqrt(accuracy * (1 - accuracy) / test_images):.4f})"
     curve = []
     for target in CURVE_TARGETS:
         reached = [seconds_to_reach(run["curve"], target) for run in runs]
@@ -113,20 +123,20 @@ def cnn_verdict_lines(cnn: dict) -> list[str]:
                      f"({sum(value is not None for value in reached)} of {len(runs)} seeds)"
                      if any(value is not None for value in reached) else
                      f"{target:.2f} not reached in {runs[0]['stop_epoch']} epochs")
-    lines.append("11. time to test accuracy (training seconds, per epoch): " + "; ".join(curve))
+    lines.append("11. time to validation accuracy (training seconds, per epoch): " + "; ".join(curve))
     lines.append(verdict("12. mnist-sample CNN test accuracy", cnn["sample"]["test_accuracy"], 0.97,
                          lower_is_better=False))
-    to_plain = [seconds_to_reach(run["curve"], plain["test_accuracy"]) for run in runs]
-    if all(value is None for value in to_plain):
-        best = max(run["test_accuracy"] for run in runs)
-        lines.append(f"13. time to the plain CNN script's accuracy: target missed: the pipeline's CNN did not reach "
-                     f"{plain['test_accuracy']:.4f} (best seed {best:.4f}) in its {runs[0]['stop_epoch']} epochs; the "
-                     f"script took {plain['train_seconds']:.0f} s for its 15 epochs")
+    # Like with like: both trainings are timed whole and judged at their end, never at an epoch picked by its test
+    # accuracy.
+    ratio = train_seconds / plain["train_seconds"]
+    if accuracy < plain["test_accuracy"]:
+        lines.append(f"13. the pipeline's CNN against the plain CNN script, each at its end: target missed: test "
+                     f"accuracy {accuracy:.4f} ({seeds}) below the script's {plain['test_accuracy']:.4f}; training "
+                     f"time ratio {ratio:.3g}")
     else:
-        reached = [value for value in to_plain if value is not None]
-        lines.append(verdict(f"13. time to the plain CNN script's accuracy {plain['test_accuracy']:.4f} (pipeline / "
-                             f"script training time; {len(reached)} of {len(runs)} seeds reached it)",
-                             median(reached) / plain["train_seconds"], 0.30))
+        lines.append(verdict(f"13. the pipeline's CNN against the plain CNN script, each at its end (pipeline / script "
+                             f"training time; test accuracy {accuracy:.4f}, {seeds}, against "
+                             f"{plain['test_accuracy']:.4f})", ratio, 0.30))
     lines.append(verdict("13. whole dvc repro with the CNN / the plain CNN script's whole process",
                          cnn["end_to_end_seconds"] / plain["process_seconds"], 1.0))
     fractions = [run["flops_per_epoch"] / epoch_seconds(run["curve"]) / run["matmul_peak_flops"] for run in runs]
@@ -140,7 +150,8 @@ def cnn_verdict_lines(cnn: dict) -> list[str]:
 
 def cnn_table(cnn: dict) -> list[str]:
     plain = cnn["plain"]
-    lines = ["| run | train s | test accuracy | test accuracy after each epoch (training s) |", "|---|---|---|---|"]
+    lines = ["| run | train s | test accuracy | validation accuracy after each epoch (training s) |",
+             "|---|---|---|---|"]
     for run in cnn["pipeline"]:
         lines.append(f"| pipeline CNN, seed {run['seed']} | {run['train_seconds']:.1f} | {run['test_accuracy']:.4f} | "
                      + ", ".join(f"{accuracy:.4f} ({seconds:.0f})" for _, seconds, accuracy in run["curve"]) + " |")

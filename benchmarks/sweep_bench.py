@@ -39,22 +39,22 @@ def run_sweep(workspace: Path, prefix: str, sequential: bool) -> dict:
 
 
 def shown_experiments(workspace: Path) -> dict[str, dict]:
-    """What `dvc exp show --json` lists: each experiment's swept params and test accuracy."""
+    """What `dvc exp show --json` lists: each experiment's swept params and validation accuracy."""
     shown = {}
     for baseline in json.loads(run_timed(["dvc", "exp", "show", "--json"], workspace).stdout):
         for experiment in baseline.get("experiments") or []:
             data = experiment["revs"][0]["data"]
             train = data["params"]["params.yaml"]["data"]["data"][DATASET]["train"]
-            metrics = data["metrics"][f"reports/{DATASET}/metrics.json"]["data"]
+            metrics = data["metrics"][f"reports/{DATASET}/training_metrics.json"]["data"]
             shown[experiment["name"]] = {**{key: train.get(key) for key in GRID},
-                                         "test_accuracy": round(metrics["test_accuracy"], 4)}
+                                         "val_accuracy": round(metrics["val_accuracy"], 4)}
     return shown
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sweep-bench-") as scratch:
         workspace = copy_workspace(Path(scratch), [DATASET])
-        run_timed(["dvc", "repro", f"evaluate@{DATASET}"], workspace)  # the baseline the trials branch from
+        run_timed(["dvc", "repro", f"train@{DATASET}"], workspace)  # the baseline the trials branch from
         run_timed(["git", "add", "-A"], workspace)
         run_timed(["git", "commit", "-qm", "baseline"], workspace)
         print(f"machine: {machine_details()}; grid {GRID} = 4 trials on {DATASET}", flush=True)
@@ -66,7 +66,7 @@ def main() -> int:
                 result = results[-1]
                 print(f"{result['mode']:>18}: {result['process_seconds']:6.1f} s whole flow, "
                       f"{result['trials_seconds']:6.1f} s for the 4 trials; best {result['rows'][0]['experiment']} "
-                      f"(test accuracy {result['rows'][0]['test_accuracy']}); seconds per trial: "
+                      f"(validation accuracy {result['rows'][0]['val_accuracy']}); seconds per trial: "
                       f"{[row['seconds'] for row in result['rows']]}", flush=True)
         print("dvc exp show --json, per experiment:")
         for name, trial in shown_experiments(workspace).items():

@@ -1,10 +1,11 @@
-"""The `sweep` flow: train and evaluate a grid or list of param overrides in parallel on Dask, one DVC experiment each.
+"""The `sweep` flow: train a grid or list of param overrides in parallel on Dask, one DVC experiment each.
 
 Dask runs the trials (prefect-dask's DaskTaskRunner: a local cluster by default, or an existing one given its
 scheduler address; orchestration/parallel.py). DVC records them: each trial is `dvc exp run --temp`, in its own
 temporary copy of the repository, saved as a named experiment (versioning/experiments.py), so trials never
 share a workspace and `dvc exp show` compares them. The flow then publishes a table artifact (key
-`<dataset>-sweep`) ranking the trials by test accuracy and names the best.
+`<dataset>-sweep`) ranking the trials by validation accuracy and names the best. A trial trains and stops there:
+the test split chooses nothing (it scores the chosen settings when the pipeline runs them, and gates promotion).
 
     python -m flows.sweep --dataset mnist-sample --grid '{"cnn.dense_units": [64, 256], "learning_rate": [0.001]}'
 """
@@ -51,22 +52,21 @@ class SweepOutcome:
 
 @task(name="trial", cache_policy=NO_CACHE)
 def trial(root: str, dataset: str, name: str, overrides: dict[str, Any]) -> TrialResult:
-    """Train and evaluate one trial as the DVC experiment `name`; return its test metrics."""
+    """Train one trial as the DVC experiment `name`; return its validation metrics."""
     started = time.perf_counter()
-    error = run_experiment(Path(root), name, param_overrides(dataset, overrides), f"evaluate@{dataset}")
+    error = run_experiment(Path(root), name, param_overrides(dataset, overrides), f"train@{dataset}")
     seconds = time.perf_counter() - started
     if error is not None:
         get_run_logger().error("trial %s %s failed after %.0f s: %s", name, overrides, seconds, error)
         return TrialResult(name, overrides, seconds=seconds, error=error)
     try:
-        metrics = experiment_json(Path(root), name, DatasetPaths(Path(root), dataset).metrics_file)
+        metrics = experiment_json(Path(root), name, DatasetPaths(Path(root), dataset).training_metrics_file)
     except LookupError as lookup_error:
         get_run_logger().error("trial %s %s: %s", name, overrides, lookup_error)
         return TrialResult(name, overrides, seconds=seconds, error=str(lookup_error))
-    get_run_logger().info("trial %s %s: test accuracy %.4f in %.0f s", name, overrides, metrics["test_accuracy"],
-                          seconds)
-    return TrialResult(name, overrides, metrics["test_accuracy"], metrics["test_loss"], metrics["stop_epoch"],
-                       seconds)
+    get_run_logger().info("trial %s %s: validation accuracy %.4f in %.0f s", name, overrides,
+                          metrics["val_accuracy"], seconds)
+    return TrialResult(name, overrides, metrics["val_accuracy"], metrics["val_loss"], metrics["stop_epoch"], seconds)
 
 
 @flow(name="sweep-trials")
@@ -128,7 +128,7 @@ def _prepare_data(root: Path, dataset: str) -> None:
 def _publish(dataset: str, ranked: list[TrialResult], seconds: float) -> None:
     best = ranked[0]
     summary = (f"best of {len(ranked)} trials in {seconds:.0f} s: {best.name} {best.overrides} "
-               f"(test accuracy {best.test_accuracy:.4f}); apply it with `dvc exp apply {best.name}`")
+               f"(validation accuracy {best.val_accuracy:.4f}); apply it with `dvc exp apply {best.name}`")
     create_table_artifact(key=artifact_key(dataset, "sweep"), table=ranking_table(ranked),
                           description=f"{dataset} sweep, best first. {summary}")
     get_run_logger().info(summary)

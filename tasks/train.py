@@ -28,7 +28,7 @@ from tasks.lib.device import training_device
 from tasks.lib.model_file import save_model_files
 from tasks.common.paths import DatasetPaths
 from tasks.lib.startup import TENSORFLOW_NOISE, import_large, native_stderr_without
-from tasks.lib.outputs import TrainingSummary, load_split, write_history, write_record
+from tasks.lib.outputs import TrainingMetrics, TrainingSummary, load_split, write_history, write_record
 
 logger = logging.getLogger(__name__)
 # With train.learning_rate_decay_epochs, the learning rate ends at this share of train.learning_rate.
@@ -212,6 +212,8 @@ def train_model(paths: DatasetPaths, params: TrainParams, extra_callbacks: Seque
                               params.chosen(), device)
     write_history(outputs.training_history_file, history)
     write_record(outputs.training_summary_file, summary)
+    write_record(outputs.training_metrics_file, TrainingMetrics(final["val_accuracy"], final["val_loss"], stop_epoch,
+                                                                len(validation_data[0])))
     distribution.discard_worker_outputs(outputs, paths)
     logger.info("%s: %s on %s stopped at epoch %d (%s) in %.1f s, %s; model -> %s", paths.dataset, params.model,
                 summary.device, stop_epoch, "threshold reached" if by_threshold else "epoch limit", seconds, final,

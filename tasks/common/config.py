@@ -50,8 +50,10 @@ class _TrainCommon(_Strict):
     steps_per_execution: int = Field(default=32, ge=1, le=10000)
     seed: int = Field(default=42, ge=0)
     validation_fraction: float = Field(default=0.1, gt=0, lt=0.5)
-    # What `fit` logs with metrics=["accuracy"] and validation data; anything else cannot be monitored.
-    monitor: Literal["accuracy", "loss", "val_accuracy", "val_loss"] = "accuracy"
+    # What the threshold callback watches: one of what `fit` logs with metrics=["accuracy"] and validation data.
+    # Validation accuracy by default, so that the images the model trains on do not decide when it stops;
+    # `accuracy` (training accuracy) is the lecture's callback.
+    monitor: Literal["accuracy", "loss", "val_accuracy", "val_loss"] = "val_accuracy"
     # Set per dataset (data.<dataset>.threshold): `train_for` fills it in, and a top-level value is refused.
     threshold: float = Field(default=0.9, gt=0, le=1)
     # tf.distribute strategy (tasks/lib/distribution.py); multi_worker reads the cluster from TF_CONFIG.
@@ -173,8 +175,8 @@ class DatasetParams(_Strict):
     class_names: tuple[str, ...]
     mirrors: tuple[str, ...]
     expected_counts: SplitCounts | None
-    # The training accuracy (train.monitor) at which training stops: one value, or one per architecture
-    # ({dense: 0.89, cnn: 0.93}), since a CNN stopped at a dense model's threshold stops early.
+    # The value of train.monitor (validation accuracy by default) at which training stops: one value, or one per
+    # architecture ({dense: 0.89, cnn: 0.93}), since a CNN stopped at a dense model's threshold stops early.
     threshold: Any
     min_accuracy: float = Field(ge=0, le=1)
     train: TrainOverrides

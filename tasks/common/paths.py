@@ -21,7 +21,8 @@ STAGE_OUTPUTS = {
     "validate": ("validation_file", "data_docs_dir"),
     "drift": ("drift_file", "data_profile_file"),
     "normalize": ("processed_dir",),
-    "train": ("model_file", "runtime_model_file", "training_summary_file", "training_history_file"),
+    "train": ("model_file", "runtime_model_file", "training_summary_file", "training_metrics_file",
+              "training_history_file"),
     "evaluate": ("metrics_file", "class_scores_file", "predictions_file", "test_predictions_file"),
     "promote": ("production_dir", "promotion_file"),
     "report": ("report_file", "confusion_matrix_png", "misclassified_png"),
@@ -223,6 +224,11 @@ class DatasetPaths:
     @property
     def training_summary_file(self) -> Path:
         return self.reports_dir / "training.json"
+
+    @property
+    def training_metrics_file(self) -> Path:
+        """Validation figures only: what a sweep ranks trials by (tasks/lib/outputs.py: TrainingMetrics)."""
+        return self.reports_dir / "training_metrics.json"
 
     @property
     def metrics_file(self) -> Path:

@@ -141,6 +141,17 @@ class TrainingSummary:
 
 
 @dataclass(frozen=True)
+class TrainingMetrics:
+    """reports/<dataset>/training_metrics.json (train; a DVC metrics file): the validation figures that choose
+    settings (a sweep ranks its trials by them), never the test split's."""
+
+    val_accuracy: float
+    val_loss: float
+    stop_epoch: int
+    validation_images: int
+
+
+@dataclass(frozen=True)
 class Metrics:
     """reports/<dataset>/metrics.json (evaluate; the DVC metrics file): the numbers a person compares across runs,
     and nothing else. `dvc metrics show`, `dvc metrics diff` and `dvc exp show` make a column of every key."""

@@ -35,8 +35,8 @@ SWEEP_KEYS = {
 class TrialResult:
     name: str
     overrides: dict[str, Any]
-    test_accuracy: float | None = None
-    test_loss: float | None = None
+    val_accuracy: float | None = None
+    val_loss: float | None = None
     stop_epoch: int | None = None
     seconds: float = 0.0
     error: str | None = None
@@ -83,10 +83,11 @@ def param_overrides(dataset: str, trial: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def rank_trials(results: Sequence[TrialResult]) -> list[TrialResult]:
-    """Best first: highest test accuracy, then lowest test loss; failed trials last, in their order."""
+    """Best first: highest validation accuracy, then lowest validation loss (the test split chooses nothing);
+    failed trials last, in their order."""
     finished = [result for result in results if result.error is None]
     failed = [result for result in results if result.error is not None]
-    return sorted(finished, key=lambda result: (-(result.test_accuracy or 0.0), result.test_loss or 0.0)) + failed
+    return sorted(finished, key=lambda result: (-(result.val_accuracy or 0.0), result.val_loss or 0.0)) + failed
 
 
 def ranking_table(ranked: Sequence[TrialResult]) -> list[dict[str, Any]]:
@@ -94,8 +95,8 @@ def ranking_table(ranked: Sequence[TrialResult]) -> list[dict[str, Any]]:
     keys = sorted({key for result in ranked for key in result.overrides})
     return [{"rank": position if result.error is None else "-", "experiment": result.name,
              **{key: result.overrides.get(key, "") for key in keys},
-             "test_accuracy": "" if result.test_accuracy is None else round(result.test_accuracy, 4),
-             "test_loss": "" if result.test_loss is None else round(result.test_loss, 4),
+             "val_accuracy": "" if result.val_accuracy is None else round(result.val_accuracy, 4),
+             "val_loss": "" if result.val_loss is None else round(result.val_loss, 4),
              "stop_epoch": "" if result.stop_epoch is None else result.stop_epoch,
              "seconds": round(result.seconds, 1), "error": result.error or ""}
             for position, result in enumerate(ranked, start=1)]

@@ -2,7 +2,7 @@
 
 Two small trials on mnist-sample run at once, each as `dvc exp run --temp` in its own temporary copy of the
 repository; afterwards `dvc exp show --json` must list both with their params and metrics, the ranking artifact
-must order them by test accuracy, and the workspace must be as the user left it.
+must order them by validation accuracy, and the workspace must be as the user left it.
 """
 
 import json
@@ -66,16 +66,16 @@ def test_dvc_exp_show_lists_every_trial_with_its_params_and_metrics(swept):
     for name, trial in (("trial-1", TRIALS[0]), ("trial-2", TRIALS[1])):
         params = shown[name]["params"]["params.yaml"]["data"]["data"]["mnist-sample"]["train"]
         assert {key: dotted(params, key) for key in trial} == trial
-        metrics = shown[name]["metrics"]["reports/mnist-sample/metrics.json"]["data"]
+        metrics = shown[name]["metrics"]["reports/mnist-sample/training_metrics.json"]["data"]
         (result,) = [result for result in outcome.ranked if result.name == name]
-        assert metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
+        assert metrics["val_accuracy"] == pytest.approx(result.val_accuracy)
         assert metrics["stop_epoch"] == 2
 
 
 def test_artifact_ranks_the_trials_and_names_the_best(swept):
     _, outcome, artifact, _ = swept
     rows = json.loads(artifact.data)
-    accuracies = [row["test_accuracy"] for row in rows]
+    accuracies = [row["val_accuracy"] for row in rows]
 
     assert [row["rank"] for row in rows] == [1, 2] and accuracies == sorted(accuracies, reverse=True)
     assert [row["experiment"] for row in rows] == [result.name for result in outcome.ranked]

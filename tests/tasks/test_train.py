@@ -9,14 +9,19 @@ from tasks.common.config import TrainParams
 from tasks.train import split_validation, train_model
 
 
-def test_threshold_stops_training_and_says_so(digits, capsys):
+def test_threshold_on_validation_accuracy_by_default_stops_training_and_says_so(digits, capsys):
     params = TrainParams(epochs=30, batch_size=32, threshold=0.8, seed=3)
 
     result = train_model(digits, params)
 
     assert result.summary.stopped_by_threshold and 1 <= result.summary.stop_epoch < 30
-    assert result.summary.final_metrics["accuracy"] >= 0.8
-    assert "Reached 80% accuracy so cancelling training!" in capsys.readouterr().out
+    assert result.summary.monitor == "val_accuracy" and result.summary.final_metrics["val_accuracy"] >= 0.8
+    assert "Reached 80% val_accuracy so cancelling training!" in capsys.readouterr().out
+    # the validation figures a sweep ranks trials by, in DVC's metrics file of the stage
+    assert json.loads(digits.training_metrics_file.read_text()) == {
+        "val_accuracy": result.summary.final_metrics["val_accuracy"],
+        "val_loss": result.summary.final_metrics["val_loss"], "stop_epoch": result.summary.stop_epoch,
+        "validation_images": result.summary.validation_images}
     history = digits.training_history_file.read_text().splitlines()
     assert history[0] == "epoch,loss,accuracy,val_loss,val_accuracy"
     assert len(history) == 1 + result.summary.stop_epoch
@@ -26,13 +31,16 @@ def test_threshold_stops_training_and_says_so(digits, capsys):
     assert digits.model_file.exists()
 
 
-def test_the_threshold_stops_a_cnn_too_and_the_summary_keeps_only_its_settings(digits, capsys):
+def test_the_lectures_training_accuracy_callback_is_one_key_away_and_stops_a_cnn_too(digits, capsys):
     params = TrainParams(model="cnn", cnn={"filters": [8, 16], "dense_units": 32}, epochs=20, batch_size=32,
-                         learning_rate=0.003, threshold=0.8, seed=3)
+                         learning_rate=0.003, threshold=0.8, seed=3, monitor="accuracy")
 
     result = train_model(digits, params)
 
     assert result.summary.stopped_by_threshold and result.summary.stop_epoch < 20
+    epochs = digits.training_history_file.read_text().splitlines()[1:]
+    training_accuracy = [float(line.split(",")[2]) for line in epochs]
+    assert training_accuracy[-1] >= 0.8 and max(training_accuracy[:-1], default=0) < 0.8
     assert "Reached 80% accuracy so cancelling training!" in capsys.readouterr().out
     written = json.loads(digits.training_summary_file.read_text())["params"]
     assert written["model"] == "cnn" and written["cnn"] == {"filters": [8, 16], "dense_units": 32, "dropout": 0.2}

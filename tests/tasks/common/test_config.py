@@ -10,7 +10,7 @@ def test_project_params_load_and_merge_overrides(project_params):
     assert project_params.datasets == ("fashion-mnist", "mnist-sample")
     sample = project_params.train_for("mnist-sample")
     assert sample.epochs == project_params.data["mnist-sample"].train.epochs != project_params.train.epochs
-    assert sample.threshold == project_params.data["mnist-sample"].threshold
+    assert sample.threshold == project_params.data["mnist-sample"].threshold[sample.model]  # one per architecture
     assert sample.dense == project_params.train.dense and sample.model == project_params.train.model
 
 

@@ -68,7 +68,7 @@ def test_no_trials_is_an_error():
         check_trials(project_params_document(), "mnist-sample", [])
 
 
-def test_ranking_puts_the_most_accurate_first_then_the_lowest_loss_and_failures_last():
+def test_ranking_puts_the_most_accurate_on_validation_first_then_the_lowest_validation_loss_and_failures_last():
     results = [TrialResult("a", {"dense.units": 16}, 0.90, 0.30, 5, 10.0),
                TrialResult("b", {"dense.units": 32}, seconds=2.0, error="CalledProcessError: boom"),
                TrialResult("c", {"dense.units": 64}, 0.95, 0.20, 4, 12.0),
@@ -78,7 +78,7 @@ def test_ranking_puts_the_most_accurate_first_then_the_lowest_loss_and_failures_
 
     assert [result.name for result in ranked] == ["d", "c", "a", "b"]
     table = ranking_table(ranked)
-    assert table[0] == {"rank": 1, "experiment": "d", "dense.units": 128, "test_accuracy": 0.95, "test_loss": 0.1,
+    assert table[0] == {"rank": 1, "experiment": "d", "dense.units": 128, "val_accuracy": 0.95, "val_loss": 0.1,
                         "stop_epoch": 3, "seconds": 11.0, "error": ""}
     assert table[-1]["rank"] == "-" and table[-1]["error"] == "CalledProcessError: boom"
 
