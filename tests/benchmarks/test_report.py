@@ -149,3 +149,19 @@ def test_the_pickup_delay_is_held_to_its_goals_and_the_production_figures_are_pr
     missed = verdict_lines(production_results(local_median=3.8, local_p95=5.5))
     assert any(line.endswith("target missed: 3.8 s vs <= 3 s") for line in missed)
     assert "15. pickup delay, local mode, p95: target missed: 5.5 s vs <= 5 s" in missed
+
+
+def test_the_pipelines_overhead_is_the_repro_time_less_the_train_stages_own_training_time():
+    from benchmarks.bench import fit_seconds
+
+    output = ("stage validate@fashion-mnist: ok in 6.3 s\n2026-12-07 16:15:01,100 INFO __main__: fashion-mnist: dense "
+              "on CPU stopped at epoch 8 (threshold reached) in 12.6 s, {'accuracy': 0.9}; model -> models/x\n")
+    assert fit_seconds(output) == 12.6
+    with pytest.raises(RuntimeError, match="expected one train stage log line"):
+        fit_seconds("stage validate@fashion-mnist: ok in 6.3 s\n")
+
+    base = results()
+    base["training"]["overhead_seconds"] = [35.8, 37.9, 36.1]
+    (line,) = [line for line in verdict_lines(base) if "overhead" in line]
+    assert line.startswith("2. the pipeline's overhead: dvc repro --force of Fashion-MNIST minus its training time")
+    assert line.endswith("target missed: 36.1 s vs <= 8 s (median 36.1, min 35.8, max 37.9 over 3 runs)")
