@@ -83,9 +83,17 @@ def verdict(name: str, value: float, target: float, lower_is_better: bool = True
 
 
 def machine_details() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
+    """The CPU (model, and the vector extensions TensorFlow's kernels differ by), memory, Python and the commit:
+    figures from two machines are never compared, so every figure says which one it came from."""
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+                 platform.processor())
+    flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), []))
     memory_kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                       if line.startswith("MemTotal"))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
     return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(memory_kib / 2**20, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
+            "cpu_flags": ", ".join(f"{name} {'yes' if flag in flags else 'no'}"
+                                   for name, flag in (("AVX-512", "avx512f"), ("AVX2", "avx2"), ("FMA", "fma"))),
+            "commit": commit, "python": platform.python_version(), "platform": platform.platform()}

@@ -178,8 +178,9 @@ def main() -> int:
     lines = production_verdict_lines(local, figures)
     section = "\n".join([
         SECTION, "",
-        f"Run {datetime.now(timezone.utc).isoformat(timespec='seconds')} on {machine['cpu']}, {machine['cores']} "
-        f"cores, {machine['memory_gib']} GiB, Python {machine['python']}: `make bench-production`, "
+        f"Run {datetime.now(timezone.utc).isoformat(timespec='seconds')} at commit {machine['commit']} on "
+        f"{machine['cpu']} ({machine['cpu_flags']}), {machine['cores']} cores, {machine['memory_gib']} GiB, Python "
+        f"{machine['python']}: `make bench-production`, "
         f"{time.perf_counter() - started:.0f} s.", "", *[f"- {line}" for line in lines], ""])
     results = PROJECT_ROOT / "benchmarks" / "RESULTS.md"
     text = results.read_text() if results.exists() else "# Benchmark results\n"

@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks.measure import copy_workspace, machine_details, run_timed
 
 DATASET = "mnist-sample"
-GRID = {"dense.units": [64, 256], "learning_rate": [0.001, 0.003]}
+GRID = {"cnn.dense_units": [64, 256], "learning_rate": [0.001, 0.003]}  # mnist-sample trains the CNN
 WORKERS = 2
 ROUNDS = int(os.environ.get("SWEEP_BENCH_ROUNDS", "1"))
 

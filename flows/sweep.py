@@ -119,7 +119,7 @@ def _checked_trials(root: Path, dataset: str, grid, trials) -> list[dict[str, An
 
 
 def _prepare_data(root: Path, dataset: str) -> None:
-    """Bring the dataset's data up to date once, so that trials only train and evaluate."""
+    """Bring the dataset's data up to date once, so that trials only train."""
     error = reproduce(root, f"normalize@{dataset}")
     if error is not None:
         raise SweepError(f"sweep: preparing {dataset}'s data failed (dvc repro normalize@{dataset}):\n{error}")

@@ -33,7 +33,7 @@ def dvc_error(completed: subprocess.CompletedProcess) -> str:
 
 
 def run_experiment(root: Path, name: str, params: dict[str, Any], target: str) -> str | None:
-    """Run `target` (a DVC stage, e.g. evaluate@mnist-sample) as the experiment `name` with the dotted `params`
+    """Run `target` (a DVC stage, e.g. train@mnist-sample) as the experiment `name` with the dotted `params`
     set; None when it succeeded, else DVC's error line."""
     settings = [f"++{key}={json.dumps(value)}" for key, value in params.items()]
     completed = dvc(["exp", "run", "--temp", "--name", name,

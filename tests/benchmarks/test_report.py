@@ -99,11 +99,12 @@ def test_cnn_verdicts_say_how_far_off_the_accuracy_target_is_and_the_curve():
     lines = verdict_lines(cnn_results())[10:]
 
     assert lines[0] == "11. trained on: CPU"
-    assert lines[1] == ("11. Fashion-MNIST CNN test accuracy (median of 3 seeds, 5 epochs): target missed: 0.908 vs "
+    assert lines[1] == ("11. Fashion-MNIST CNN test accuracy (median of 3 seeds, stopped at epochs 5/5/5): target "
+                        "missed: 0.908 vs "
                         ">= 0.92; 0.0120 short (median 0.9080, min 0.9050, max 0.9100; standard error 0.0029)")
     assert lines[2] == "11. Fashion-MNIST CNN training time (median of 3 seeds): target missed: 100 s vs <= 60 s"
     assert lines[3] == ("11. time to validation accuracy (training seconds, per epoch): 0.90 in 100.0 s (3 of 3 seeds); "
-                        "0.91 in 100.0 s (1 of 3 seeds); 0.92 not reached in 5 epochs")
+                        "0.91 in 100.0 s (1 of 3 seeds); 0.92 not reached (seeds stopped at epochs 5/5/5)")
     assert lines[4] == "12. mnist-sample CNN test accuracy: target met (0.98 >= 0.97)"
     assert lines[5] == ("13. the pipeline's CNN against the plain CNN script, each at its end: target missed: test "
                         "accuracy 0.9080 (median of 3 seeds) below the script's 0.9150; training time ratio 0.167")
@@ -165,3 +166,18 @@ def test_the_pipelines_overhead_is_the_repro_time_less_the_train_stages_own_trai
     (line,) = [line for line in verdict_lines(base) if "overhead" in line]
     assert line.startswith("2. the pipeline's overhead: dvc repro --force of Fashion-MNIST minus its training time")
     assert line.endswith("target missed: 36.1 s vs <= 8 s (median 36.1, min 35.8, max 37.9 over 3 runs)")
+
+
+def test_results_name_the_commit_the_cpus_vector_extensions_and_its_matmul_peak():
+    from benchmarks.report import run_line
+
+    base = {**cnn_results(), "runs": 3, "date": "2026-12-07T16:00:00+00:00", "bench_seconds": 1800.0,
+            "accuracy": {"fashion-mnist": {"test_accuracy": 0.92, "stop_epoch": 11},
+                         "mnist-sample": {"test_accuracy": 0.97, "stop_epoch": 24}},
+            "machine": {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5, "cpu_flags": "AVX-512 no, AVX2 yes, FMA yes",
+                        "commit": "b8b0dd6", "python": "3.11.7", "platform": "Linux"}}
+
+    text = run_line(base)
+
+    assert ("at commit b8b0dd6 on AMD EPYC (AVX-512 no, AVX2 yes, FMA yes), 2 cores, 23.5 GiB, Python 3.11.7, Linux; "
+            "float32 matmul peak 100 GFLOP/s (TensorFlow).") in text
