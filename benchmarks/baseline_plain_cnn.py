@@ -6,7 +6,7 @@ Dense(10, softmax); adam, batch 128, 15 epochs (keras-io also holds out 10 % for
 only additions: the pipeline's seed, the validation accuracy after each epoch with the training seconds so far, the
 test accuracy at the end, and one JSON line with the timings.
 
-    python benchmarks/baseline_plain_cnn.py [DATA_DIR] [EPOCHS]
+    python benchmarks/baseline_plain_cnn.py [DATA_DIR] [EPOCHS] [SEED]
 """
 
 import gzip
@@ -21,6 +21,7 @@ from keras import layers  # noqa: E402
 
 data_dir = sys.argv[1] if len(sys.argv) > 1 else "/usr/share/datasets/fashion-mnist"
 epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 15
+seed = int(sys.argv[3]) if len(sys.argv) > 3 else 42
 
 
 def load(name, offset, shape):
@@ -33,7 +34,7 @@ y_train = load("train-labels-idx1-ubyte", 8, (-1,))
 x_test = np.expand_dims(load("t10k-images-idx3-ubyte", 16, (-1, 28, 28)).astype("float32") / 255, -1)
 y_test = load("t10k-labels-idx1-ubyte", 8, (-1,))
 
-keras.utils.set_random_seed(42)
+keras.utils.set_random_seed(seed)
 model = keras.Sequential([
     keras.Input(shape=(28, 28, 1)),
     layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
@@ -66,5 +67,6 @@ class ValidationCurve(keras.callbacks.Callback):
 curve = ValidationCurve()
 model.fit(x_train, y_train, batch_size=128, epochs=epochs, validation_split=0.1, verbose=2, callbacks=[curve])
 test_accuracy = float(np.mean(model.predict(x_test, batch_size=1024, verbose=0).argmax(axis=1) == y_test))
-print(json.dumps({"train_seconds": curve.train_seconds, "test_accuracy": test_accuracy, "curve": curve.curve,
+print(json.dumps({"seed": seed, "train_seconds": curve.train_seconds, "test_accuracy": test_accuracy,
+                  "curve": curve.curve,
                   "epochs": epochs, "batch_size": 128, "process_seconds": time.perf_counter() - started}))
