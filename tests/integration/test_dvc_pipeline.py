@@ -34,8 +34,10 @@ def reproduced(tmp_path_factory):
     incoming = tmp_path_factory.mktemp("incoming") / "digits"
     write_user_files(incoming)
 
+    # The threshold is on validation accuracy (100 held-out images): 0.9 stops the CNN after a few epochs; the
+    # model's quality is not what this module tests.
     repo = copy_repository(tmp_path_factory.mktemp("repo"),
-                           build_custom_only(incoming, 1000, 200, epochs=15, threshold=0.97))
+                           build_custom_only(incoming, 1000, 200, epochs=15, threshold=0.9))
     first = run(["dvc", "repro"], repo)
     return repo, first
 
