@@ -9,6 +9,7 @@ import json
 
 import pytest
 from tests.integration.repo import copy_repository, run
+from versioning.experiments import experiment_json
 from tests.prefect_server import temporary_server
 
 # Slow (about 45 s): two Dask workers each start TensorFlow and DVC; `make test-slow` runs it, and CI.
@@ -70,6 +71,9 @@ def test_dvc_exp_show_lists_every_trial_with_its_params_and_metrics(swept):
         (result,) = [result for result in outcome.ranked if result.name == name]
         assert metrics["val_accuracy"] == pytest.approx(result.val_accuracy)
         assert metrics["stop_epoch"] == 2
+        # a trial stops after training: its metrics.json (test accuracy) is the baseline's, never evaluated
+        assert experiment_json(repo, name, repo / "reports/mnist-sample/metrics.json") == json.loads(
+            (repo / "reports/mnist-sample/metrics.json").read_text())
 
 
 def test_artifact_ranks_the_trials_and_names_the_best(swept):
