@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import re
 import os
 import signal
@@ -105,8 +106,28 @@ def python(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
 
 
+@pytest.fixture
+def stage_here(capfd, caplog):
+    """`python -m tasks.<stage> custom` run in this process, where no process boundary is under test (a rerun after
+    the kill or the Ctrl-C, which do run in a process of their own): it saves a TensorFlow start-up per call. Gives
+    what the subprocess would: the exit code, stdout, and stderr (the stage's log lines are caught here, the root
+    logger being pytest's)."""
+    import importlib
+
+    def run_stage(stage: str, root: Path) -> subprocess.CompletedProcess:
+        capfd.readouterr()
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            code = importlib.import_module(f"tasks.{stage}").main(["custom", "--root", str(root),
+                                                                   "--params", str(root / "params.yaml")])
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess([stage], code, out, err + caplog.text)
+
+    return run_stage
+
+
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
-def test_killed_training_resumes_from_the_epoch_it_reached(good_root, architecture):
+def test_killed_training_resumes_from_the_epoch_it_reached(good_root, architecture, stage_here):
     write_params(good_root.root, epochs=EPOCHS, model=architecture)
     model_before = good_root.model_file.read_bytes()
     runtime_model_before = good_root.runtime_model_file.read_bytes()
@@ -121,7 +142,7 @@ def test_killed_training_resumes_from_the_epoch_it_reached(good_root, architectu
     epochs_before_kill = [json.loads(line) for line in (backup / "history.jsonl").read_text().splitlines()]
     assert [record["epoch"] for record in epochs_before_kill] == [1, 2, 3]
 
-    rerun = python("-m", "tasks.train", "custom", cwd=good_root.root)
+    rerun = stage_here("train", good_root.root)
 
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming an interrupted training run after epoch {KILLED_AT}" in rerun.stderr
@@ -155,7 +176,7 @@ def test_the_train_stage_prints_no_tensorflow_start_up_noise(good_root):
         trained.stderr.count("custom: dense on CPU stopped at epoch 1") == 1, trained.stderr
 
 
-def test_ctrl_c_during_training_is_one_line_saying_where_a_rerun_resumes(good_root):
+def test_ctrl_c_during_training_is_one_line_saying_where_a_rerun_resumes(good_root, stage_here):
     write_params(good_root.root, epochs=EPOCHS)
     model_before = good_root.model_file.read_bytes()
 
@@ -167,18 +188,18 @@ def test_ctrl_c_during_training_is_one_line_saying_where_a_rerun_resumes(good_ro
     assert line == (f"train interrupted for custom: custom: training interrupted (Ctrl-C); a rerun resumes after "
                     f"epoch {KILLED_AT - 1}; {good_root.model_file} was not changed")
     assert good_root.model_file.read_bytes() == model_before
-    rerun = python("-m", "tasks.train", "custom", cwd=good_root.root)
+    rerun = stage_here("train", good_root.root)
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming an interrupted training run after epoch {KILLED_AT - 1}" in rerun.stderr
 
 
-def test_backup_of_other_params_is_not_resumed_and_says_why(good_root):
+def test_backup_of_other_params_is_not_resumed_and_says_why(good_root, stage_here):
     write_params(good_root.root, epochs=EPOCHS)
     killed = python("-c", KILL_AT_EPOCH, str(good_root.root), str(KILLED_AT), cwd=good_root.root)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     write_params(good_root.root, epochs=EPOCHS, cnn={"dense_units": 64})
 
-    rerun = python("-m", "tasks.train", "custom", cwd=good_root.root)
+    rerun = stage_here("train", good_root.root)
 
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" not in rerun.stderr and f"Epoch 1/{EPOCHS}" in rerun.stdout
@@ -186,7 +207,7 @@ def test_backup_of_other_params_is_not_resumed_and_says_why(good_root):
             "params differ (cnn); training starts at epoch 1") in rerun.stderr
 
 
-def test_a_rerun_resumes_after_normalize_rewrote_the_same_training_data(good_root):
+def test_a_rerun_resumes_after_normalize_rewrote_the_same_training_data(good_root, stage_here):
     """Issue 27 item 3: the flow reruns normalize before train, which rewrites train.npz with the same arrays; the
     backup was dropped (its check held the file's modification time) and training started again at epoch 1."""
     write_params(good_root.root, epochs=EPOCHS)
@@ -195,17 +216,17 @@ def test_a_rerun_resumes_after_normalize_rewrote_the_same_training_data(good_roo
     train_file = good_root.processed_file("train")
     before = train_file.stat().st_mtime_ns
 
-    normalized = python("-m", "tasks.normalize", "custom", cwd=good_root.root)
+    normalized = stage_here("normalize", good_root.root)
     assert normalized.returncode == 0, normalized.stderr
     assert train_file.stat().st_mtime_ns != before  # rewritten
-    rerun = python("-m", "tasks.train", "custom", cwd=good_root.root)
+    rerun = stage_here("train", good_root.root)
 
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming an interrupted training run after epoch {KILLED_AT - 1}" in rerun.stderr
     assert "Epoch 1/" not in rerun.stdout
 
 
-def test_a_backup_of_other_training_data_is_not_resumed_and_says_why(good_root):
+def test_a_backup_of_other_training_data_is_not_resumed_and_says_why(good_root, stage_here):
     import numpy as np
 
     from tasks.lib.outputs import load_split
@@ -216,7 +237,7 @@ def test_a_backup_of_other_training_data_is_not_resumed_and_says_why(good_root):
     images, labels = load_split(good_root.processed_file("train"))
     np.savez(good_root.processed_file("train"), images=images[::-1], labels=labels[::-1])  # the same images, reordered
 
-    rerun = python("-m", "tasks.train", "custom", cwd=good_root.root)
+    rerun = stage_here("train", good_root.root)
 
     assert rerun.returncode == 0, rerun.stderr
     assert "resuming" not in rerun.stderr and f"Epoch 1/{EPOCHS}" in rerun.stdout
