@@ -115,7 +115,7 @@ def record_outputs(root: Path, dataset: str, stages: tuple[str, ...] = STAGES) -
     targets = [PARAMS_CHECK_STAGE, *(f"{stage}@{dataset}" for stage in stages)]
     lock_file = root / "dvc.lock"
     recorded = lock_file.read_bytes() if lock_file.exists() else None  # what the last recorded run left
-    with contextlib.chdir(root), Repo(str(root)) as repo:
+    with contextlib.chdir(root), Repo(str(root)) as repo, _transfer_errors_unlogged():
         cache = repo.cache.local.path
         try:
             committed = {stage.addressing for stage in repo.commit(targets[-1], with_deps=True, force=True)}
@@ -173,6 +173,22 @@ def restore_recorded(root: Path, dataset: str, recorded: bytes | None) -> str:
                      "dvc.lock, and DVC keeps no copy of them)")
     back = f"{', '.join(said[:-1])} and {said[-1]} are" if len(said) > 1 else f"{said[0]} is"
     return f"{back} back as the last recorded run left them{not_back}"
+
+
+@contextlib.contextmanager
+def _transfer_errors_unlogged() -> Iterator[None]:
+    """Keep DVC from logging, with its traceback, each file it could not copy into its cache ("failed to transfer",
+    logged when a stage's output holds several files): the OSError then fails the commit, and
+    OutputsNotRecordedError says it in one line."""
+    def unlogged(record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], OSError))
+
+    transfer_logger = logging.getLogger("dvc_data.hashfile.transfer")
+    transfer_logger.addFilter(unlogged)
+    try:
+        yield
+    finally:
+        transfer_logger.removeFilter(unlogged)
 
 
 def _first_os_error(error: BaseException) -> str | None:
