@@ -99,14 +99,16 @@ class OutputsNotRecordedError(PipelineError):
 def record_outputs(root: Path, dataset: str, stages: tuple[str, ...] = STAGES) -> list[str]:
     """`dvc commit` the dataset's `stages` (all by default): hash their outputs into DVC's cache, update dvc.lock.
 
-    One commit of the last stage with its upstream stages, so dvc.lock is read and written once: DVC rewrites the
-    whole file (a round-trip YAML parse and dump) for each commit call, which, a stage at a time, was 13-16 s of a
-    mnist-sample flow run's tail against 3.7 s now (AMD EPYC without AVX-512). `stages` is a prefix of STAGES, so the
-    last one's upstream stages are check_params and the others; any the graph did not reach is committed after.
+    When `stages` is a prefix of STAGES (a flow run's), one commit of the last stage with its upstream stages, which
+    are check_params and the others, so dvc.lock is read and written once: DVC rewrites the whole file (a
+    round-trip YAML parse and dump) for each commit call, which, a stage at a time, was 13-16 s of a mnist-sample
+    flow run's tail against 3.7-4.8 s (AMD EPYC without AVX-512). Any target the graph did not reach, and every
+    stage of another list (a rollback's promote and report, whose upstream stages it did not run), is committed on
+    its own.
 
     When DVC cannot write (its cache not writable, a full disk: an OSError behind DVC's error), the workspace is put
     back as the last recorded run left it (`restore_recorded`) and OutputsNotRecordedError says, in one line, which
-    step, which path and what to do. Any other error is DVC's own, raised as it is."""
+    stages, which path and what to do. Any other error is DVC's own, raised as it is."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -118,7 +120,9 @@ def record_outputs(root: Path, dataset: str, stages: tuple[str, ...] = STAGES) -
     with contextlib.chdir(root), Repo(str(root)) as repo, _transfer_errors_unlogged():
         cache = repo.cache.local.path
         try:
-            committed = {stage.addressing for stage in repo.commit(targets[-1], with_deps=True, force=True)}
+            committed: set[str] = set()
+            if tuple(stages) == STAGES[:len(stages)]:
+                committed = {stage.addressing for stage in repo.commit(targets[-1], with_deps=True, force=True)}
             for target in targets:
                 if target not in committed:
                     repo.commit(target, force=True)

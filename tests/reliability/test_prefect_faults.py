@@ -32,8 +32,9 @@ from tests.tasks.test_download import FIRST, PAYLOADS, flip_one_byte, generated_
 
 # Starts a Prefect server and worker and trains: over a minute, so `make test-slow` runs it (CI runs both).
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-# Nine runs waiting behind the first: the case whose slot refusals made SQLite's server answer 503 in CI (20 runs
-# before; 10 show the same, in half the time of the slow suite's longest module: PostgreSQL's load test holds 100).
+# Nine runs waiting behind the first: the case whose slot refusals made SQLite's server answer 503 in CI. It was 20
+# runs, the slow suite's longest chain; 10 took 216 s alone and 420 s beside the other served modules (AMD EPYC
+# without AVX-512). PostgreSQL's load test holds 100 runs.
 RUNS = 10
 
 

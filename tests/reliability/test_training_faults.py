@@ -223,7 +223,7 @@ def test_a_rerun_resumes_after_normalize_rewrote_the_same_training_data(good_roo
 
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming an interrupted training run after epoch {KILLED_AT - 1}" in rerun.stderr
-    assert "Epoch 1/" not in rerun.stdout
+    assert f"Epoch {KILLED_AT}/{EPOCHS}" in rerun.stdout and "Epoch 1/" not in rerun.stdout
 
 
 def test_a_backup_of_other_training_data_is_not_resumed_and_says_why(good_root, stage_here):
