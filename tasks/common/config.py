@@ -249,6 +249,9 @@ class ValidateParams(_Strict):
 class IngestParams(_Strict):
     # A file that changed within this many seconds may still be being copied: it waits for the next run.
     settle_seconds: float = Field(default=10, ge=0, le=86400)
+    # A new image is a near-copy of one already in the dataset (tasks/lib/near_copies.py) from this correlation up:
+    # refused as train/test leakage when that one is in the other split, as a duplicate when in its own.
+    near_copy_correlation: float = Field(default=0.999, gt=0, le=1)
 
 
 class DriftParams(_Strict):

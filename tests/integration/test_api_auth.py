@@ -23,7 +23,7 @@ from orchestration.automations import WEBHOOK_VARIABLE
 from orchestration.inbox import DROP_EVENT, dataset_resource
 from orchestration.serve import AUTH_VARIABLE, Service, run_cli
 from tests.integration.repo import run
-from tests.integration.test_triggers import shifted_digits
+from tests.integration.test_triggers import tilted_digits
 from tests.prefect_server import api_client, process_command_lines, served_mnist_sample
 from tests.webhook import Receiver, hook_url, receiver  # noqa: F401 (a fixture)
 
@@ -97,7 +97,7 @@ def test_a_request_without_the_string_or_with_another_is_refused(served):
 
 def test_a_data_landed_event_triggers_a_run_that_completes_and_sends_heartbeats(served, tmp_path):
     drop = tmp_path / "new-digits"
-    shifted_digits(drop)
+    tilted_digits(drop)
     since = datetime.now(timezone.utc)
 
     emitted = run(["python", "-m", "orchestration.inbox", "--dataset", "mnist-sample", "--from", str(drop)],

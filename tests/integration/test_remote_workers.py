@@ -32,7 +32,7 @@ from orchestration.serve import Service, prefect_command, run_cli, start_server,
 from tasks.common.config import load_params
 from tests.integration.repo import VENV_BIN, copy_repository, run
 from tests.integration.test_s3_remote import BUCKET, CREDENTIALS, bucket_keys, s3_endpoint  # noqa: F401
-from tests.integration.test_triggers import DIGITS, handwritten_digits, runs_of_deployment, shifted_digits
+from tests.integration.test_triggers import DIGITS, handwritten_digits, runs_of_deployment, tilted_digits
 from tests.prefect_server import (FAST_POLLING, api_client, checked_log, database_environment, free_port,
                                   process_command_lines)
 
@@ -157,7 +157,7 @@ def three_machines(tmp_path_factory, s3_endpoint):
                 # New images, as a team member sends them from the developer's checkout: `make ingest` puts them
                 # in the DVC remote's inbox, and the dataset's trigger runs its deployment on a worker.
                 drop = tmp_path_factory.mktemp("drop")
-                shifted_digits(drop, DROPPED)
+                tilted_digits(drop, DROPPED)
                 since = datetime.now(timezone.utc)
                 ingest = run([sys.executable, "-m", "orchestration.inbox", "--dataset", IMAGES, "--from", str(drop)],
                              checkout, env={"PREFECT_API_URL": service.api_url, **SECRET_KEYS}).stdout

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import threading
 import time
 
@@ -368,3 +369,75 @@ def test_a_rebuild_killed_between_its_two_renames_gets_its_drop_back(shop):
 
     assert paths.drop_dir(taken.drop).is_dir() and read_index(paths).drops == [taken.drop]
     assert all(np.array_equal(a, b) for a, b in zip(read_split(paths, "train"), before))
+
+
+def near_copies(images: np.ndarray, seed: int = 0, moves: list | None = None) -> dict[str, np.ndarray]:
+    """What a careless copy does to an image: moved by 1-2 px (what left the frame is lost; each (rows down, columns
+    right) appended to `moves`), brightness times 0.9-1.1, re-encoded as JPEG quality 75; one of each per image."""
+    import io
+
+    rng = np.random.default_rng(seed)
+    moved, brighter, jpeg = [], [], []
+    for image in images:
+        rows, columns = rng.choice([-2, -1, 1, 2], size=2)
+        if moves is not None:
+            moves.append((int(rows), int(columns)))
+        shifted = np.roll(image, (rows, columns), axis=(0, 1))
+        shifted[(slice(None, rows) if rows > 0 else slice(rows, None)), :] = 0
+        shifted[:, (slice(None, columns) if columns > 0 else slice(columns, None))] = 0
+        moved.append(shifted)
+        brighter.append(np.clip(np.rint(image * rng.uniform(0.9, 1.1)), 0, 255).astype(np.uint8))
+        encoded = io.BytesIO()
+        Image.fromarray(image).save(encoded, "JPEG", quality=75)
+        jpeg.append(np.asarray(Image.open(encoded).convert("L")))
+    return {"moved": np.stack(moved), "brighter": np.stack(brighter), "jpeg": np.stack(jpeg)}
+
+
+def test_a_near_copy_of_a_test_image_is_refused_as_leakage_and_quarantined_with_the_image_it_matches(shop):
+    """Issue 30 item 3: identity was the SHA-256 of the pixels, so a test image moved by a pixel, made brighter or
+    re-encoded as JPEG was taken as new training data."""
+    paths, dataset, fresh = shop
+    base_test, test_labels = read_split(paths, "test")
+    moves: list[tuple[int, int]] = []
+    copies = near_copies(base_test[:3], moves=moves)
+    for kind, images in copies.items():
+        drop(paths, "train", images, test_labels[:3], prefix=f"{kind}-")
+    drop(paths, "train", fresh["train"][0][:5], fresh["train"][1][:5], prefix="new-")  # real new images: taken
+
+    result = ingest_inbox(paths, dataset, NOW, now=1_800_000_000)
+
+    assert result.added == {"train": 5, "test": 0} and len(result.leakage) == 9 and not result.duplicates
+    folder = paths.quarantine_dir / result.drop
+    for line in result.leakage:
+        name = line.split(": ", 1)[0].rsplit("/", 1)[1]  # e.g. moved-00002.png
+        row = int(name.split("-")[1].split(".")[0])
+        assert re.search(r": train/test leakage: a near-copy \(correlation (0\.99[0-9]{2}|1\.0000)[,)]", line), line
+        assert f"of test image {row} of the base data (data/raw/shop/t10k-images-idx3-ubyte); " in line, line
+        if name.startswith("moved-"):
+            rows, columns = moves[row]
+            said = [f"{abs(rows)} px {'down' if rows > 0 else 'up'}",
+                    f"{abs(columns)} px {'right' if columns > 0 else 'left'}"]
+            assert f", moved {', '.join(said)}) of test image" in line, line
+        inbox_path = next(entry["path"] for entry in read_manifests(paths)[0].leakage if entry["path"].endswith(name))
+        matched = np.asarray(Image.open(folder / "matched" / f"{inbox_path}.png"))
+        assert np.array_equal(matched, base_test[row])  # beside the refused file: the test image it copies
+        assert (folder / "files" / inbox_path).is_file()
+
+
+def test_a_near_copy_of_a_training_image_is_a_duplicate_also_within_one_drop(shop):
+    paths, dataset, fresh = shop
+    base, labels = read_split(paths, "train")
+    drop(paths, "train", near_copies(base[:2], seed=1)["moved"], labels[:2], prefix="moved-")
+    new, new_labels = fresh["train"][0][:2], fresh["train"][1][:2]
+    drop(paths, "train", new, new_labels, prefix="new-")
+    drop(paths, "train", near_copies(new, seed=2)["jpeg"], new_labels, prefix="new-jpeg-")  # sorted after new-0000x
+
+    result = ingest_inbox(paths, dataset, NOW, now=1_800_000_000)
+
+    assert result.added == {"train": 2, "test": 0} and not result.leakage
+    reasons = sorted(line.split(": ", 1)[1] for line in result.duplicates)
+    assert len(reasons) == 4
+    copy = re.compile(r"duplicate: a near-copy \(correlation (0\.99[0-9]{2}|1\.0000)[,)]")
+    assert all(copy.match(reason) for reason in reasons), reasons
+    assert sum("of train image 0 of the base data" in reason for reason in reasons) == 1
+    assert sum(reason.endswith("(this drop)") for reason in reasons) == 2, reasons
