@@ -131,5 +131,8 @@ bench: setup postgresql ## Benchmark the pipeline against the plain Keras script
 bench-production: setup postgresql ## Only make bench's production figures (runs per minute, pickup delay, clone and pull)
 	$(PYTHON) -m benchmarks.production
 
+bench-gates: setup ## Only make bench's data-gate figures: near-copies' false refusals, catch rates and speed
+	$(PYTHON) -m benchmarks.data_gates
+
 clean-outputs: ## Remove generated data, models and reports from the workspace (DVC's cache keeps them)
 	rm -rf data/raw data/processed models reports

@@ -184,8 +184,9 @@ def main() -> int:
         f"{time.perf_counter() - started:.0f} s.", "", *[f"- {line}" for line in lines], ""])
     results = PROJECT_ROOT / "benchmarks" / "RESULTS.md"
     text = results.read_text() if results.exists() else "# Benchmark results\n"
-    kept = text.split(SECTION)[0].rstrip("\n") + "\n\n"
-    results.write_text(kept + section)
+    before, _, after = text.partition(SECTION)
+    rest = after[after.find("\n## "):] if "\n## " in after else ""  # a later section stays
+    results.write_text(before.rstrip("\n") + "\n\n" + section + rest)
     print(json.dumps({"machine": machine, "local_pickup": local, **figures}, indent=1, default=str))
     print(section)
     return 0

@@ -26,6 +26,7 @@ import yaml  # noqa: E402
 from tasks.lib import idx  # noqa: E402
 from tasks.common.config import Params, parse_params  # noqa: E402
 from tasks.common.paths import IDX_FILE_NAMES, DatasetPaths  # noqa: E402
+from tasks.lib.geometry import IMAGE_SIDE  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -161,6 +162,32 @@ def real_fashion_images(count: int, split: str = "test") -> tuple[np.ndarray, np
     images = idx.read_images(FASHION_MNIST_DIR / f"{IDX_FILE_NAMES[(split, 'images')]}.gz")
     labels = idx.read_labels(FASHION_MNIST_DIR / f"{IDX_FILE_NAMES[(split, 'labels')]}.gz")
     return images[:count].copy(), labels[:count].copy()
+
+
+def near_copies(images: np.ndarray, seed: int = 0, moves: list | None = None) -> dict[str, np.ndarray]:
+    """What a careless copy does to each image: `moved` by up to 2 px each way (one of the 24 moves, what leaves the
+    frame lost; each (rows down, columns right) appended to `moves`), `brighter` (its pixels times 0.9-1.1), `jpeg`
+    (re-encoded at quality 75)."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    steps = [(rows, columns) for rows in range(-2, 3) for columns in range(-2, 3) if rows or columns]
+    moved, brighter, jpeg = [], [], []
+    for image in images:
+        rows, columns = steps[rng.integers(len(steps))]
+        if moves is not None:
+            moves.append((rows, columns))
+        shifted = np.zeros_like(image)
+        shifted[max(rows, 0):IMAGE_SIDE + min(rows, 0), max(columns, 0):IMAGE_SIDE + min(columns, 0)] = \
+            image[max(-rows, 0):IMAGE_SIDE + min(-rows, 0), max(-columns, 0):IMAGE_SIDE + min(-columns, 0)]
+        moved.append(shifted)
+        brighter.append(np.clip(np.rint(image * rng.uniform(0.9, 1.1)), 0, 255).astype(np.uint8))
+        encoded = io.BytesIO()
+        Image.fromarray(image).save(encoded, "JPEG", quality=75)
+        jpeg.append(np.asarray(Image.open(encoded).convert("L")))
+    return {"moved": np.stack(moved), "brighter": np.stack(brighter), "jpeg": np.stack(jpeg)}
 
 
 def write_image_folder(root: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]], folders: list[str],

@@ -3,19 +3,21 @@ or darker. Ingest refuses a new image that is a near-copy of one in the other sp
 own (a duplicate); an exact copy is caught before, by the SHA-256 of its pixels.
 
 The score of a pair is the largest Pearson correlation of their pixels over relative shifts of up to MAX_SHIFT
-pixels each way, each computed on the part of the frame the two share once one is moved (a garment that fills the
-frame loses its edge when moved; the pixels it lost are not counted against it), after a Gaussian blur of
+pixels each way, each computed on the central 24x24 square of one image and the part of the other that lands on it
+once moved (a garment that fills the frame loses its edge when moved; the pixels it lost are not counted against
+it), after a Gaussian blur of
 BLUR_SIGMA px (JPEG's 8x8 block noise is finer than that). A brightness change is a scale of the pixels, which a
 correlation does not see. Perceptual hashes were measured and do not separate Fashion-MNIST (issue 30): pHash at
 distance 0 matches 1.25 % of distinct test images, and a 1-pixel shift moves it by a median of 10 bits.
 
-How near is a copy (`ingest.near_copy_correlation`) was set on real Fashion-MNIST, the hardest of our data (many
-plain garments look alike): the 99.9th percentile of the best score of 10,000 training images against the 10,000
-test images. `make bench` reports the rate at which 10,000 other training images are refused at that threshold, and
-the share of shifted, brightened and JPEG-re-encoded test images it catches (benchmarks/near_copies.py).
+How near is a copy (`ingest.near_copy_correlation`, 0.999) was set on real Fashion-MNIST, the hardest of our data
+(many plain garments look alike): a round value above the 99.9th percentile (0.9983) of the best scores of training
+images 0-9999 against the 10,000 test images, which refuses 2 of them. `make bench-gates` (target 16) reports the
+rate at which training images 10000-19999, which chose nothing, are refused at it, and the share of moved,
+brightened and JPEG-re-encoded test images it catches (benchmarks/data_gates.py).
 
-The cost is one matrix product per shift (25 of them): for each new image, about 50 x 700 multiply-adds per image it
-is compared with. `make bench` prints the images per second.
+The cost is one matrix product per shift (25 of them): for each new image, 25 x 576 multiply-adds per image it is
+compared with. `make bench-gates` prints the images per second.
 """
 
 from __future__ import annotations

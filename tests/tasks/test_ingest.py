@@ -15,7 +15,8 @@ from tasks.common.paths import DatasetPaths
 from tasks.ingest import ingest_inbox
 from tasks.lib.images import CONVERSION_VERSION
 from tasks.lib.drops import read_index, read_manifests, read_originals, read_split
-from tests.conftest import project_params_document, real_fashion_images, write_idx_dataset, write_image_folder
+from tests.conftest import (near_copies, project_params_document, real_fashion_images, write_idx_dataset,
+                            write_image_folder)
 
 NOW = IngestParams(settle_seconds=0)
 NAMES = project_params_document()["data"]["fashion-mnist"]["class_names"]
@@ -371,28 +372,6 @@ def test_a_rebuild_killed_between_its_two_renames_gets_its_drop_back(shop):
     assert all(np.array_equal(a, b) for a, b in zip(read_split(paths, "train"), before))
 
 
-def near_copies(images: np.ndarray, seed: int = 0, moves: list | None = None) -> dict[str, np.ndarray]:
-    """What a careless copy does to an image: moved by 1-2 px (what left the frame is lost; each (rows down, columns
-    right) appended to `moves`), brightness times 0.9-1.1, re-encoded as JPEG quality 75; one of each per image."""
-    import io
-
-    rng = np.random.default_rng(seed)
-    moved, brighter, jpeg = [], [], []
-    for image in images:
-        rows, columns = rng.choice([-2, -1, 1, 2], size=2)
-        if moves is not None:
-            moves.append((int(rows), int(columns)))
-        shifted = np.roll(image, (rows, columns), axis=(0, 1))
-        shifted[(slice(None, rows) if rows > 0 else slice(rows, None)), :] = 0
-        shifted[:, (slice(None, columns) if columns > 0 else slice(columns, None))] = 0
-        moved.append(shifted)
-        brighter.append(np.clip(np.rint(image * rng.uniform(0.9, 1.1)), 0, 255).astype(np.uint8))
-        encoded = io.BytesIO()
-        Image.fromarray(image).save(encoded, "JPEG", quality=75)
-        jpeg.append(np.asarray(Image.open(encoded).convert("L")))
-    return {"moved": np.stack(moved), "brighter": np.stack(brighter), "jpeg": np.stack(jpeg)}
-
-
 def test_a_near_copy_of_a_test_image_is_refused_as_leakage_and_quarantined_with_the_image_it_matches(shop):
     """Issue 30 item 3: identity was the SHA-256 of the pixels, so a test image moved by a pixel, made brighter or
     re-encoded as JPEG was taken as new training data."""
@@ -415,8 +394,8 @@ def test_a_near_copy_of_a_test_image_is_refused_as_leakage_and_quarantined_with_
         assert f"of test image {row} of the base data (data/raw/shop/t10k-images-idx3-ubyte); " in line, line
         if name.startswith("moved-"):
             rows, columns = moves[row]
-            said = [f"{abs(rows)} px {'down' if rows > 0 else 'up'}",
-                    f"{abs(columns)} px {'right' if columns > 0 else 'left'}"]
+            said = [f"{abs(rows)} px {'down' if rows > 0 else 'up'}"] if rows else []
+            said += [f"{abs(columns)} px {'right' if columns > 0 else 'left'}"] if columns else []
             assert f", moved {', '.join(said)}) of test image" in line, line
         inbox_path = next(entry["path"] for entry in read_manifests(paths)[0].leakage if entry["path"].endswith(name))
         matched = np.asarray(Image.open(folder / "matched" / f"{inbox_path}.png"))
