@@ -1,10 +1,12 @@
 """Stage 4, drift: is the data like the data the champion learned from?
 
 The dataset as it is now (the base plus every ingested drop) is profiled (tasks/lib/data_profile.py) and compared
-with the profile stored beside the champion, `models/<dataset>/production/data_profile.json`: the label
-distribution of each split by Jensen-Shannon distance, each image's mean intensity and ink area by PSI, against the
-thresholds under `drift` in params.yaml. The profile goes to `reports/<dataset>/data_profile.json`, which promote
-stores with the next champion; the comparison goes to `reports/<dataset>/drift.json` and the report page.
+with the profile stored beside the champion, `models/<dataset>/production/data_profile.json`: the label distribution
+of each split by Jensen-Shannon distance, each image's mean intensity and ink area by PSI, and what the new images
+show (those of the parts the champion's profile does not hold) against the images it was made from, by a classifier
+two-sample test (tasks/lib/two_sample.py), against the thresholds under `drift` in params.yaml. The profile goes to
+`reports/<dataset>/data_profile.json`, which promote stores with the next champion; the comparison goes to
+`reports/<dataset>/drift.json` and the report page.
 
 `drift.action: warn` trains anyway; `block` stops here, after ingest has versioned the data, with a message naming
 each measure, its value and its threshold. A person accepts a drift with `make accept-drift DATASET=... REASON=...`
@@ -27,10 +29,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import cast
 
+import numpy as np
+
 from tasks.common.config import DatasetParams, DriftParams
 from tasks.common.errors import ConfigError, DriftBlockedError
 from tasks.common.paths import SPLITS, DatasetPaths
 from tasks.lib.data_profile import DataProfile, compare_profiles, describe_row, profile_parts, profile_problem
+from tasks.lib.geometry import IMAGE_SIDE
+from tasks.lib.two_sample import TwoSample, classifier_two_sample
 from tasks.lib.drops import describe_version, ensure_drift_acceptance_dir, part_folders, read_part
 from tasks.lib.outputs import DriftReport, write_record
 
@@ -52,11 +58,13 @@ class DriftAcceptance:
 
 def check_drift(paths: DatasetPaths, dataset: DatasetParams, settings: DriftParams) -> DriftReport:
     """Profile the data, compare it with the champion's, write both files; raise DriftBlockedError when blocked."""
-    current = profile_dataset(paths, dataset)
+    parts = _read_parts(paths)
+    current = profile_parts(paths.dataset, dataset.class_names, parts)
     reference, reference_text = _reference(paths, dataset)
-    measures = compare_profiles(reference, current, settings) if reference else []
+    measures = _compare(reference, current, parts, settings) if reference else []
     drifted = any(row["drifted"] for row in measures)
-    accepted, acceptance_note = _covering_acceptance(paths, dataset, current, settings) if drifted else (None, None)
+    accepted, acceptance_note = (_covering_acceptance(paths, dataset, current, parts, settings) if drifted
+                                 else (None, None))
     blocked = drifted and accepted is None and settings.action == "block"
     outcome = _outcome(paths.dataset, reference_text, measures, drifted, accepted, settings.action)
     report = DriftReport(paths.dataset, settings.action, reference_text,
@@ -73,10 +81,42 @@ def check_drift(paths: DatasetPaths, dataset: DatasetParams, settings: DriftPara
     return report
 
 
-def profile_dataset(paths: DatasetPaths, dataset: DatasetParams) -> DataProfile:
-    """The profile of the dataset as the later stages will read it: the base, then each published drop."""
-    parts = [(name, {split: read_part(folder, split) for split in SPLITS}) for name, folder in part_folders(paths)]
-    return profile_parts(paths.dataset, dataset.class_names, parts)
+Parts = list[tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]]
+
+
+def _read_parts(paths: DatasetPaths) -> Parts:
+    """The dataset as the later stages will read it: the base, then each published drop, each split's images and
+    labels."""
+    return [(name, {split: read_part(folder, split) for split in SPLITS}) for name, folder in part_folders(paths)]
+
+
+def _compare(reference: DataProfile, current: DataProfile, parts: Parts, settings: DriftParams) -> list[dict]:
+    """The profile measures (labels, pixel statistics), then per split what the new images show: the classifier
+    two-sample test of each part (drop) `reference` does not hold against the images of those it holds, one at a
+    time (a drop unlike the rest is not hidden among drops like it); the row is the part told apart best, its
+    p-value multiplied by the number of parts tested (Bonferroni)."""
+    rows = compare_profiles(reference, current, settings)
+    for split in SPLITS:
+        if not reference.images(split) or not current.images(split):
+            continue
+        held = set(current.held_parts(reference, split))
+        before = _joined([arrays[split] for name, arrays in parts if name in held])
+        tested = [(name, classifier_two_sample(before, arrays[split])) for name, arrays in parts
+                  if name not in held and len(arrays[split][0])]
+        name, test = max(tested, key=lambda item: item[1].auc, default=("", TwoSample(0.5, 1.0, 0, 0)))
+        p_value = min(1.0, test.p_value * max(len(tested), 1))
+        threshold = settings.max_classifier_auc
+        rows.append({"split": split, "statistic": "images", "measure": "classifier AUC", "value": round(test.auc, 6),
+                     "threshold": threshold, "param": "drift.max_classifier_auc", "new_images": test.new_images,
+                     "p_value": float(f"{p_value:.4g}"), "test": "Mann-Whitney", "part": name,
+                     "drifted": bool(test.auc > threshold and p_value <= settings.significance_level)})
+    return rows
+
+
+def _joined(arrays: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if not arrays:
+        return np.zeros((0, IMAGE_SIDE, IMAGE_SIDE), np.uint8), np.zeros(0, np.uint8)
+    return np.concatenate([images for images, _ in arrays]), np.concatenate([labels for _, labels in arrays])
 
 
 def _stored_profile(document: object, dataset: DatasetParams) -> tuple[DataProfile | None, str | None]:
@@ -98,7 +138,7 @@ def _reference(paths: DatasetPaths, dataset: DatasetParams) -> tuple[DataProfile
     return reference, f"the data the champion learned from ({describe_version(reference.part_names[1:])})"
 
 
-def _covering_acceptance(paths: DatasetPaths, dataset: DatasetParams, current: DataProfile,
+def _covering_acceptance(paths: DatasetPaths, dataset: DatasetParams, current: DataProfile, parts: Parts,
                          settings: DriftParams) -> tuple[dict | None, str | None]:
     """The acceptance on file when the data now is within the thresholds of the data that was accepted; otherwise
     None, with a note saying why an acceptance on file does not cover it."""
@@ -114,7 +154,7 @@ def _covering_acceptance(paths: DatasetPaths, dataset: DatasetParams, current: D
     said = f"The acceptance of {acceptance.accepted_at} by {acceptance.by}"
     if problem or accepted is None:
         return None, f"{said} does not apply: its data profile {problem}"
-    moved = [row for row in compare_profiles(accepted, current, settings) if row["drifted"]]
+    moved = [row for row in _compare(accepted, current, parts, settings) if row["drifted"]]
     if moved:
         return None, (f"{said} does not cover this data: it drifted from the accepted data too ("
                       + "; ".join(describe_row(row) for row in moved) + ")")
@@ -152,9 +192,10 @@ def accept_drift(paths: DatasetPaths, dataset: DatasetParams, settings: DriftPar
     without a reason, or when there is no drift to accept."""
     if not reason.strip():
         raise ConfigError("accept-drift needs a reason: make accept-drift DATASET=... REASON='why this data is right'")
-    current = profile_dataset(paths, dataset)
+    parts = _read_parts(paths)
+    current = profile_parts(paths.dataset, dataset.class_names, parts)
     reference, reference_text = _reference(paths, dataset)
-    measures = compare_profiles(reference, current, settings) if reference else []
+    measures = _compare(reference, current, parts, settings) if reference else []
     if not any(row["drifted"] for row in measures):
         raise ConfigError(f"{paths.dataset}: nothing to accept: the data ({describe_version(current.part_names[1:])}) "
                           f"has no drift from {reference_text}")

@@ -263,6 +263,9 @@ class DriftParams(_Strict):
     max_label_js_distance: float = Field(default=0.1, gt=0, le=1)
     # Per-image mean intensity and ink area of each split: population stability index.
     max_pixel_psi: float = Field(default=0.2, gt=0, le=100)
+    # What the new images of each class show, against the reference's of the same classes: the ROC AUC of a
+    # classifier told to separate them (tasks/lib/two_sample.py; 0.5 alike, 1 always told apart).
+    max_classifier_auc: float = Field(default=0.85, gt=0.5, le=1)
     # Over a threshold is drift only if the new images differ from the reference at this level (chi-square).
     significance_level: float = Field(default=0.01, gt=0, lt=1)
 

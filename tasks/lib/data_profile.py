@@ -62,6 +62,11 @@ class DataProfile:
     def images(self, split: str) -> int:
         return sum(part["splits"][split]["images"] for part in self.parts)
 
+    def held_parts(self, reference: DataProfile, split: str) -> list[str]:
+        """The parts whose `split` `reference` holds as it is now: the data it was made from."""
+        held = {part["part"]: part["splits"][split] for part in reference.parts}
+        return [part["part"] for part in self.parts if held.get(part["part"]) == part["splits"][split]]
+
     def new_since(self, reference: DataProfile, split: str) -> dict[str, np.ndarray]:
         """The counts of the parts that `reference` does not hold as they are now (zeros when there are none)."""
         held = {part["part"]: part["splits"][split] for part in reference.parts}
@@ -187,5 +192,6 @@ def describe_row(row: dict) -> str:
     p = 1.2e-40)`."""
     relation = ">" if row["value"] > row["threshold"] else "<="
     return (f"{row['split']} {row['statistic'].replace('_', ' ')}: {row['measure']} {row['value']:.4f} {relation} "
-            f"{row['param']} {row['threshold']:g} ({row['new_images']} new images, chi-square p = "
+            f"{row['param']} {row['threshold']:g} ({row['new_images']} new images"
+            f"{' in drop ' + row['part'] if row.get('part') else ''}, {row.get('test', 'chi-square')} p = "
             f"{row['p_value']:.3g})")

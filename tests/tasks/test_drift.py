@@ -1,6 +1,7 @@
 """Stage 4, drift: real Fashion-MNIST drops through the real ingest, compared with the champion's data."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -186,3 +187,36 @@ def test_an_unreadable_champion_profile_means_no_check_with_the_reason_not_a_fai
 
     assert report.measures == [] and not report.blocked
     assert "the champion's data profile (" in report.outcome and "is not a JSON object (found str)" in report.outcome
+
+
+def test_a_drop_turned_90_degrees_drifts_in_what_the_images_show_though_labels_and_pixels_stay(shop, fashion):
+    """Issue 30 item 2: 200 + 40 digits turned 90 degrees were not reported, every measure at or below 0.002
+    (labels, mean intensity and ink area do not change when an image turns)."""
+    paths, dataset = shop
+    (train, test) = fashion
+    drop(paths, dataset, "train", np.rot90(train[0][1000:1200], axes=(1, 2)), train[1][1000:1200], "turned")
+    drop(paths, dataset, "test", np.rot90(test[0][300:340], axes=(1, 2)), test[1][300:340], "turned")
+
+    report = check_drift(paths, dataset, WARN)
+
+    drifted = {(row["split"], row["statistic"]) for row in report.measures if row["drifted"]}
+    assert drifted == {("train", "images"), ("test", "images")}, report.measures
+    (row,) = [row for row in report.measures if (row["split"], row["statistic"]) == ("train", "images")]
+    assert row["value"] > 0.95 and row["new_images"] == 200
+    assert re.search(r"train images: classifier AUC 0\.9\d+ > drift\.max_classifier_auc 0\.85 \(200 new images in "
+                     r"drop \d{8}T\d{6}Z-[0-9a-f]{8}, Mann-Whitney p = ", report.outcome), report.outcome
+
+
+def test_a_drop_of_another_kind_of_image_drifts_and_one_like_the_champions_does_not(shop, fashion):
+    paths, dataset = shop
+    (train, _) = fashion
+    drop(paths, dataset, "train", train[0][1000:1100], train[1][1000:1100], "like")  # 100 more: no drift
+    like = check_drift(paths, dataset, BLOCK)
+    digits = build_mnist_sample()  # digits filed under the clothes' classes, 20 of each
+    labels = digits[("train", "labels")][:200]
+    drop(paths, dataset, "train", digits[("train", "images")][:200], labels, "digit")
+
+    with pytest.raises(DriftBlockedError, match=r"train images: classifier AUC 0\.9\d+ > drift\.max_classifier_auc"):
+        check_drift(paths, dataset, BLOCK)
+    images_row = [row for row in like.measures if row["statistic"] == "images" and row["split"] == "train"]
+    assert not like.drifted and images_row[0]["value"] < 0.75 and images_row[0]["new_images"] == 100
