@@ -58,6 +58,8 @@ class IngestResult:
     # The near-copy check: new images checked, images the dataset held (each was compared with both and with the
     # others new), seconds
     near_copy_check: tuple[int, int, float] = (0, 0, 0.0)
+    # Added files whose label the champion disputes (`ingest.label_issues: report`), one line each
+    label_issues: list[str] = field(default_factory=list)
 
     @property
     def refused(self) -> int:
@@ -86,6 +88,7 @@ class _Drop:
     refused_bytes: dict[str, bytes] = field(default_factory=dict)
     matched: dict[str, np.ndarray] = field(default_factory=dict)  # a refused copy's path -> the pixels it copies
     near_copy_seconds: float = 0.0
+    label_issues: list[dict] = field(default_factory=list)
     near_copies_compared: tuple[int, int] = (0, 0)  # (new images, images the dataset held)
 
     def refuse(self, kind: list[dict], path: str, content: bytes, reason: str,
@@ -113,7 +116,17 @@ class _Drop:
                          for name in class_names} for split in SPLITS}
         return DropManifest(drop, datetime.fromtimestamp(now, timezone.utc).isoformat(timespec="seconds"),
                             CONVERSION_VERSION, added, self.files, self.duplicates, self.leakage, self.quarantined,
-                            framing)
+                            framing, self.label_issues)
+
+    def take_out(self, path: str) -> bytes:
+        """Remove an added file from the drop (to refuse it after all); its bytes."""
+        place = next(place for place, entry in enumerate(self.files) if entry["path"] == path)
+        entry = self.files.pop(place)
+        row = sum(1 for earlier in self.files[:place] if earlier["split"] == entry["split"])
+        del self.pixels[entry["split"]][row], self.labels[entry["split"]][row]
+        (content,) = [content for name, content in self.originals if name == path]
+        self.originals = [(name, kept) for name, kept in self.originals if name != path]
+        return content
 
 
 def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestParams,
@@ -138,6 +151,7 @@ def ingest_inbox(paths: DatasetPaths, dataset: DatasetParams, settings: IngestPa
     if new:
         drop = _decide(paths, new, names, contents, dataset.class_names, dataset.framing,
                        settings.near_copy_correlation)
+        _dispute_labels(paths, drop, dataset.class_names, settings.label_issues)
         decided = drop.manifest(_drop_id(now, [names[path] for path in new]), now, dataset.class_names,
                                 dataset.framing)
         _quarantine(paths.quarantine_dir / decided.drop, drop)
@@ -296,6 +310,45 @@ def _refuse_near_copies(drop: _Drop, candidates: list[_Candidate], known: dict[s
     drop.near_copies_compared = (len(candidates), sum(len(known[split].images) for split in SPLITS))
 
 
+def _dispute_labels(paths: DatasetPaths, drop: _Drop, class_names: tuple[str, ...], action: str) -> None:
+    """The added files whose label the champion disputes: listed in the drop (`report`), or refused (`quarantine`).
+    Nothing to ask without a champion, or with one of another number of classes."""
+    model_file = paths.production_runtime_model_file
+    if not drop.files or not model_file.is_file():
+        return
+    from tasks.lib.inference import load_network
+    from tasks.lib.label_issues import disputed_labels
+
+    entries = drop.files
+    rows = {split: 0 for split in SPLITS}
+    images = []
+    for entry in entries:  # the drop's pixels are kept by split, each in its files' order
+        images.append(drop.pixels[entry["split"]][rows[entry["split"]]])
+        rows[entry["split"]] += 1
+    probabilities = load_network(model_file).predict(np.stack(images).astype(np.float32) / 255.0)
+    if probabilities.shape[1] != len(class_names):
+        logger.warning("%s: the champion (%s) has %d classes, the dataset %d: no label check", paths.dataset,
+                       model_file, probabilities.shape[1], len(class_names))
+        return
+    labels = np.array([entry["label"] for entry in entries])
+    disputed = [({"path": entries[suspect.row]["path"], "split": entries[suspect.row]["split"],
+                  "label": class_names[suspect.label], "champion_says": class_names[suspect.suggested],
+                  "label_probability": round(suspect.self_confidence, 4),
+                  "top_probability": round(float(probabilities[suspect.row].max()), 4)})
+                for suspect in disputed_labels(probabilities, labels)]
+    if action == "report":
+        drop.label_issues = disputed
+        return
+    for issue in disputed:
+        content = drop.take_out(issue["path"])
+        drop.refuse(drop.quarantined, issue["path"], content, _disputed(issue))
+
+
+def _disputed(issue: dict) -> str:
+    return (f"label disputed: filed as {issue['label']}, the champion says {issue['champion_says']} "
+            f"({issue['top_probability']:.2f}; {issue['label']} {issue['label_probability']:.2f})")
+
+
 def _other(split: str) -> str:
     return SPLITS[1 - SPLITS.index(split)]
 
@@ -377,7 +430,9 @@ def _result(paths: DatasetPaths, manifest: DropManifest | None, waiting: list[Pa
                         {split: sum(counts.values()) for split, counts in manifest.added.items()},
                         named(manifest.duplicates), named(manifest.leakage), named(manifest.quarantined),
                         [str(path) for path in waiting], earlier,
-                        str(paths.quarantine_dir / manifest.drop) if refused else None)
+                        str(paths.quarantine_dir / manifest.drop) if refused else None,
+                        label_issues=[f"{paths.inbox_dir / issue['path']}: {_disputed(issue)}"
+                                      for issue in manifest.label_issues])
 
 
 def _log(result: IngestResult, paths: DatasetPaths) -> None:
@@ -397,6 +452,8 @@ def _log(result: IngestResult, paths: DatasetPaths) -> None:
                     result.dataset, checked, held, seconds, checked / max(seconds, 1e-9))
     for line in result.duplicates + result.leakage + result.quarantined:
         logger.warning("refused %s", line)
+    for line in result.label_issues:
+        logger.warning("added, but %s", line)
 
 
 def main(argv: list[str] | None = None) -> int:

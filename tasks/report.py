@@ -10,6 +10,7 @@ and the grid of mistakes are also written as PNG files (`confusion_matrix.png`, 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -122,8 +123,10 @@ def write_report(paths: DatasetPaths, dataset: DatasetParams, settings: Evaluate
                "curves": data_uri(training_curves_png(history, training.stop_epoch, training.stopped_by_threshold,
                                                       training.monitor, training.threshold))}
     data_docs_link = os.path.relpath(paths.data_docs_index, paths.reports_dir)
+    drops = (json.loads(paths.ingest_summary_file.read_text(encoding="utf-8"))["drops"]
+             if paths.ingest_summary_file.is_file() else None)
     page = ReportPage(paths.dataset, metrics, class_scores, promotion, training, figures, mistakes, validation,
-                      data_docs_link, drift, build_run_card(paths, training, validation))
+                      data_docs_link, drift, build_run_card(paths, training, validation), drops)
     write_text_atomic(paths.report_file, render_page(page))
     write_run_log(paths)  # what differs from run to run: beside the page, not in it (tasks/lib/run_log.py)
     logger.info("%s: report with %d mistakes shown -> %s", paths.dataset, len(mistakes), paths.report_file)

@@ -252,6 +252,9 @@ class IngestParams(_Strict):
     # A new image is a near-copy of one already in the dataset (tasks/lib/near_copies.py) from this correlation up:
     # refused as train/test leakage when that one is in the other split, as a duplicate when in its own.
     near_copy_correlation: float = Field(default=0.999, gt=0, le=1)
+    # New images whose label the champion disputes (tasks/lib/label_issues.py): `report` lists them in ingest.json
+    # and the log and adds them; `quarantine` refuses them into the drop's quarantine folder.
+    label_issues: Literal["report", "quarantine"] = "report"
 
 
 class DriftParams(_Strict):

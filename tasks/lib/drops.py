@@ -54,6 +54,9 @@ class DropManifest:
     # data.<dataset>.framing the files were converted with (tasks/lib/images.py); drops from before it was a
     # setting were framed as `box` would have.
     framing: str = "box"
+    # Added files whose label the champion disputed (tasks/lib/label_issues.py), each {path, split, label,
+    # champion_says, label_probability, top_probability}; under `ingest.label_issues: quarantine` they were refused.
+    label_issues: list[dict] = field(default_factory=list)
 
     def handled(self) -> set[tuple[str, str]]:
         """(inbox path, bytes SHA-256) of every file this drop took out of the inbox, added or refused."""
@@ -178,6 +181,7 @@ class IngestSummary:
 def summarize_drops(dataset: str, manifests: list[DropManifest]) -> IngestSummary:
     drops = [{"drop": manifest.drop, "ingested_at": manifest.ingested_at, "added": manifest.added,
               "duplicates": len(manifest.duplicates), "leakage": len(manifest.leakage),
-              "quarantined": len(manifest.quarantined)} for manifest in manifests]
+              "quarantined": len(manifest.quarantined), "label_issues": manifest.label_issues}
+             for manifest in manifests]
     totals = {split: sum(sum(manifest.added.get(split, {}).values()) for manifest in manifests) for split in SPLITS}
     return IngestSummary(dataset, drops, totals)

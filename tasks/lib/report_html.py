@@ -76,12 +76,17 @@ class ReportPage:
     data_docs_link: str
     drift: DriftReport
     run_card: RunCard
+    # reports/<dataset>/ingest.json's drops (tasks/lib/drops.py, IngestSummary), oldest first; None without one
+    drops: list[dict] | None = None
+
+
+SUSPECTS_SHOWN = 50  # disputed labels listed on the page; ingest.json has them all
 
 
 def render_page(page: ReportPage) -> str:
     sections = [_headline(page), _promotion(page.promotion), _confusion(page), _per_class(page.class_scores),
                 _curves(page), _mistakes(page.mistakes), _validation(page.validation, page.data_docs_link),
-                _drift(page.drift), _run_card(page.run_card), _run_log_slot(page.dataset)]
+                _drift(page.drift), _new_data(page.drops), _run_card(page.run_card), _run_log_slot(page.dataset)]
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(page.dataset)}: run report</title><style>{_STYLE}</style></head><body>",
@@ -184,6 +189,31 @@ def _drift(drift: DriftReport) -> str:
             f'<p class="{css}" data-drift="{state}">{escape(verdict)}</p><p>{escape(drift.outcome)}</p>'
             f"<p>Images now: {escape(images)}; in the data the champion learned from: {escape(reference)} "
             f"(<code>drift.action: {escape(drift.action)}</code>).</p>" + table)
+
+
+def _new_data(drops: list[dict] | None) -> str:
+    """Each drop ingested: what it added and refused, and the labels the champion disputed, by file name."""
+    if not drops:
+        return ('<h2 id="new-data">New data</h2><p>No drop ingested: the dataset is its base '
+                "(<code>make ingest</code> adds one).</p>")
+    rows = [[drop["drop"], drop["ingested_at"], ", ".join(f"{split} {sum(counts.values())}"
+                                                          for split, counts in drop["added"].items()),
+             str(drop["duplicates"]), str(drop["leakage"]), str(drop["quarantined"]),
+             str(len(drop.get("label_issues", [])))] for drop in reversed(drops)]
+    suspects = [[drop["drop"], issue["path"], issue["label"], issue["champion_says"], f"{issue['top_probability']:.2f}",
+                 f"{issue['label_probability']:.2f}"] for drop in reversed(drops)
+                for issue in drop.get("label_issues", [])]
+    listed = (f"<h3>Labels the champion disputes ({len(suspects)})</h3>"
+              "<p>New images whose folder the champion, which never trained on them, does not believe (cleanlab; "
+              "<code>ingest.label_issues</code>). Look at each: move a wrong one to its class folder and drop it "
+              "again, or keep it.</p>"
+              + _table(["drop", "file", "filed as", "the champion says", "its probability", "the label's"],
+                       suspects[:SUSPECTS_SHOWN])
+              + (f"<p>And {len(suspects) - SUSPECTS_SHOWN} more in <code>ingest.json</code>.</p>"
+                 if len(suspects) > SUSPECTS_SHOWN else "")) if suspects else ""
+    return ('<h2 id="new-data">New data</h2>'
+            + _table(["drop", "ingested (UTC)", "added", "duplicates", "leakage", "quarantined", "labels disputed"],
+                     rows) + listed)
 
 
 def _run_card(card: RunCard) -> str:

@@ -292,3 +292,27 @@ def test_page_renders_in_headless_chromium(reported, tmp_path):
     with Image.open(screenshot) as picture:
         assert picture.size == (1280, 6000)
         assert len(picture.convert("L").getcolors(maxcolors=1 << 16) or range(1 << 16)) > 16  # not a blank page
+
+
+def test_the_page_lists_each_drop_and_the_labels_the_champion_disputes_by_file_name(reported, tmp_path):
+    """Issue 30 item 4: the suspects go on the report page, with file names (ingest writes them in ingest.json)."""
+    shutil.copytree(reported.root, tmp_path / "copy")
+    paths = DatasetPaths(tmp_path / "copy", "mnist-sample")
+    issue = {"path": "train/3/scan-0042.png", "split": "train", "label": "3", "champion_says": "8",
+             "label_probability": 0.02, "top_probability": 0.97}
+    drop = {"drop": "20270115T080000Z-1a2b3c4d", "ingested_at": "2027-01-15T08:00:00+00:00",
+            "added": {"train": {"3": 40}, "test": {}}, "duplicates": 2, "leakage": 1, "quarantined": 0,
+            "label_issues": [issue]}
+    paths.ingest_summary_file.write_text(json.dumps({"dataset": "mnist-sample", "drops": [drop],
+                                                     "images_added": {"train": 40, "test": 0}}))
+
+    write_report(paths, digits_params().dataset("mnist-sample"), EvaluateParams(misclassified_shown=SHOWN))
+
+    page = paths.report_file.read_text().replace(' class="number"', "")  # numbers are right-aligned
+    assert "<h3>Labels the champion disputes (1)</h3>" in page
+    assert ("<tr><td>20270115T080000Z-1a2b3c4d</td><td>train/3/scan-0042.png</td><td>3</td><td>8</td><td>0.97</td>"
+            "<td>0.02</td></tr>") in page
+    assert "<td>20270115T080000Z-1a2b3c4d</td><td>2027-01-15T08:00:00+00:00</td><td>train 40, test 0</td><td>2</td>" \
+        "<td>1</td><td>0</td><td>1</td>" in page
+    before = reported.report_file.read_text()
+    assert 'id="new-data"' in before and "No drop ingested" in before
