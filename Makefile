@@ -131,7 +131,7 @@ bench: setup postgresql ## Benchmark the pipeline against the plain Keras script
 bench-production: setup postgresql ## Only make bench's production figures (runs per minute, pickup delay, clone and pull)
 	$(PYTHON) -m benchmarks.production
 
-bench-gates: setup ## Only make bench's data-gate figures: near-copies' false refusals, catch rates and speed
+bench-gates: setup ## Only make bench's data-gate figures: near-copies (false refusals, catches, speed), planted wrong labels
 	$(PYTHON) -m benchmarks.data_gates
 
 clean-outputs: ## Remove generated data, models and reports from the workspace (DVC's cache keeps them)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from benchmarks.measure import PROJECT_ROOT, copy_workspace, machine_details, run_timed
 from benchmarks.report import write_results
-from benchmarks.data_gates import near_copy_figures
+from benchmarks.data_gates import label_figures, near_copy_figures
 from benchmarks.production import production_figures
 from benchmarks.served import served_figures
 
@@ -204,7 +204,8 @@ INGEST_FILES = 10_000
 
 def ingest_throughput(workspace: Path) -> dict:
     """Target 8: 10,000 real PNG files (Fashion-MNIST's test images, as a train drop of mnist-sample) from the inbox
-    to a new data version, in-process, imports and the near-copy check (target 16's) excluded. Each run's drop is taken out again before the next."""
+    to a new data version, in-process, imports and the near-copy check (target 16's) excluded. Each run's drop is
+    taken out again before the next."""
     import shutil
 
     from tasks.common.config import IngestParams, load_params
@@ -296,6 +297,7 @@ def main() -> int:
         results["accuracy"] = accuracy(workspace)
         log("16: the data gates on real Fashion-MNIST")
         results["near_copies"] = near_copy_figures(log)
+        results["labels"] = label_figures(log)
         log("11-14: the CNN against the plain CNN script")
         results["cnn"] = cnn_figures(workspace, log)
         log("9+10: a drop to a model, and a no-op run, on a served deployment")

@@ -55,6 +55,10 @@ def verdict_lines(results: dict) -> list[str]:
         from benchmarks.data_gates import near_copy_lines
 
         lines += near_copy_lines(results["near_copies"], ingest)
+    if "labels" in results:
+        from benchmarks.data_gates import label_lines
+
+        lines += label_lines(results["labels"])
     if "production" in results:
         lines += production_verdict_lines(served["pickup"], results["production"])
     elif "production_error" in results:
