@@ -90,10 +90,10 @@ def label_figures(log) -> dict:
         given[flipped] = (given[flipped] + rng.integers(1, 10, len(flipped))) % 10
         planted = set(flipped.tolist())
         started = time.perf_counter()
-        found = {FILTER: {suspect.row for suspect in disputed_labels(probabilities, given)}}
+        found = {FILTER: {suspect.row for suspect in disputed_labels(probabilities, given) or []}}
         cleanlab_seconds.append(time.perf_counter() - started)
         found["prune_by_noise_rate"] = {suspect.row for suspect in
-                                        disputed_labels(probabilities, given, "prune_by_noise_rate")}
+                                        disputed_labels(probabilities, given, "prune_by_noise_rate") or []}
         found["baseline"] = set(baseline_disputes(probabilities, given).tolist())
         for method, rows in found.items():
             hits = len(rows & planted)

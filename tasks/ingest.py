@@ -331,11 +331,17 @@ def _dispute_labels(paths: DatasetPaths, drop: _Drop, class_names: tuple[str, ..
                        model_file, probabilities.shape[1], len(class_names))
         return
     labels = np.array([entry["label"] for entry in entries])
+    suspects = disputed_labels(probabilities, labels)
+    if suspects is None:
+        logger.warning("%s: labels not checked: the drop's %d new image(s) are all of one class (%s), and confident "
+                       "learning judges a label against the drop's other classes", paths.dataset, len(entries),
+                       class_names[int(labels[0])])
+        return
     disputed = [({"path": entries[suspect.row]["path"], "split": entries[suspect.row]["split"],
                   "label": class_names[suspect.label], "champion_says": class_names[suspect.suggested],
                   "label_probability": round(suspect.self_confidence, 4),
                   "top_probability": round(float(probabilities[suspect.row].max()), 4)})
-                for suspect in disputed_labels(probabilities, labels)]
+                for suspect in suspects]
     if action == "report":
         drop.label_issues = disputed
         return

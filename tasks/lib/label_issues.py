@@ -38,11 +38,12 @@ class Suspect:
     self_confidence: float  # the champion's probability of the label
 
 
-def disputed_labels(probabilities: np.ndarray, labels: np.ndarray, method: str = FILTER) -> list[Suspect]:
+def disputed_labels(probabilities: np.ndarray, labels: np.ndarray, method: str = FILTER) -> list[Suspect] | None:
     """The suspects among (n, classes) `probabilities` of images labelled `labels`, lowest self-confidence first
-    (`method`: cleanlab's `filter_by`)."""
-    if len(labels) < 2:
-        return []
+    (`method`: cleanlab's `filter_by`). Confident learning compares classes: a drop of one class is not judged (None),
+    and the caller says so."""
+    if len(np.unique(labels)) < 2:
+        return None
     from cleanlab.filter import find_label_issues
 
     with warnings.catch_warnings(record=True) as caught:

@@ -494,3 +494,21 @@ def test_under_quarantine_disputed_labels_are_refused_with_the_champions_answer(
     assert len(train_images) == 100 + result.added["train"]
     reasons = (paths.quarantine_dir / result.drop / "REASONS.txt").read_text()
     assert f"{written[5].relative_to(paths.inbox_dir).as_posix()}: label disputed: filed as " in reasons
+
+
+def test_a_drop_of_one_class_is_added_and_the_log_says_its_labels_were_not_checked(shop, champion_file, caplog):
+    """Confident learning judges a label against the drop's other classes: cleanlab raised (ValueError, "Labels must
+    contain at least 2 classes") and the ingest of a drop of sandals failed with a traceback."""
+    paths, dataset, fresh = shop
+    paths.production_dir.mkdir(parents=True)
+    paths.production_runtime_model_file.write_bytes(champion_file.read_bytes())
+    images, labels = fresh["train"]
+    sandals = labels == NAMES.index("Sandal")
+    drop(paths, "train", images[sandals], labels[sandals])
+
+    with caplog.at_level("WARNING", logger="tasks.ingest"):
+        result = ingest_inbox(paths, dataset, NOW, now=1_800_000_000)
+
+    assert result.added == {"train": int(sandals.sum()), "test": 0} and not result.label_issues
+    assert (f"shop: labels not checked: the drop's {int(sandals.sum())} new image(s) are all of one class (Sandal)"
+            in caplog.text)
