@@ -34,7 +34,7 @@ from tasks.lib.drops import (DropManifest, ensure_inbox, prepare_ingested_dir, p
                              read_originals, read_split, summarize_drops, write_drop)
 from tasks.lib.image_folder import place_files
 from tasks.lib.geometry import IMAGE_SIDE
-from tasks.lib.images import CONVERSION_VERSION, to_dataset_pixels
+from tasks.lib.images import CONVERSION_VERSION, normalize_images, to_dataset_pixels
 from tasks.lib.inbox_files import identity, ready_files, remove_from_inbox
 from tasks.lib.near_copies import best_earlier, best_matches, describe_shift
 from tasks.lib.outputs import write_record
@@ -325,7 +325,7 @@ def _dispute_labels(paths: DatasetPaths, drop: _Drop, class_names: tuple[str, ..
     for entry in entries:  # the drop's pixels are kept by split, each in its files' order
         images.append(drop.pixels[entry["split"]][rows[entry["split"]]])
         rows[entry["split"]] += 1
-    probabilities = load_network(model_file).predict(np.stack(images).astype(np.float32) / 255.0)
+    probabilities = load_network(model_file).predict(normalize_images(np.stack(images)))
     if probabilities.shape[1] != len(class_names):
         logger.warning("%s: the champion (%s) has %d classes, the dataset %d: no label check", paths.dataset,
                        model_file, probabilities.shape[1], len(class_names))

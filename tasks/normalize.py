@@ -7,29 +7,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
-
 from tasks.common.paths import SPLITS, DatasetPaths
 from tasks.lib.drops import read_split
+from tasks.lib.images import normalize_images
 from tasks.lib.outputs import check_normalized, save_split
 
 logger = logging.getLogger(__name__)
-PIXEL_SCALE = np.float32(255.0)
 
 
 @dataclass(frozen=True)
 class NormalizeResult:
     dataset: str
     shapes: dict[str, tuple[int, ...]]
-
-
-def normalize_images(images: np.ndarray) -> np.ndarray:
-    """Return a new float32 array in [0, 1]; the input (uint8) is not modified."""
-    if images.dtype != np.uint8:
-        raise TypeError(f"normalize expects uint8 pixels, got dtype {images.dtype}")
-    normalized = images.astype(np.float32)
-    normalized /= PIXEL_SCALE  # in place: the same division, one 190 MB array fewer to allocate
-    return normalized
 
 
 def normalize_dataset(paths: DatasetPaths) -> NormalizeResult:

@@ -23,9 +23,8 @@ import numpy as np
 
 from tasks.common.config import load_params
 from tasks.common.errors import ImageFileError, PipelineError
-from tasks.lib.images import to_dataset_pixels
+from tasks.lib.images import normalize_images, to_dataset_pixels
 from tasks.common.paths import PARAMS_FILE, DatasetPaths
-from tasks.normalize import normalize_images
 
 __all__ = ["ImageFileError", "Prediction", "image_to_input", "predict_files", "main"]
 

@@ -39,6 +39,19 @@ OBJECT_LEVEL = 8
 MAX_IMAGE_PIXELS = 50_000_000
 
 
+PIXEL_SCALE = np.float32(255.0)
+
+
+def normalize_images(images: np.ndarray) -> np.ndarray:
+    """What the model reads (the normalize stage's, and ingest's and predict's from the same function): a new
+    float32 array in [0, 1]; the input (uint8) is not modified."""
+    if images.dtype != np.uint8:
+        raise TypeError(f"normalize expects uint8 pixels, got dtype {images.dtype}")
+    normalized = images.astype(np.float32)
+    normalized /= PIXEL_SCALE  # in place: the same division, one 190 MB array fewer to allocate
+    return normalized
+
+
 def to_dataset_pixels(path: Path, content: bytes | None = None, framing: str = "box") -> np.ndarray:
     """A (28, 28) uint8 array of `path` (or of `content`, its bytes already read) shaped like the training images:
     grayscale, inverted when the background is light, the object framed as `framing` says (see above).
