@@ -69,8 +69,8 @@ class DataProfile:
 
     def new_since(self, reference: DataProfile, split: str) -> dict[str, np.ndarray]:
         """The counts of the parts that `reference` does not hold as they are now (zeros when there are none)."""
-        held = {part["part"]: part["splits"][split] for part in reference.parts}
-        new = [part for part in self.parts if held.get(part["part"]) != part["splits"][split]]
+        held = set(self.held_parts(reference, split))
+        new = [part for part in self.parts if part["part"] not in held]
         return _summed(new, split, len(self.class_names), self.bins)
 
 
